@@ -1,0 +1,1 @@
+//! The Kubernetes API over HTTPS: routing, discovery, verbs, watch, errors.

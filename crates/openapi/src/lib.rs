@@ -1,0 +1,1 @@
+//! OpenAPI v2/v3 documents for the served resources.

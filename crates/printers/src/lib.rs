@@ -1,0 +1,1 @@
+//! Server-side Table printing (kubectl get columns) for built-in resources.

@@ -1,0 +1,1 @@
+//! Process wiring: starts the store, API server and components.
