@@ -4,7 +4,14 @@
 pub use k8s_openapi;
 
 pub mod field_error;
+pub mod patch;
+pub mod managedfields;
 pub mod resources;
+pub mod crd;
+pub mod defaults;
+pub mod validation;
+pub mod schema;
+pub mod selectors;
 
 pub use field_error::{FieldError, FieldErrorType, FieldErrors, Path};
 pub use resources::{builtin_resources, ResourceInfo, Subresource};

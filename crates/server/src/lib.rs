@@ -1,1 +1,203 @@
-//! Process wiring: starts the store, API server and components.
+//! Process wiring for `rkube server`: opens the store, loads the registry, bootstraps
+//! the cluster's own objects, issues TLS material, serves the API, writes the admin
+//! kubeconfig, and shuts everything down in order on cancellation.
+
+pub mod bootstrap;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ipnet::Ipv4Net;
+use registry::{Registry, RegistryConfig};
+use storage::Storage;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    pub https_listen_port: u16,
+    pub write_kubeconfig: PathBuf,
+    pub write_kubeconfig_mode: u32,
+    pub datastore_endpoint: Option<String>,
+    pub service_cidr: Ipv4Net,
+    pub cluster_cidr: Ipv4Net,
+    pub token_auth_file: Option<PathBuf>,
+    pub tls_san: Vec<String>,
+    pub disable_agent: bool,
+}
+
+impl ServerConfig {
+    pub fn with_data_dir(data_dir: PathBuf) -> Self {
+        ServerConfig {
+            write_kubeconfig: data_dir.join("kubeconfig.yaml"),
+            data_dir,
+            bind_address: IpAddr::from([0, 0, 0, 0]),
+            https_listen_port: 6443,
+            write_kubeconfig_mode: 0o600,
+            datastore_endpoint: None,
+            service_cidr: "10.43.0.0/16".parse().expect("invariant: literal CIDR"),
+            cluster_cidr: "10.42.0.0/16".parse().expect("invariant: literal CIDR"),
+            token_auth_file: None,
+            tls_san: Vec::new(),
+            disable_agent: true,
+        }
+    }
+}
+
+/// A started server.
+pub struct RunningServer {
+    pub address: SocketAddr,
+    pub kubeconfig: PathBuf,
+    pub registry: Arc<Registry>,
+    pub ca_pem: String,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stops every component and waits for them.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}
+
+async fn open_storage(config: &ServerConfig, cancel: &CancellationToken) -> anyhow::Result<Arc<dyn Storage>> {
+    match &config.datastore_endpoint {
+        Some(ep) => {
+            let endpoints: Vec<String> = ep
+                .split(',')
+                .map(|e| e.trim().trim_start_matches("etcd://").to_string())
+                .filter(|e| !e.is_empty())
+                .collect();
+            let etcd = storage::etcd::EtcdStorage::connect(&endpoints)
+                .await
+                .with_context(|| format!("connecting to etcd at {ep}"))?;
+            tracing::info!(endpoints = ?endpoints, "using etcd datastore");
+            Ok(Arc::new(etcd))
+        }
+        None => {
+            let dir = config.data_dir.join("server").join("db");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join("state.db");
+            let db = Arc::new(storage::sqlite::SqliteStorage::open(&path).with_context(|| format!("opening {}", path.display()))?);
+            db.start_compactor(std::time::Duration::from_secs(300), 1000, cancel.clone());
+            tracing::info!(path = %path.display(), "using embedded SQLite datastore");
+            Ok(db)
+        }
+    }
+}
+
+/// A client of our own API for the in-process components (they use the API like any
+/// other client, so each can also run as its own process).
+async fn loopback_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn host_ips() -> Vec<IpAddr> {
+    // Addresses of local interfaces, without asking anything on the network.
+    let mut out = Vec::new();
+    if let Ok(text) = std::fs::read_to_string("/proc/net/fib_trie") {
+        let mut last: Option<IpAddr> = None;
+        for line in text.lines() {
+            let t = line.trim();
+            if let Some(rest) = t.strip_prefix("|-- ") {
+                last = rest.parse().ok();
+            } else if t.contains("/32 host LOCAL") {
+                if let Some(ip) = last {
+                    if !out.contains(&ip) && !ip.is_loopback() {
+                        out.push(ip);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Starts the control plane and returns once it serves requests.
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    let cancel = CancellationToken::new();
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let storage = open_storage(&config, &cancel).await?;
+    let registry = Registry::new(
+        storage,
+        RegistryConfig { service_cidr: config.service_cidr, node_port_range: (30000, 32767) },
+        cancel.clone(),
+    )
+    .await
+    .context("loading the registry")?;
+    bootstrap::ensure_system_objects(&registry).await.context("creating system objects")?;
+
+    let hostname = hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
+    let ips = host_ips();
+    let first_service_ip = IpAddr::V4(registry.service_ips.nth(1));
+    let sans = pki::default_sans(&hostname, &ips, first_service_ip, &config.tls_san);
+    let tls_dir = config.data_dir.join("server").join("tls");
+    let pki = pki::ClusterPki::load_or_create(&tls_dir, &sans).context("preparing TLS certificates")?;
+    let tls = apiserver::tls::server_config(&pki.serving_cert_pem, &pki.serving_key_pem, &pki.ca_cert_pem)?;
+    let tokens = match &config.token_auth_file {
+        Some(p) => Some(pki::TokenFile::load(p).with_context(|| format!("reading token file {}", p.display()))?),
+        None => None,
+    };
+
+    let listener = TcpListener::bind(SocketAddr::new(config.bind_address, config.https_listen_port))
+        .await
+        .with_context(|| format!("binding {}:{}", config.bind_address, config.https_listen_port))?;
+    let address = listener.local_addr()?;
+    let advertise = match ips.first() {
+        Some(ip) if config.bind_address.is_unspecified() => SocketAddr::new(*ip, address.port()).to_string(),
+        _ => address.to_string(),
+    };
+    let api = apiserver::ApiServer::new(apiserver::Config {
+        registry: registry.clone(),
+        tls,
+        authenticator: apiserver::authn::Authenticator { tokens },
+        advertise_address: advertise,
+    });
+    api.health.register("etcd", true);
+    api.health.register("poststarthook/bootstrap-controller", true);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(api.clone().serve(listener, cancel.clone())));
+
+    let local = if config.bind_address.is_unspecified() {
+        SocketAddr::new(IpAddr::from([127, 0, 0, 1]), address.port())
+    } else {
+        address
+    };
+    let server_url = format!("https://{local}");
+    pki::write_kubeconfig(
+        &config.write_kubeconfig,
+        config.write_kubeconfig_mode,
+        "default",
+        &server_url,
+        &pki.ca_cert_pem,
+        &pki.admin_cert_pem,
+        &pki.admin_key_pem,
+    )
+    .with_context(|| format!("writing kubeconfig {}", config.write_kubeconfig.display()))?;
+    tracing::info!(kubeconfig = %config.write_kubeconfig.display(), "wrote kubeconfig");
+
+    let client = loopback_client(&config.write_kubeconfig).await.context("building the loopback client")?;
+    tasks.push(tokio::spawn(controllers::run_all(client, cancel.clone())));
+    Ok(RunningServer {
+        address: local,
+        kubeconfig: config.write_kubeconfig.clone(),
+        registry,
+        ca_pem: pki.ca_cert_pem.clone(),
+        cancel,
+        tasks,
+    })
+}

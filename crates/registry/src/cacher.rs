@@ -1,0 +1,407 @@
+//! The watch cache: an in-memory copy of every resource, fed by one store watch.
+//!
+//! Upstream's cacher keeps one etcd watch per resource and needs etcd progress
+//! notifications to know how current it is. We instead run **one** storage watch over
+//! `/registry/` ([`CacheHub`]) and route each event to the [`Cacher`] of the resource
+//! whose key prefix matches. Because every write anywhere passes through that single
+//! stream, the hub's revision is the store revision it has caught up to, for every
+//! resource at once. That gives three properties the API relies on:
+//!
+//! - **Consistent LIST from memory**: a LIST without `resourceVersion` reads the store's
+//!   current revision, waits until the hub has applied it, then serves from the cache.
+//!   Read-your-writes holds without touching the store for the data.
+//! - **Watch resume**: each cacher keeps a bounded history of its recent events. A watch
+//!   from revision `rv` replays history after `rv` and then follows live events. It is
+//!   gapless because the replay snapshot and the live subscription are taken under the
+//!   same lock the dispatcher holds while it applies and publishes an event. A watch from
+//!   before the history window gets `410 Gone` (`too old resource version`), as upstream.
+//! - **Fan-out**: watchers share one `Arc<CacheEvent>` per change (with the object's JSON
+//!   already serialised), so 100 watchers cost 100 filter checks, not 100 decodes.
+//!
+//! Objects are kept as serialised JSON plus their labels and selectable fields; the
+//! parsed tree is not kept, which keeps memory close to the size of the data.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use parking_lot::RwLock;
+use serde_json::Value;
+use storage::{KeyValue, Storage, StorageError, WatchEvent};
+use tokio::sync::{broadcast, Mutex as AsyncMutex, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{RegistryError, Result};
+
+/// Recent events kept per resource for watch resumption.
+const HISTORY_CAPACITY: usize = 10_000;
+/// Buffered events per resource before a slow watcher is cut off.
+const BROADCAST_CAPACITY: usize = 16_384;
+
+/// Labels and selectable fields of an object, extracted once when it enters the cache.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectAttrs {
+    pub labels: BTreeMap<String, String>,
+    pub fields: Vec<(String, String)>,
+}
+
+impl ObjectAttrs {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+pub type AttrsFn = Arc<dyn Fn(&Value) -> ObjectAttrs + Send + Sync>;
+
+/// One object as the cache holds it.
+#[derive(Debug)]
+pub struct CachedObject {
+    pub key: String,
+    pub namespace: String,
+    pub name: String,
+    pub revision: i64,
+    /// The object's JSON with `metadata.resourceVersion` set.
+    pub json: Bytes,
+    pub attrs: ObjectAttrs,
+}
+
+impl CachedObject {
+    pub fn value(&self) -> Result<Value> {
+        serde_json::from_slice(&self.json).map_err(RegistryError::internal)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// A change to one object. For `Deleted`, `object` is the last state with the
+/// deletion's revision as its resourceVersion.
+#[derive(Debug)]
+pub struct CacheEvent {
+    pub kind: EventType,
+    pub object: Arc<CachedObject>,
+    pub prev: Option<Arc<CachedObject>>,
+    pub revision: i64,
+}
+
+struct State {
+    objects: BTreeMap<String, Arc<CachedObject>>,
+    history: VecDeque<Arc<CacheEvent>>,
+    /// Every event with a revision greater than this is in `history`.
+    oldest: i64,
+}
+
+/// The cache of one resource (one storage prefix).
+pub struct Cacher {
+    prefix: String,
+    attrs: AttrsFn,
+    state: RwLock<State>,
+    tx: broadcast::Sender<Arc<CacheEvent>>,
+}
+
+/// Where a watch starts.
+pub enum WatchStart {
+    /// Send every current object as ADDED, then follow (`resourceVersion` unset or "0",
+    /// or `sendInitialEvents=true`).
+    InitialEvents,
+    /// Changes after this revision.
+    After(i64),
+}
+
+/// A new watch: events to send first, then the live receiver.
+pub struct WatchSubscription {
+    pub initial: Vec<Arc<CacheEvent>>,
+    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    /// Revision the initial events are consistent with.
+    pub revision: i64,
+}
+
+impl Cacher {
+    fn new(prefix: String, attrs: AttrsFn, revision: i64, kvs: Vec<KeyValue>) -> Self {
+        let mut objects = BTreeMap::new();
+        for kv in kvs {
+            if let Some(obj) = decode(&kv.key, &kv.value, kv.mod_revision, &attrs) {
+                objects.insert(kv.key.clone(), Arc::new(obj));
+            }
+        }
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Cacher { prefix, attrs, state: RwLock::new(State { objects, history: VecDeque::new(), oldest: revision }), tx }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Current objects under `sub_prefix` (a namespace's keys, or all), in key order.
+    pub fn list(&self, sub_prefix: &str, filter: impl Fn(&CachedObject) -> bool) -> Vec<Arc<CachedObject>> {
+        let state = self.state.read();
+        state
+            .objects
+            .range(sub_prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(sub_prefix))
+            .filter(|(_, o)| filter(o))
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
+        self.state.read().objects.get(key).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.read().objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Subscribes a watcher; `hub_revision` is the revision the hub has applied.
+    pub fn watch(&self, sub_prefix: &str, start: WatchStart, hub_revision: i64) -> Result<WatchSubscription> {
+        let state = self.state.read();
+        let live = self.tx.subscribe();
+        match start {
+            WatchStart::InitialEvents => {
+                let initial = state
+                    .objects
+                    .range(sub_prefix.to_string()..)
+                    .take_while(|(k, _)| k.starts_with(sub_prefix))
+                    .map(|(_, o)| {
+                        Arc::new(CacheEvent { kind: EventType::Added, object: o.clone(), prev: None, revision: o.revision })
+                    })
+                    .collect();
+                Ok(WatchSubscription { initial, live, revision: hub_revision })
+            }
+            WatchStart::After(rv) => {
+                if rv < state.oldest {
+                    return Err(RegistryError::Gone(format!("too old resource version: {rv} ({})", state.oldest + 1)));
+                }
+                let initial = state
+                    .history
+                    .iter()
+                    .filter(|e| e.revision > rv && e.object.key.starts_with(sub_prefix))
+                    .cloned()
+                    .collect();
+                Ok(WatchSubscription { initial, live, revision: hub_revision.max(rv) })
+            }
+        }
+    }
+
+    fn apply(&self, event: WatchEvent) {
+        let mut state = self.state.write();
+        let cache_event = match event {
+            WatchEvent::Put { kv, .. } => {
+                let Some(obj) = decode(&kv.key, &kv.value, kv.mod_revision, &self.attrs) else { return };
+                let obj = Arc::new(obj);
+                let prev = state.objects.insert(kv.key.clone(), obj.clone());
+                let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
+                CacheEvent { kind, object: obj, prev, revision: kv.mod_revision }
+            }
+            WatchEvent::Delete { prev, revision } => {
+                let old = state.objects.remove(&prev.key);
+                let Some(last) = decode(&prev.key, &prev.value, revision, &self.attrs)
+                    .map(Arc::new)
+                    .or_else(|| old.clone())
+                else {
+                    return;
+                };
+                CacheEvent { kind: EventType::Deleted, object: last, prev: old, revision }
+            }
+        };
+        let cache_event = Arc::new(cache_event);
+        state.history.push_back(cache_event.clone());
+        while state.history.len() > HISTORY_CAPACITY {
+            if let Some(e) = state.history.pop_front() {
+                state.oldest = e.revision;
+            }
+        }
+        // No receivers is fine.
+        let _ = self.tx.send(cache_event);
+    }
+}
+
+fn decode(key: &str, value: &[u8], revision: i64, attrs: &AttrsFn) -> Option<CachedObject> {
+    let mut obj: Value = match serde_json::from_slice(value) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(key, error = %e, "undecodable object in store; skipped");
+            return None;
+        }
+    };
+    crate::meta::set_meta(&mut obj, "resourceVersion", Value::String(revision.to_string()));
+    let a = attrs(&obj);
+    let json = Bytes::from(serde_json::to_vec(&obj).ok()?);
+    Some(CachedObject {
+        key: key.to_string(),
+        namespace: crate::meta::namespace(&obj).to_string(),
+        name: crate::meta::name(&obj).to_string(),
+        revision,
+        json,
+        attrs: a,
+    })
+}
+
+/// One store watch feeding every resource's cache; see the module docs.
+pub struct CacheHub {
+    storage: Arc<dyn Storage>,
+    cachers: RwLock<Vec<Arc<Cacher>>>,
+    /// Serialises dispatch against registering a new cacher.
+    dispatch: AsyncMutex<()>,
+    revision: AtomicI64,
+    advanced: Notify,
+}
+
+pub const ROOT_PREFIX: &str = "/registry/";
+
+impl CacheHub {
+    /// Starts the hub: watches the whole store from its current revision.
+    pub async fn start(storage: Arc<dyn Storage>, cancel: CancellationToken) -> Result<Arc<CacheHub>> {
+        let revision = storage.current_revision().await.map_err(RegistryError::internal)?;
+        let hub = Arc::new(CacheHub {
+            storage: storage.clone(),
+            cachers: RwLock::new(Vec::new()),
+            dispatch: AsyncMutex::new(()),
+            revision: AtomicI64::new(revision),
+            advanced: Notify::new(),
+        });
+        let runner = hub.clone();
+        tokio::spawn(async move { runner.run(cancel).await });
+        Ok(hub)
+    }
+
+    async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let from = self.revision.load(Ordering::Acquire);
+            let stream = match self.storage.watch(ROOT_PREFIX, from).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "watch cache cannot watch the store; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+            };
+            let mut stream = stream;
+            loop {
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    n = stream.next() => n,
+                };
+                match next {
+                    Some(Ok(event)) => self.dispatch_event(event).await,
+                    Some(Err(StorageError::Compacted { .. })) => {
+                        tracing::error!("watch cache fell behind compaction; rebuilding caches");
+                        self.rebuild().await;
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "store watch failed; resuming");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    async fn dispatch_event(&self, event: WatchEvent) {
+        let _guard = self.dispatch.lock().await;
+        let revision = event.revision();
+        if revision <= self.revision.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(c) = self.cacher_for(event.key()) {
+            c.apply(event);
+        }
+        self.revision.store(revision, Ordering::Release);
+        self.advanced.notify_waiters();
+    }
+
+    async fn rebuild(&self) {
+        let _guard = self.dispatch.lock().await;
+        let Ok(rev) = self.storage.current_revision().await else { return };
+        let cachers = self.cachers.read().clone();
+        for c in cachers {
+            if let Ok(list) = self.storage.list(&c.prefix, rev, None, 0).await {
+                let fresh = Cacher::new(c.prefix.clone(), c.attrs.clone(), rev, list.items);
+                let fresh_state = fresh.state.into_inner();
+                *c.state.write() = fresh_state;
+            }
+        }
+        self.revision.store(rev, Ordering::Release);
+        self.advanced.notify_waiters();
+    }
+
+    fn cacher_for(&self, key: &str) -> Option<Arc<Cacher>> {
+        let cachers = self.cachers.read();
+        cachers.iter().filter(|c| key.starts_with(&c.prefix)).max_by_key(|c| c.prefix.len()).cloned()
+    }
+
+    /// Creates (or returns) the cacher for `prefix`, loaded consistently with the hub.
+    pub async fn register(&self, prefix: &str, attrs: AttrsFn) -> Result<Arc<Cacher>> {
+        let _guard = self.dispatch.lock().await;
+        if let Some(c) = self.cachers.read().iter().find(|c| c.prefix == prefix) {
+            return Ok(c.clone());
+        }
+        let rev = self.revision.load(Ordering::Acquire);
+        let list = self
+            .storage
+            .list(prefix, rev, None, 0)
+            .await
+            .map_err(|e| RegistryError::from_storage(e, "", prefix, ""))?;
+        let cacher = Arc::new(Cacher::new(prefix.to_string(), attrs, rev, list.items));
+        self.cachers.write().push(cacher.clone());
+        Ok(cacher)
+    }
+
+    pub fn unregister(&self, prefix: &str) {
+        self.cachers.write().retain(|c| c.prefix != prefix);
+    }
+
+    /// The store revision every cache has applied.
+    pub fn revision(&self) -> i64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// Waits until the hub has applied `revision` (or the deadline passes).
+    pub async fn wait_for(&self, revision: i64, deadline: Duration) -> Result<()> {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let notified = self.advanced.notified();
+            if self.revision() >= revision {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return Err(RegistryError::Timeout(format!(
+                    "Too large resource version: {revision}, current: {}",
+                    self.revision()
+                )));
+            }
+        }
+    }
+
+    /// Waits until the hub has caught up with the store's current revision.
+    pub async fn sync(&self) -> Result<i64> {
+        let current = self.storage.current_revision().await.map_err(RegistryError::internal)?;
+        self.wait_for(current, Duration::from_secs(3)).await?;
+        Ok(self.revision())
+    }
+}

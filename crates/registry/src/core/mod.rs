@@ -1,0 +1,6 @@
+//! Strategies of core/v1 resources with rules beyond the generic ones.
+
+pub mod allocator;
+pub mod namespace;
+pub mod pod;
+pub mod service;
