@@ -10,6 +10,7 @@ pub mod resources;
 pub mod crd;
 pub mod defaults;
 pub mod validation;
+pub mod decode;
 pub mod schema;
 pub mod selectors;
 

@@ -19,7 +19,6 @@ mod format;
 mod pod;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -119,7 +118,6 @@ fn row_object(obj: &Value, include_object: IncludeObject) -> Option<Value> {
 fn assemble(
     columns: &[ColumnDefinition],
     rows: impl Iterator<Item = (Vec<Value>, Option<Value>, Option<Value>)>,
-    list_meta: &ListMeta,
 ) -> Value {
     let rows: Vec<Value> = rows
         .map(|(cells, conditions, object)| {
@@ -137,21 +135,21 @@ fn assemble(
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
-        "metadata": serde_json::to_value(list_meta).unwrap_or_else(|_| json!({})),
+        // resourceVersion, continue and remainingItemCount are the caller's to fill.
+        "metadata": {},
         "columnDefinitions": columns.iter().map(ColumnDefinition::to_json).collect::<Vec<_>>(),
         "rows": rows,
     })
 }
 
-/// The full `meta.k8s.io/v1` `Table` for built-in objects of one resource.
-/// `list_meta` carries the resourceVersion/continue/remainingItemCount of the list
-/// (or just the resourceVersion for a single object).
+/// The full `meta.k8s.io/v1` `Table` for built-in objects of one resource (one
+/// object for a GET). Its `metadata` is empty: the caller sets `resourceVersion`
+/// (and `continue`/`remainingItemCount` for a list).
 pub fn table(
     group: &str,
     resource: &str,
     objs: &[Value],
     include_object: IncludeObject,
-    list_meta: &ListMeta,
     now: DateTime<Utc>,
 ) -> Value {
     let columns = column_definitions(group, resource);
@@ -162,17 +160,17 @@ pub fn table(
             row_object(obj, include_object),
         )
     });
-    assemble(&columns, rows, list_meta)
+    assemble(&columns, rows)
 }
 
 /// The `Table` for custom resources of a CRD version with the given
 /// `additionalPrinterColumns` (raw CRD JSON: `name`, `type`, `format`,
-/// `description`, `priority`, `jsonPath`).
-pub fn custom_columns(
+/// `description`, `priority`, `jsonPath`); `metadata` is left to the caller as in
+/// [`table`].
+pub fn custom_table(
     additional_printer_columns: &[Value],
     objs: &[Value],
     include_object: IncludeObject,
-    list_meta: &ListMeta,
     now: DateTime<Utc>,
 ) -> Value {
     let columns = custom_column_definitions(additional_printer_columns);
@@ -183,7 +181,7 @@ pub fn custom_columns(
             row_object(obj, include_object),
         )
     });
-    assemble(&columns, rows, list_meta)
+    assemble(&columns, rows)
 }
 
 #[cfg(test)]
@@ -576,25 +574,20 @@ mod tests {
     }
 
     #[test]
-    fn table_carries_partial_metadata_and_list_meta() {
+    fn table_carries_partial_object_metadata() {
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
                          "metadata": {"name": "cfg", "namespace": "default", "creationTimestamp": "2024-05-01T11:59:00Z"},
                          "data": {"a": "1", "b": "2"}});
-        let meta = ListMeta {
-            resource_version: Some("42".into()),
-            ..Default::default()
-        };
         let t = table(
             "",
             "configmaps",
             std::slice::from_ref(&obj),
             IncludeObject::default(),
-            &meta,
             now(),
         );
         assert_eq!(t["kind"], "Table");
         assert_eq!(t["apiVersion"], "meta.k8s.io/v1");
-        assert_eq!(t["metadata"], json!({"resourceVersion": "42"}));
+        assert_eq!(t["metadata"], json!({}));
         assert_eq!(t["columnDefinitions"][0]["format"], "name");
         assert_eq!(
             t["columnDefinitions"][1],
@@ -612,7 +605,6 @@ mod tests {
             "configmaps",
             std::slice::from_ref(&obj),
             IncludeObject::None,
-            &meta,
             now(),
         );
         assert!(t["rows"][0].get("object").is_none());
@@ -621,7 +613,6 @@ mod tests {
             "configmaps",
             std::slice::from_ref(&obj),
             IncludeObject::Object,
-            &meta,
             now(),
         );
         assert_eq!(t["rows"][0]["object"], obj);
@@ -647,13 +638,7 @@ mod tests {
             json!({"name": "Missing", "type": "string", "jsonPath": ".status.nothing"}),
         ];
         let obj = json!({"metadata": {"name": "w1"}, "spec": {"replicas": 3, "containers": [{"image": "nginx"}]}, "status": {"ready": true}});
-        let t = custom_columns(
-            &columns,
-            &[obj],
-            IncludeObject::None,
-            &ListMeta::default(),
-            now(),
-        );
+        let t = custom_table(&columns, &[obj], IncludeObject::None, now());
         assert_eq!(t["rows"][0]["cells"], json!(["w1", 3, "nginx", true, null]));
         assert_eq!(t["columnDefinitions"][2]["priority"], 1);
         assert_eq!(

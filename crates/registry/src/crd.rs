@@ -115,6 +115,6 @@ impl Strategy for CustomResourceStrategy {
         self.prune(&mut copy)
     }
     fn attrs(&self, obj: &Value) -> ObjectAttrs {
-        default_attrs(obj, &[])
+        default_attrs(obj, &self.info.group, &self.info.resource)
     }
 }

@@ -506,7 +506,9 @@ impl Store {
                 }
             }
         }
-        meta::remove_meta(new, "resourceVersion");
+        // Validation sees the version being replaced, as upstream; it is not stored.
+        let old_rv = meta::resource_version(old).to_string();
+        meta::set_meta(new, "resourceVersion", Value::String(old_rv));
         meta::remove_meta(new, "selfLink");
         // Finalizers cannot be added once deletion started.
         if meta::deletion_timestamp(old).is_some() {

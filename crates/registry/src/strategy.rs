@@ -73,7 +73,7 @@ pub trait Strategy: Send + Sync {
 
     /// Labels and selectable fields, for selectors and the watch cache.
     fn attrs(&self, obj: &Value) -> ObjectAttrs {
-        default_attrs(obj, &[])
+        default_attrs(obj, &self.info().group, &self.info().resource)
     }
 
     /// PUT on a missing object creates it (upstream: most resources say no; a few yes).
@@ -121,27 +121,27 @@ fn copy_field(new: &mut Value, old: &Value, field: &str) {
     }
 }
 
-/// Labels, `metadata.name`, `metadata.namespace` and the given dotted fields.
-pub fn default_attrs(obj: &Value, fields: &[(&str, &str)]) -> ObjectAttrs {
+/// Labels and every field selector the resource supports (`apis::selectors`).
+pub fn default_attrs(obj: &Value, group: &str, resource: &str) -> ObjectAttrs {
     let labels = meta::labels(obj)
         .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
         .unwrap_or_default();
-    let mut out = vec![
-        ("metadata.name".to_string(), meta::name(obj).to_string()),
-        ("metadata.namespace".to_string(), meta::namespace(obj).to_string()),
-    ];
-    for (selector_name, path) in fields {
-        let v = meta::lookup(obj, path).and_then(meta::scalar_string).unwrap_or_default();
-        out.push((selector_name.to_string(), v));
+    let mut fields: Vec<(String, String)> = apis::selectors::supported_fields(group, resource)
+        .iter()
+        .map(|f| (f.to_string(), apis::selectors::field_value(group, resource, obj, f).unwrap_or_default()))
+        .collect();
+    for (name, getter) in [("metadata.name", meta::name as fn(&Value) -> &str), ("metadata.namespace", meta::namespace)] {
+        if !fields.iter().any(|(k, _)| k == name) {
+            fields.push((name.to_string(), getter(obj).to_string()));
+        }
     }
-    ObjectAttrs { labels, fields: out }
+    ObjectAttrs { labels, fields }
 }
 
 /// The strategy of built-in kinds without special rules: upstream defaulting and
 /// validation from `apis`, generation tracking where upstream tracks it.
 pub struct BuiltinStrategy {
     pub info: Arc<ResourceInfo>,
-    pub fields: &'static [(&'static str, &'static str)],
     pub generation: bool,
     pub create_on_update: bool,
 }
@@ -166,7 +166,7 @@ impl BuiltinStrategy {
                 | ("rbac.authorization.k8s.io", _)
                 | ("", "limitranges" | "podtemplates")
         );
-        BuiltinStrategy { fields: selectable_fields(&info.group, &info.resource), info, generation, create_on_update }
+        BuiltinStrategy { info, generation, create_on_update }
     }
 }
 
@@ -200,7 +200,7 @@ impl Strategy for BuiltinStrategy {
     }
 
     fn attrs(&self, obj: &Value) -> ObjectAttrs {
-        default_attrs(obj, self.fields)
+        default_attrs(obj, &self.info.storage_group, &self.info.storage_resource)
     }
 
     fn allow_create_on_update(&self) -> bool {
@@ -208,39 +208,3 @@ impl Strategy for BuiltinStrategy {
     }
 }
 
-/// Field selectors each resource supports beyond `metadata.name`/`metadata.namespace`,
-/// as (selector name, dotted path in the object).
-pub fn selectable_fields(group: &str, resource: &str) -> &'static [(&'static str, &'static str)] {
-    match (group, resource) {
-        ("", "pods") => &[
-            ("spec.nodeName", "spec.nodeName"),
-            ("spec.restartPolicy", "spec.restartPolicy"),
-            ("spec.schedulerName", "spec.schedulerName"),
-            ("spec.serviceAccountName", "spec.serviceAccountName"),
-            ("spec.hostNetwork", "spec.hostNetwork"),
-            ("status.phase", "status.phase"),
-            ("status.podIP", "status.podIP"),
-            ("status.nominatedNodeName", "status.nominatedNodeName"),
-        ],
-        ("", "events") | ("events.k8s.io", "events") => &[
-            ("involvedObject.kind", "involvedObject.kind"),
-            ("involvedObject.namespace", "involvedObject.namespace"),
-            ("involvedObject.name", "involvedObject.name"),
-            ("involvedObject.uid", "involvedObject.uid"),
-            ("involvedObject.apiVersion", "involvedObject.apiVersion"),
-            ("involvedObject.resourceVersion", "involvedObject.resourceVersion"),
-            ("involvedObject.fieldPath", "involvedObject.fieldPath"),
-            ("reason", "reason"),
-            ("reportingComponent", "reportingComponent"),
-            ("source", "source.component"),
-            ("type", "type"),
-        ],
-        ("", "secrets") => &[("type", "type")],
-        ("", "nodes") => &[("spec.unschedulable", "spec.unschedulable")],
-        ("", "namespaces") => &[("status.phase", "status.phase")],
-        ("", "replicationcontrollers") | ("apps", "replicasets") => &[("status.replicas", "status.replicas")],
-        ("batch", "jobs") => &[("status.successful", "status.successful")],
-        ("", "persistentvolumeclaims") | ("", "persistentvolumes") => &[("status.phase", "status.phase")],
-        _ => &[],
-    }
-}

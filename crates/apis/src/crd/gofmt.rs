@@ -21,7 +21,9 @@ pub(crate) fn go_quote(s: &str) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\u{0b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c if c.is_control() => {
                 if (c as u32) <= 0xffff {
                     out.push_str(&format!("\\u{:04x}", c as u32));
@@ -42,10 +44,18 @@ pub(crate) fn go_float(f: f64) -> String {
         return "NaN".to_string();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".to_string() } else { "-Inf".to_string() };
+        return if f > 0.0 {
+            "+Inf".to_string()
+        } else {
+            "-Inf".to_string()
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".to_string() } else { "0".to_string() };
+        return if f.is_sign_negative() {
+            "-0".to_string()
+        } else {
+            "0".to_string()
+        };
     }
     // Rust's `{:e}` is the shortest round-tripping form, like Go's precision -1.
     let sci = format!("{f:e}");
@@ -95,8 +105,10 @@ pub(crate) fn go_sharp_v(v: &Value) -> String {
             // Go's fmt prints map keys sorted.
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let inner: Vec<String> =
-                keys.iter().map(|k| format!("{}:{}", go_quote(k), go_sharp_v(&map[k.as_str()]))).collect();
+            let inner: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", go_quote(k), go_sharp_v(&map[k.as_str()])))
+                .collect();
             format!("map[string]interface {{}}{{{}}}", inner.join(", "))
         }
     }
@@ -119,11 +131,26 @@ pub(crate) fn canonical_json(v: &Value) -> String {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let inner: Vec<String> =
-                keys.iter().map(|k| format!("{}:{}", Value::String((*k).clone()), canonical_json(&map[k.as_str()]))).collect();
+            let inner: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        Value::String((*k).clone()),
+                        canonical_json(&map[k.as_str()])
+                    )
+                })
+                .collect();
             format!("{{{}}}", inner.join(","))
         }
-        Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(canonical_json)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         other => other.to_string(),
     }
 }
@@ -158,14 +185,23 @@ mod tests {
             (json!(2.5), "2.5"),
             (json!(true), "true"),
             (json!(null), "null"),
-            (json!({"port": 80, "name": "http"}), r#"map[string]interface {}{"name":"http", "port":80}"#),
+            (
+                json!({"port": 80, "name": "http"}),
+                r#"map[string]interface {}{"name":"http", "port":80}"#,
+            ),
             (json!(["a", 1]), r#"[]interface {}{"a", 1}"#),
         ];
         for (v, want) in cases {
             assert_eq!(go_bad_value(&v), want);
         }
         assert_eq!(go_string_slice(None), "[]string(nil)");
-        assert_eq!(go_string_slice(Some(&["v1".to_string()])), r#"[]string{"v1"}"#);
-        assert_eq!(canonical_json(&json!({"b": 1, "a": [{"d": 1, "c": 2}]})), r#"{"a":[{"c":2,"d":1}],"b":1}"#);
+        assert_eq!(
+            go_string_slice(Some(&["v1".to_string()])),
+            r#"[]string{"v1"}"#
+        );
+        assert_eq!(
+            canonical_json(&json!({"b": 1, "a": [{"d": 1, "c": 2}]})),
+            r#"{"a":[{"c":2,"d":1}],"b":1}"#
+        );
     }
 }

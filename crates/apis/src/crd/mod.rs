@@ -15,9 +15,9 @@ mod validation;
 
 pub use schema::{SchemaValidator, OBJECT_META_FIELDS};
 pub use served::{
-    accepted_names, compare_kube_aware_versions, established_status, get_path, printer_columns, read_replicas,
-    read_selector, resource_infos, scale_for, scale_paths, served_printer_columns, served_versions, set_path,
-    sort_versions, ScaleError, ScalePaths,
+    accepted_names, compare_kube_aware_versions, established_status, get_path, printer_columns,
+    read_replicas, read_selector, resource_infos, scale_for, scale_paths, served_printer_columns,
+    served_versions, set_path, sort_versions, ScaleError, ScalePaths,
 };
 pub use validation::{default_crd, validate_crd, validate_crd_update};
 
@@ -25,17 +25,25 @@ use serde_json::Value;
 
 /// The string at `path` (object keys), or `""`.
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    path.iter().try_fold(v, |cur, k| cur.get(k)).and_then(Value::as_str).unwrap_or("")
+    path.iter()
+        .try_fold(v, |cur, k| cur.get(k))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// `spec.versions` of a CRD spec.
 fn versions(spec: &Value) -> &[Value] {
-    spec.get("versions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    spec.get("versions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 /// The version entry named `name`.
 fn version_entry<'a>(crd: &'a Value, name: &str) -> Option<&'a Value> {
-    versions(crd.get("spec")?).iter().find(|v| v.get("name").and_then(Value::as_str) == Some(name))
+    versions(crd.get("spec")?)
+        .iter()
+        .find(|v| v.get("name").and_then(Value::as_str) == Some(name))
 }
 
 /// The name of the (first) version marked `storage: true`.
@@ -50,11 +58,14 @@ pub fn storage_version(crd: &Value) -> Option<String> {
 
 /// Whether `status.conditions` has `type` with status `True`.
 fn condition_is_true(crd: &Value, ty: &str) -> bool {
-    crd.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
-        cs.iter().any(|c| {
-            c.get("type").and_then(Value::as_str) == Some(ty) && c.get("status").and_then(Value::as_str) == Some("True")
+    crd.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some(ty)
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
         })
-    })
 }
 
 /// The CronTab CRD from the Kubernetes docs, with status and scale subresources.

@@ -148,7 +148,9 @@ impl Node {
 }
 
 fn compile(v: &Value, at: &str) -> Result<Node, String> {
-    let m = v.as_object().ok_or_else(|| format!("{at}: a schema must be an object"))?;
+    let m = v
+        .as_object()
+        .ok_or_else(|| format!("{at}: a schema must be an object"))?;
     let mut n = Node::default();
     let bad = |key: &str, want: &str| format!("{at}.{key}: must be {want}");
     let get_str = |key: &str| -> Result<Option<String>, String> {
@@ -175,7 +177,10 @@ fn compile(v: &Value, at: &str) -> Result<Node, String> {
     let get_u64 = |key: &str| -> Result<Option<u64>, String> {
         match m.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(x)) => x.as_u64().map(Some).ok_or_else(|| bad(key, "a non-negative integer")),
+            Some(Value::Number(x)) => x
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| bad(key, "a non-negative integer")),
             Some(_) => Err(bad(key, "a non-negative integer")),
         }
     };
@@ -184,7 +189,11 @@ fn compile(v: &Value, at: &str) -> Result<Node, String> {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|x| x.as_str().map(str::to_string).ok_or_else(|| bad(key, "a list of strings")))
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| bad(key, "a list of strings"))
+                })
                 .collect(),
             Some(_) => Err(bad(key, "a list of strings")),
         }
@@ -192,7 +201,11 @@ fn compile(v: &Value, at: &str) -> Result<Node, String> {
     let get_list = |key: &str| -> Result<Vec<Node>, String> {
         match m.get(key) {
             None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(a)) => a.iter().enumerate().map(|(i, x)| compile(x, &format!("{at}.{key}[{i}]"))).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .map(|(i, x)| compile(x, &format!("{at}.{key}[{i}]")))
+                .collect(),
             Some(_) => Err(bad(key, "a list of schemas")),
         }
     };
@@ -227,13 +240,20 @@ fn compile(v: &Value, at: &str) -> Result<Node, String> {
     n.additional = match m.get("additionalProperties") {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(Additional::Allows(*b)),
-        Some(s @ Value::Object(_)) => Some(Additional::Schema(Box::new(compile(s, &format!("{at}.additionalProperties"))?))),
+        Some(s @ Value::Object(_)) => Some(Additional::Schema(Box::new(compile(
+            s,
+            &format!("{at}.additionalProperties"),
+        )?))),
         Some(_) => return Err(bad("additionalProperties", "a boolean or a schema")),
     };
     n.items = match m.get("items") {
         None | Some(Value::Null) => None,
         Some(s @ Value::Object(_)) => Some(Box::new(compile(s, &format!("{at}.items"))?)),
-        Some(_) => return Err(format!("{at}.items: must be a schema object and not an array")),
+        Some(_) => {
+            return Err(format!(
+                "{at}.items: must be a schema object and not an array"
+            ))
+        }
     };
     n.enum_values = match m.get("enum") {
         None | Some(Value::Null) => None,
@@ -248,7 +268,8 @@ fn compile(v: &Value, at: &str) -> Result<Node, String> {
     n.min_length = get_u64("minLength")?;
     n.max_length = get_u64("maxLength")?;
     if let Some(p) = get_str("pattern")? {
-        let re = Regex::new(&p).map_err(|e| format!("{at}.pattern: invalid regular expression: {e}"))?;
+        let re =
+            Regex::new(&p).map_err(|e| format!("{at}.pattern: invalid regular expression: {e}"))?;
         n.pattern = Some((p, re));
     }
     n.min_items = get_u64("minItems")?;
@@ -287,30 +308,57 @@ struct OErr {
 
 impl OErr {
     fn named(name: &str, kind: FieldErrorType, value: Option<String>, detail: String) -> Self {
-        OErr { name: Some(name.to_string()), kind, value, detail }
+        OErr {
+            name: Some(name.to_string()),
+            kind,
+            value,
+            detail,
+        }
     }
     fn invalid(name: &str, value: String, detail: String) -> Self {
         Self::named(name, FieldErrorType::Invalid, Some(value), detail)
     }
     fn type_invalid(name: &str, type_name: &str, found: &str) -> Self {
-        let detail = format!("{name} in body must be of type {type_name}: {}", go_quote(found));
-        Self::named(name, FieldErrorType::TypeInvalid, Some(go_quote(found)), detail)
+        let detail = format!(
+            "{name} in body must be of type {type_name}: {}",
+            go_quote(found)
+        );
+        Self::named(
+            name,
+            FieldErrorType::TypeInvalid,
+            Some(go_quote(found)),
+            detail,
+        )
     }
     fn composite(detail: String) -> Self {
-        OErr { name: None, kind: FieldErrorType::Invalid, value: Some("\"\"".to_string()), detail }
+        OErr {
+            name: None,
+            kind: FieldErrorType::Invalid,
+            value: Some("\"\"".to_string()),
+            detail,
+        }
     }
 
     /// `kubeOpenAPIResultToFieldErrors`: the field is `base` joined with the name
     /// (leading dot trimmed); with no base and no name upstream prints a nil path.
     fn into_field_error(self, base: Option<&str>) -> FieldError {
-        let name = self.name.as_deref().map(|n| n.strip_prefix('.').unwrap_or(n)).unwrap_or("");
+        let name = self
+            .name
+            .as_deref()
+            .map(|n| n.strip_prefix('.').unwrap_or(n))
+            .unwrap_or("");
         let field = match (base, name) {
             (None, "") => "<nil>".to_string(),
             (None, n) => n.to_string(),
             (Some(b), "") => b.to_string(),
             (Some(b), n) => format!("{b}.{n}"),
         };
-        FieldError { kind: self.kind, field, bad_value: self.value, detail: self.detail }
+        FieldError {
+            kind: self.kind,
+            field,
+            bad_value: self.value,
+            detail: self.detail,
+        }
     }
 }
 
@@ -343,9 +391,13 @@ fn json_equal(a: &Value, b: &Value) -> bool {
             (Some(i), Some(j)) => i == j,
             _ => x.as_f64() == y.as_f64(),
         },
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
     }
@@ -373,9 +425,12 @@ mod static_regexes {
         re(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?)?$")
     });
     static DATE: Lazy<Regex> = Lazy::new(|| re(r"^\d{4}-\d{2}-\d{2}$"));
-    static UUID: Lazy<Regex> = Lazy::new(|| re(r"^(?i)[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$"));
+    static UUID: Lazy<Regex> =
+        Lazy::new(|| re(r"^(?i)[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$"));
     static HOSTNAME: Lazy<Regex> = Lazy::new(|| {
-        re(r"^([a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*\.?$")
+        re(
+            r"^([a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*\.?$",
+        )
     });
     static MAC: Lazy<Regex> = Lazy::new(|| re(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$"));
     static EMAIL: Lazy<Regex> = Lazy::new(|| re(r"^[^@\s]+@[^@\s]+$"));
@@ -384,6 +439,8 @@ mod static_regexes {
     static DURATION: Lazy<Regex> =
         Lazy::new(|| re(r"^[-+]?(\d+(\.\d*)?\s*(ns|us|µs|ms|s|m|h|d|w|[a-z]+)\s*)+$"));
 
+    // `usize::is_multiple_of` needs a newer toolchain than the workspace MSRV.
+    #[allow(clippy::manual_is_multiple_of)]
     pub(super) fn check(format: &str, s: &str) -> bool {
         match format {
             "datetime" => DATE_TIME.is_match(s) && s.len() > 10,
@@ -407,7 +464,9 @@ impl SchemaValidator {
     /// Compiles a version's `openAPIV3Schema`. Fails on malformed schemas (wrong JSON
     /// types, bad `pattern` regular expressions).
     pub fn new(schema: &Value) -> Result<Self, String> {
-        Ok(SchemaValidator { root: compile(schema, "openAPIV3Schema")? })
+        Ok(SchemaValidator {
+            root: compile(schema, "openAPIV3Schema")?,
+        })
     }
 
     /// Every error in `obj`: schema keywords first, then list-type uniqueness, then
@@ -422,7 +481,10 @@ impl SchemaValidator {
     /// Only the kube-openapi part; `base` prefixes every field (used to validate
     /// schema defaults at `….default`).
     pub(super) fn validate_openapi(&self, obj: &Value, base: Option<&str>) -> Vec<FieldError> {
-        validate_node(&self.root, "", obj).into_iter().map(|e| e.into_field_error(base)).collect()
+        validate_node(&self.root, "", obj)
+            .into_iter()
+            .map(|e| e.into_field_error(base))
+            .collect()
     }
 
     /// Removes fields the schema does not specify and returns their paths
@@ -490,17 +552,29 @@ fn validate_node(n: &Node, path: &str, data: &Value) -> Vec<OErr> {
     }
     let kind = json_type(data);
 
-    // Type.
-    if !n.types.is_empty() {
+    // Type (kube-openapi's typeValidator, including its handling of formats).
+    if !n.types.is_empty() || n.format.is_some() {
         let has = |t: &str| n.types.iter().any(|x| x == t);
         let numeric_type = has("number") || has("integer");
-        let format_only_string = !numeric_type && n.format.is_some() && (kind == "string" || kind == "array");
-        if !format_only_string {
-            let float_int = kind == "number" && has("integer") && data.as_f64().is_some_and(is_json_integer);
-            let int_float = kind == "integer" && has("number");
-            if !(has(kind) || float_int || int_float) {
+        let float_int =
+            kind == "number" && has("integer") && data.as_f64().is_some_and(is_json_integer);
+        let int_float = kind == "integer" && has("number");
+        let data_format = match kind {
+            "integer" => "int64",
+            "number" => "float64",
+            _ => "",
+        };
+        let string_like = kind == "string" || kind == "array";
+        let type_ok = has(kind) || float_int || int_float;
+        match &n.format {
+            Some(f) if !string_like && !type_ok && data_format != f => {
+                out.push(OErr::type_invalid(path, f, data_format));
+            }
+            Some(_) if string_like && !numeric_type => {}
+            _ if !type_ok => {
                 out.push(OErr::type_invalid(path, &types, kind));
             }
+            _ => {}
         }
     }
 
@@ -511,11 +585,24 @@ fn validate_node(n: &Node, path: &str, data: &Value) -> Vec<OErr> {
         let len = s.chars().count() as u64;
         if let Some(max) = n.max_length.filter(|&m| len > m) {
             let unit = if max == 1 { "byte" } else { "bytes" };
-            out.push(OErr::named(path, FieldErrorType::TooLong, None, format!("may not be more than {max} {unit}")));
+            out.push(OErr::named(
+                path,
+                FieldErrorType::TooLong,
+                None,
+                format!("may not be more than {max} {unit}"),
+            ));
         } else if let Some(min) = n.min_length.filter(|&m| len < m) {
-            out.push(OErr::invalid(path, go_quote(s), format!("{path} in body should be at least {min} chars long")));
+            out.push(OErr::invalid(
+                path,
+                go_quote(s),
+                format!("{path} in body should be at least {min} chars long"),
+            ));
         } else if let Some((p, _)) = n.pattern.as_ref().filter(|(_, re)| !re.is_match(s)) {
-            out.push(OErr::invalid(path, go_quote(s), format!("{path} in body should match '{p}'")));
+            out.push(OErr::invalid(
+                path,
+                go_quote(s),
+                format!("{path} in body should match '{p}'"),
+            ));
         }
         if let Some(f) = &n.format {
             if !check_format(f, s) {
@@ -538,7 +625,11 @@ fn validate_node(n: &Node, path: &str, data: &Value) -> Vec<OErr> {
         }
         let size = items.len() as u64;
         if let Some(min) = n.min_items.filter(|&m| size < m) {
-            out.push(OErr::invalid(path, size.to_string(), format!("{path} in body should have at least {min} items")));
+            out.push(OErr::invalid(
+                path,
+                size.to_string(),
+                format!("{path} in body should have at least {min} items"),
+            ));
         }
         if let Some(max) = n.max_items.filter(|&m| size > m) {
             let unit = if max == 1 { "item" } else { "items" };
@@ -552,7 +643,11 @@ fn validate_node(n: &Node, path: &str, data: &Value) -> Vec<OErr> {
         if n.unique_items {
             let mut seen = HashSet::new();
             if !items.iter().all(|v| seen.insert(canonical_json(v))) {
-                out.push(OErr::invalid(path, "\"\"".to_string(), format!("{path} in body shouldn't contain duplicates")));
+                out.push(OErr::invalid(
+                    path,
+                    "\"\"".to_string(),
+                    format!("{path} in body shouldn't contain duplicates"),
+                ));
             }
         }
     }
@@ -583,7 +678,12 @@ fn validate_enum(n: &Node, path: &str, data: &Value, out: &mut Vec<OErr>) {
             .collect();
         format!("supported values: {}", quoted.join(", "))
     };
-    out.push(OErr::named(path, FieldErrorType::NotSupported, Some(go_bad_value(data)), detail));
+    out.push(OErr::named(
+        path,
+        FieldErrorType::NotSupported,
+        Some(go_bad_value(data)),
+        detail,
+    ));
 }
 
 fn validate_number(n: &Node, path: &str, num: &serde_json::Number, out: &mut Vec<OErr>) {
@@ -595,16 +695,27 @@ fn validate_number(n: &Node, path: &str, num: &serde_json::Number, out: &mut Vec
             out.push(OErr::invalid(
                 path,
                 shown.clone(),
-                format!("factor MultipleOf declared for {path} must be positive: {}", go_float(factor)),
+                format!(
+                    "factor MultipleOf declared for {path} must be positive: {}",
+                    go_float(factor)
+                ),
             ));
         } else if factor > 0.0 {
             let ok = match int_data {
                 Some(i) if factor as i64 != 0 => i % (factor as i64) == 0,
-                _ => is_json_integer(if factor < 1.0 { 1.0 / factor * f } else { f / factor }),
+                _ => is_json_integer(if factor < 1.0 {
+                    1.0 / factor * f
+                } else {
+                    f / factor
+                }),
             };
             if !ok {
                 let bound = bound_text(factor, int_data.is_some() && factor as i64 != 0);
-                out.push(OErr::invalid(path, shown.clone(), format!("{path} in body should be a multiple of {bound}")));
+                out.push(OErr::invalid(
+                    path,
+                    shown.clone(),
+                    format!("{path} in body should be a multiple of {bound}"),
+                ));
             }
         }
     }
@@ -614,9 +725,17 @@ fn validate_number(n: &Node, path: &str, num: &serde_json::Number, out: &mut Vec
             None => f < min || (n.exclusive_minimum && f == min),
         };
         if fails {
-            let rel = if n.exclusive_minimum { "greater than" } else { "greater than or equal to" };
+            let rel = if n.exclusive_minimum {
+                "greater than"
+            } else {
+                "greater than or equal to"
+            };
             let bound = bound_text(min, int_data.is_some());
-            out.push(OErr::invalid(path, shown.clone(), format!("{path} in body should be {rel} {bound}")));
+            out.push(OErr::invalid(
+                path,
+                shown.clone(),
+                format!("{path} in body should be {rel} {bound}"),
+            ));
         }
     }
     if let Some(max) = n.maximum {
@@ -625,9 +744,17 @@ fn validate_number(n: &Node, path: &str, num: &serde_json::Number, out: &mut Vec
             None => f > max || (n.exclusive_maximum && f == max),
         };
         if fails {
-            let rel = if n.exclusive_maximum { "less than" } else { "less than or equal to" };
+            let rel = if n.exclusive_maximum {
+                "less than"
+            } else {
+                "less than or equal to"
+            };
             let bound = bound_text(max, int_data.is_some());
-            out.push(OErr::invalid(path, shown, format!("{path} in body should be {rel} {bound}")));
+            out.push(OErr::invalid(
+                path,
+                shown,
+                format!("{path} in body should be {rel} {bound}"),
+            ));
         }
     }
 }
@@ -638,20 +765,36 @@ fn validate_number(n: &Node, path: &str, num: &serde_json::Number, out: &mut Vec
 fn validate_junctors(n: &Node, path: &str, data: &Value, out: &mut Vec<OErr>) {
     let quoted = go_quote(path);
     if !n.any_of.is_empty() {
-        let results: Vec<Vec<OErr>> = n.any_of.iter().map(|s| validate_node(s, path, data)).collect();
+        let results: Vec<Vec<OErr>> = n
+            .any_of
+            .iter()
+            .map(|s| validate_node(s, path, data))
+            .collect();
         if !results.iter().any(Vec::is_empty) {
-            out.push(OErr::composite(format!("{quoted} must validate at least one schema (anyOf)")));
+            out.push(OErr::composite(format!(
+                "{quoted} must validate at least one schema (anyOf)"
+            )));
             if let Some(best) = results.into_iter().min_by_key(Vec::len) {
                 out.extend(best);
             }
         }
     }
     if !n.one_of.is_empty() {
-        let results: Vec<Vec<OErr>> = n.one_of.iter().map(|s| validate_node(s, path, data)).collect();
+        let results: Vec<Vec<OErr>> = n
+            .one_of
+            .iter()
+            .map(|s| validate_node(s, path, data))
+            .collect();
         let valid = results.iter().filter(|r| r.is_empty()).count();
         if valid != 1 {
-            let more = if valid == 0 { "Found none valid".to_string() } else { format!("Found {valid} valid alternatives") };
-            out.push(OErr::composite(format!("{quoted} must validate one and only one schema (oneOf). {more}")));
+            let more = if valid == 0 {
+                "Found none valid".to_string()
+            } else {
+                format!("Found {valid} valid alternatives")
+            };
+            out.push(OErr::composite(format!(
+                "{quoted} must validate one and only one schema (oneOf). {more}"
+            )));
             if valid == 0 {
                 if let Some(best) = results.into_iter().min_by_key(Vec::len) {
                     out.extend(best);
@@ -669,13 +812,21 @@ fn validate_junctors(n: &Node, path: &str, data: &Value, out: &mut Vec<OErr>) {
             out.extend(r);
         }
         if validated != n.all_of.len() {
-            let more = if validated == 0 { ". None validated" } else { "" };
-            out.push(OErr::composite(format!("{quoted} must validate all the schemas (allOf){more}")));
+            let more = if validated == 0 {
+                ". None validated"
+            } else {
+                ""
+            };
+            out.push(OErr::composite(format!(
+                "{quoted} must validate all the schemas (allOf){more}"
+            )));
         }
     }
     if let Some(not) = &n.not {
         if validate_node(not, path, data).is_empty() {
-            out.push(OErr::composite(format!("{quoted} must not validate the schema (not)")));
+            out.push(OErr::composite(format!(
+                "{quoted} must not validate the schema (not)"
+            )));
         }
     }
 }
@@ -683,18 +834,31 @@ fn validate_junctors(n: &Node, path: &str, data: &Value, out: &mut Vec<OErr>) {
 fn validate_object(n: &Node, path: &str, map: &Map<String, Value>, out: &mut Vec<OErr>) {
     let count = map.len() as u64;
     if let Some(min) = n.min_properties.filter(|&m| count < m) {
-        out.push(OErr::invalid(path, count.to_string(), format!("{path} in body should have at least {min} properties")));
+        out.push(OErr::invalid(
+            path,
+            count.to_string(),
+            format!("{path} in body should have at least {min} properties"),
+        ));
         return;
     }
     if let Some(max) = n.max_properties.filter(|&m| count > m) {
         let unit = if max == 1 { "item" } else { "items" };
-        out.push(OErr::named(path, FieldErrorType::TooMany, Some(count.to_string()), format!("must have at most {max} {unit}")));
+        out.push(OErr::named(
+            path,
+            FieldErrorType::TooMany,
+            Some(count.to_string()),
+            format!("must have at most {max} {unit}"),
+        ));
         return;
     }
     match &n.additional {
         Some(Additional::Allows(false)) => {
             for k in map.keys().filter(|k| n.prop(k).is_none()) {
-                out.push(OErr::invalid(path, go_quote(k), format!("{path}.{k} in body is a forbidden property")));
+                out.push(OErr::invalid(
+                    path,
+                    go_quote(k),
+                    format!("{path}.{k} in body is a forbidden property"),
+                ));
             }
         }
         Some(Additional::Schema(ap)) => {
@@ -710,7 +874,12 @@ fn validate_object(n: &Node, path: &str, map: &Map<String, Value>, out: &mut Vec
         }
     }
     for k in n.required.iter().filter(|k| !map.contains_key(k.as_str())) {
-        out.push(OErr::named(&format!("{path}.{k}"), FieldErrorType::Required, None, String::new()));
+        out.push(OErr::named(
+            &format!("{path}.{k}"),
+            FieldErrorType::Required,
+            None,
+            String::new(),
+        ));
     }
 }
 
@@ -729,7 +898,9 @@ fn validate_list_types(n: &Node, p: &Path, data: &Value, errs: &mut Vec<FieldErr
         Value::Array(items) => {
             match n.list_type.as_deref() {
                 Some("set") => {
-                    for i in duplicate_indices(items.iter().map(|v| Some(canonical_keyed(v))).collect()) {
+                    for i in
+                        duplicate_indices(items.iter().map(|v| Some(canonical_keyed(v))).collect())
+                    {
                         errs.push(FieldError {
                             kind: FieldErrorType::Duplicate,
                             field: p.index(i).to_string(),
@@ -862,16 +1033,20 @@ fn validate_embedded_type_meta(p: &Path, map: &Map<String, Value>, errs: &mut Ve
             detail,
         };
         match (k.as_str(), v) {
-            ("apiVersion" | "kind", Value::String(s)) if s.is_empty() => errs.push(FieldError::required(&field, "")),
-            ("apiVersion", Value::String(s)) => {
-                if s.matches('/').count() > 1 {
-                    errs.push(invalid(format!("unexpected GroupVersion string: {s}")));
-                }
+            ("apiVersion" | "kind", Value::String(s)) if s.is_empty() => {
+                errs.push(FieldError::required(&field, ""))
             }
+            ("apiVersion", Value::String(s)) if s.matches('/').count() > 1 => {
+                errs.push(invalid(format!("unexpected GroupVersion string: {s}")));
+            }
+            ("apiVersion", Value::String(_)) => {}
             ("kind", Value::String(s)) => {
                 let msgs = super::validation::dns1035_label_errors(&s.to_lowercase());
                 if !msgs.is_empty() {
-                    errs.push(invalid(format!("may have mixed case, but should otherwise match: {}", msgs.join(","))));
+                    errs.push(invalid(format!(
+                        "may have mixed case, but should otherwise match: {}",
+                        msgs.join(",")
+                    )));
                 }
             }
             ("apiVersion" | "kind", _) => errs.push(invalid("must be a string".to_string())),
@@ -886,7 +1061,11 @@ fn record(parent: &str, key: &str, out: &mut Vec<String>) {
 
 /// Drops keys that are not ObjectMeta fields.
 fn prune_object_meta(meta: &mut Map<String, Value>, at: &str, out: &mut Vec<String>) {
-    let unknown: Vec<String> = meta.keys().filter(|k| !OBJECT_META_FIELDS.contains(&k.as_str())).cloned().collect();
+    let unknown: Vec<String> = meta
+        .keys()
+        .filter(|k| !OBJECT_META_FIELDS.contains(&k.as_str()))
+        .cloned()
+        .collect();
     for k in &unknown {
         record(at, k, out);
     }
@@ -895,7 +1074,13 @@ fn prune_object_meta(meta: &mut Map<String, Value>, at: &str, out: &mut Vec<Stri
 
 /// Metadata of an embedded resource is kept by pruning but, like the root's, cut
 /// down to ObjectMeta fields (upstream's objectmeta coercion).
-fn coerce_embedded_meta(key: &str, v: &mut Value, embedded_root: bool, parent: &str, out: &mut Vec<String>) {
+fn coerce_embedded_meta(
+    key: &str,
+    v: &mut Value,
+    embedded_root: bool,
+    parent: &str,
+    out: &mut Vec<String>,
+) {
     if key == "metadata" && !embedded_root {
         if let Some(meta) = v.as_object_mut() {
             prune_object_meta(meta, &join_name(parent, "metadata"), out);
@@ -905,7 +1090,13 @@ fn coerce_embedded_meta(key: &str, v: &mut Value, embedded_root: bool, parent: &
 
 /// Upstream `pruning.prune`: `embedded_root` treats this object as a resource root
 /// (TypeMeta/ObjectMeta kept).
-fn prune(x: &mut Value, s: Option<&Node>, embedded_root: bool, parent: &str, out: &mut Vec<String>) {
+fn prune(
+    x: &mut Value,
+    s: Option<&Node>,
+    embedded_root: bool,
+    parent: &str,
+    out: &mut Vec<String>,
+) {
     if let Some(n) = s.filter(|n| n.preserve_unknown) {
         skip_prune(x, n, embedded_root, parent, out);
         return;
@@ -1199,6 +1390,11 @@ mod tests {
             ),
             ("format ok", json!({"cronSpec": "* * * * */5", "schedule": "2024-01-02T03:04:05Z"}), vec![]),
             (
+                "format with non-string data",
+                json!({"cronSpec": "* * * * */5", "schedule": 5}),
+                vec![r#"spec.schedule: Invalid value: "int64": spec.schedule in body must be of type date-time: "int64""#],
+            ),
+            (
                 "additionalProperties schema",
                 json!({"cronSpec": "* * * * */5", "labels": {"a": 1}}),
                 vec![r#"spec.labels.a: Invalid value: "integer": spec.labels.a in body must be of type string: "integer""#],
@@ -1220,7 +1416,11 @@ mod tests {
         ];
         let v = validator();
         for (name, spec, want) in cases {
-            let got: Vec<String> = v.validate(&crontab(spec)).iter().map(ToString::to_string).collect();
+            let got: Vec<String> = v
+                .validate(&crontab(spec))
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             assert_eq!(got, want, "case {name}");
         }
     }
@@ -1228,14 +1428,26 @@ mod tests {
     #[test]
     fn validate_openapi_with_base_prefixes_fields() {
         let v = SchemaValidator::new(&json!({"type": "integer"})).expect("compiles");
-        let got: Vec<String> =
-            v.validate_openapi(&json!("x"), Some("spec.default")).iter().map(ToString::to_string).collect();
-        assert_eq!(got, vec![r#"spec.default: Invalid value: "string":  in body must be of type integer: "string""#]);
+        let got: Vec<String> = v
+            .validate_openapi(&json!("x"), Some("spec.default"))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                r#"spec.default: Invalid value: "string":  in body must be of type integer: "string""#
+            ]
+        );
     }
 
     #[test]
     fn malformed_schemas_are_rejected() {
-        for bad in [json!({"type": 5}), json!({"pattern": "("}), json!({"items": [{"type": "string"}]})] {
+        for bad in [
+            json!({"type": 5}),
+            json!({"pattern": "("}),
+            json!({"items": [{"type": "string"}]}),
+        ] {
             assert!(SchemaValidator::new(&bad).is_err(), "{bad}");
         }
     }
@@ -1266,7 +1478,10 @@ mod tests {
             ]
         );
         assert_eq!(obj["apiVersion"], "stable.example.com/v1");
-        assert_eq!(obj["metadata"], json!({"name": "my-new-cron-object", "namespace": "default"}));
+        assert_eq!(
+            obj["metadata"],
+            json!({"name": "my-new-cron-object", "namespace": "default"})
+        );
         assert_eq!(obj["spec"]["raw"], json!({"anything": {"goes": true}}));
         assert_eq!(obj["spec"]["ports"], json!([{"name": "http"}]));
         assert_eq!(obj["spec"]["template"]["spec"], json!({}));

@@ -14,7 +14,9 @@ use crate::resources::{ResourceInfo, Subresource, ALL_VERBS};
 /// `v<major>[(alpha|beta)<minor>]` → (type rank, major, minor); GA ranks highest.
 fn parse_kube_version(v: &str) -> Option<(u8, i64, i64)> {
     let rest = v.strip_prefix('v')?;
-    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     let major: i64 = rest[..digits].parse().ok()?;
     let tail = &rest[digits..];
     if tail.is_empty() {
@@ -49,7 +51,7 @@ pub fn compare_kube_aware_versions(a: &str, b: &str) -> Ordering {
 }
 
 /// Sorts highest priority first: `v2, v1, v1beta2, v1beta1, v1alpha1, bar, foo`.
-pub fn sort_versions(versions: &mut Vec<String>) {
+pub fn sort_versions(versions: &mut [String]) {
     versions.sort_by(|a, b| compare_kube_aware_versions(b, a));
 }
 
@@ -70,11 +72,31 @@ pub fn served_versions(crd: &Value) -> Vec<String> {
 /// listKind = kind + `List`), in the field order the API prints.
 pub fn accepted_names(crd: &Value) -> Value {
     let names = crd.pointer("/spec/names").unwrap_or(&Value::Null);
-    let s = |k: &str| names.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let list = |k: &str| names.get(k).and_then(Value::as_array).filter(|a| !a.is_empty()).cloned();
+    let s = |k: &str| {
+        names
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let list = |k: &str| {
+        names
+            .get(k)
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+            .cloned()
+    };
     let kind = s("kind");
-    let singular = if s("singular").is_empty() { kind.to_lowercase() } else { s("singular") };
-    let list_kind = if s("listKind").is_empty() && !kind.is_empty() { format!("{kind}List") } else { s("listKind") };
+    let singular = if s("singular").is_empty() {
+        kind.to_lowercase()
+    } else {
+        s("singular")
+    };
+    let list_kind = if s("listKind").is_empty() && !kind.is_empty() {
+        format!("{kind}List")
+    } else {
+        s("listKind")
+    };
     let mut out = Map::new();
     out.insert("plural".into(), Value::String(s("plural")));
     if !singular.is_empty() {
@@ -103,7 +125,13 @@ fn served_names(crd: &Value) -> Value {
 }
 
 fn string_list(v: &Value, key: &str) -> Vec<String> {
-    v.get(key).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
+    v.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
 }
 
 /// One entry per served version, highest priority first. Custom objects are stored
@@ -120,12 +148,17 @@ pub fn resource_infos(crd: &Value) -> Vec<ResourceInfo> {
         kind: kind.to_string(),
         group: group.to_string(),
         version: version.to_string(),
-        verbs: ["get", "patch", "update"].iter().map(|v| v.to_string()).collect(),
+        verbs: ["get", "patch", "update"]
+            .iter()
+            .map(|v| v.to_string())
+            .collect(),
     };
     served_versions(crd)
         .into_iter()
         .map(|version| {
-            let declared = version_entry(crd, &version).and_then(|v| v.get("subresources")).unwrap_or(&Value::Null);
+            let declared = version_entry(crd, &version)
+                .and_then(|v| v.get("subresources"))
+                .unwrap_or(&Value::Null);
             let mut subresources = Vec::new();
             if declared.get("status").is_some_and(|s| !s.is_null()) {
                 subresources.push(subresource("status", &kind, "", ""));
@@ -157,7 +190,11 @@ pub fn resource_infos(crd: &Value) -> Vec<ResourceInfo> {
 /// `storedVersions`. Conditions that were already `True` keep their transition
 /// time; other existing conditions are kept after these two.
 pub fn established_status(crd: &Value, now: &str) -> Value {
-    let existing: Vec<Value> = crd.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let existing: Vec<Value> = crd
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let condition = |ty: &str, reason: &str, message: &str| {
         let since = existing
             .iter()
@@ -168,10 +205,17 @@ pub fn established_status(crd: &Value, now: &str) -> Value {
     };
     let mut conditions = vec![
         condition("NamesAccepted", "NoConflicts", "no conflicts found"),
-        condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+        condition(
+            "Established",
+            "InitialNamesAccepted",
+            "the initial names have been accepted",
+        ),
     ];
     conditions.extend(
-        existing.iter().filter(|c| !matches!(str_at(c, &["type"]), "NamesAccepted" | "Established")).cloned(),
+        existing
+            .iter()
+            .filter(|c| !matches!(str_at(c, &["type"]), "NamesAccepted" | "Established"))
+            .cloned(),
     );
     let mut stored = string_list(crd.get("status").unwrap_or(&Value::Null), "storedVersions");
     if let Some(storage) = storage_version(crd) {
@@ -216,8 +260,16 @@ pub struct ScalePaths {
 
 /// The scale subresource of `version`, if declared.
 pub fn scale_paths(crd: &Value, version: &str) -> Option<ScalePaths> {
-    let scale = version_entry(crd, version)?.pointer("/subresources/scale").filter(|s| s.is_object())?;
-    let path = |k: &str| scale.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let scale = version_entry(crd, version)?
+        .pointer("/subresources/scale")
+        .filter(|s| s.is_object())?;
+    let path = |k: &str| {
+        scale
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     Some(ScalePaths {
         spec_replicas: path("specReplicasPath"),
         status_replicas: path("statusReplicasPath"),
@@ -232,13 +284,22 @@ pub enum ScaleError {
     #[error("invalid json path {0:?}: must be a simple json path starting with \".\"")]
     InvalidPath(String),
     #[error("{path} accessor error: {value} is of the type {found}, expected {expected}")]
-    WrongType { path: String, value: String, found: &'static str, expected: &'static str },
+    WrongType {
+        path: String,
+        value: String,
+        found: &'static str,
+        expected: &'static str,
+    },
     #[error("value cannot be set because {0} is not a map[string]interface{{}}")]
     NotAMap(String),
 }
 
 fn split_path(path: &str) -> Result<Vec<&str>, ScaleError> {
-    let fields: Vec<&str> = path.strip_prefix('.').ok_or_else(|| ScaleError::InvalidPath(path.to_string()))?.split('.').collect();
+    let fields: Vec<&str> = path
+        .strip_prefix('.')
+        .ok_or_else(|| ScaleError::InvalidPath(path.to_string()))?
+        .split('.')
+        .collect();
     if fields.iter().any(|f| f.is_empty()) {
         return Err(ScaleError::InvalidPath(path.to_string()));
     }
@@ -262,7 +323,12 @@ fn wrong_type(fields: &[&str], v: &Value, expected: &'static str) -> ScaleError 
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    ScaleError::WrongType { path: format!(".{}", fields.join(".")), value, found: go_type(v), expected }
+    ScaleError::WrongType {
+        path: format!(".{}", fields.join(".")),
+        value,
+        found: go_type(v),
+        expected,
+    }
 }
 
 /// The value at a simple JSON path; `Ok(None)` when a field on the way is missing.
@@ -293,7 +359,9 @@ pub fn set_path(obj: &mut Value, path: &str, value: Value) -> Result<(), ScaleEr
             map.insert(f.to_string(), value);
             return Ok(());
         }
-        cur = map.entry(f.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        cur = map
+            .entry(f.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     Ok(())
 }
@@ -302,7 +370,9 @@ pub fn set_path(obj: &mut Value, path: &str, value: Value) -> Result<(), ScaleEr
 pub fn read_replicas(obj: &Value, path: &str) -> Result<i64, ScaleError> {
     match get_path(obj, path)? {
         None => Ok(0),
-        Some(v) => v.as_i64().ok_or_else(|| wrong_type(&split_path(path).unwrap_or_default(), v, "int64")),
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| wrong_type(&split_path(path).unwrap_or_default(), v, "int64")),
     }
 }
 
@@ -311,7 +381,11 @@ pub fn read_selector(obj: &Value, path: &str) -> Result<String, ScaleError> {
     match get_path(obj, path)? {
         None => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(v) => Err(wrong_type(&split_path(path).unwrap_or_default(), v, "string")),
+        Some(v) => Err(wrong_type(
+            &split_path(path).unwrap_or_default(),
+            v,
+            "string",
+        )),
     }
 }
 
@@ -324,8 +398,17 @@ pub fn scale_for(obj: &Value, paths: &ScalePaths) -> Result<Value, ScaleError> {
         None => String::new(),
     };
     let mut meta = Map::new();
-    for key in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
-        if let Some(v) = obj.pointer(&format!("/metadata/{key}")).filter(|v| !v.is_null()) {
+    for key in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(v) = obj
+            .pointer(&format!("/metadata/{key}"))
+            .filter(|v| !v.is_null())
+        {
             meta.insert(key.to_string(), v.clone());
         }
     }
@@ -338,7 +421,9 @@ pub fn scale_for(obj: &Value, paths: &ScalePaths) -> Result<Value, ScaleError> {
     if !selector.is_empty() {
         status.insert("selector".into(), json!(selector));
     }
-    Ok(json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": meta, "spec": spec, "status": status}))
+    Ok(
+        json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": meta, "spec": spec, "status": status}),
+    )
 }
 
 #[cfg(test)]
@@ -350,10 +435,35 @@ mod tests {
     fn versions_sort_in_kube_priority_order() {
         let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
             (
-                vec!["v1alpha1", "foo10", "v1", "v2beta1", "foo1", "v2", "v1beta2", "v10", "v11alpha2", "v1beta1"],
-                vec!["v10", "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v11alpha2", "v1alpha1", "foo1", "foo10"],
+                vec![
+                    "v1alpha1",
+                    "foo10",
+                    "v1",
+                    "v2beta1",
+                    "foo1",
+                    "v2",
+                    "v1beta2",
+                    "v10",
+                    "v11alpha2",
+                    "v1beta1",
+                ],
+                vec![
+                    "v10",
+                    "v2",
+                    "v1",
+                    "v2beta1",
+                    "v1beta2",
+                    "v1beta1",
+                    "v11alpha2",
+                    "v1alpha1",
+                    "foo1",
+                    "foo10",
+                ],
             ),
-            (vec!["v1beta", "v1", "vbeta1"], vec!["v1", "v1beta", "vbeta1"]),
+            (
+                vec!["v1beta", "v1", "vbeta1"],
+                vec!["v1", "v1beta", "vbeta1"],
+            ),
         ];
         for (input, want) in cases {
             let mut v: Vec<String> = input.iter().map(|s| s.to_string()).collect();
@@ -378,22 +488,52 @@ mod tests {
         versions.push(off);
 
         let infos = resource_infos(&crd);
-        let summary: Vec<(String, Vec<String>)> =
-            infos.iter().map(|i| (i.version.clone(), i.subresources.iter().map(|s| s.name.clone()).collect())).collect();
+        let summary: Vec<(String, Vec<String>)> = infos
+            .iter()
+            .map(|i| {
+                (
+                    i.version.clone(),
+                    i.subresources.iter().map(|s| s.name.clone()).collect(),
+                )
+            })
+            .collect();
         assert_eq!(
             summary,
-            vec![("v1".to_string(), vec!["status".to_string(), "scale".to_string()]), ("v1beta1".to_string(), vec![])]
+            vec![
+                (
+                    "v1".to_string(),
+                    vec!["status".to_string(), "scale".to_string()]
+                ),
+                ("v1beta1".to_string(), vec![])
+            ]
         );
         let v1 = &infos[0];
         assert_eq!(v1.api_version(), "stable.example.com/v1");
         assert_eq!(v1.group_resource(), "crontabs.stable.example.com");
-        assert_eq!((v1.kind.as_str(), v1.list_kind.as_str(), v1.singular.as_str()), ("CronTab", "CronTabList", "crontab"));
+        assert_eq!(
+            (
+                v1.kind.as_str(),
+                v1.list_kind.as_str(),
+                v1.singular.as_str()
+            ),
+            ("CronTab", "CronTabList", "crontab")
+        );
         assert_eq!(v1.short_names, vec!["ct"]);
         assert!(v1.namespaced);
         assert_eq!(v1.verbs.len(), ALL_VERBS.len());
-        assert_eq!(v1.storage_prefix(), "/registry/stable.example.com/crontabs/");
+        assert_eq!(
+            v1.storage_prefix(),
+            "/registry/stable.example.com/crontabs/"
+        );
         let scale = &v1.subresources[1];
-        assert_eq!((scale.kind.as_str(), scale.group.as_str(), scale.version.as_str()), ("Scale", "autoscaling", "v1"));
+        assert_eq!(
+            (
+                scale.kind.as_str(),
+                scale.group.as_str(),
+                scale.version.as_str()
+            ),
+            ("Scale", "autoscaling", "v1")
+        );
         assert_eq!(v1.subresources[0].kind, "CronTab");
     }
 
@@ -426,10 +566,17 @@ mod tests {
     fn printer_columns_and_scale_paths() {
         let crd = crontab_crd();
         let cols = printer_columns(&crd, "v1");
-        assert_eq!(cols.iter().map(|c| c["name"].as_str().unwrap_or("")).collect::<Vec<_>>(), vec!["Spec", "Replicas"]);
+        assert_eq!(
+            cols.iter()
+                .map(|c| c["name"].as_str().unwrap_or(""))
+                .collect::<Vec<_>>(),
+            vec!["Spec", "Replicas"]
+        );
         assert!(printer_columns(&crd, "v9").is_empty());
         let mut bare = crd.clone();
-        bare["spec"]["versions"][0].as_object_mut().map(|v| v.remove("additionalPrinterColumns"));
+        bare["spec"]["versions"][0]
+            .as_object_mut()
+            .map(|v| v.remove("additionalPrinterColumns"));
         assert_eq!(served_printer_columns(&bare, "v1")[0]["name"], "Age");
 
         let paths = scale_paths(&crd, "v1").expect("scale declared");
@@ -459,9 +606,15 @@ mod tests {
         obj["spec"]["replicas"] = json!("three");
         assert_eq!(
             read_replicas(&obj, ".spec.replicas").map_err(|e| e.to_string()),
-            Err(".spec.replicas accessor error: three is of the type string, expected int64".to_string())
+            Err(
+                ".spec.replicas accessor error: three is of the type string, expected int64"
+                    .to_string()
+            )
         );
         assert!(set_path(&mut obj, ".spec.replicas.x", json!(1)).is_err());
-        assert!(matches!(get_path(&obj, "spec"), Err(ScaleError::InvalidPath(_))));
+        assert!(matches!(
+            get_path(&obj, "spec"),
+            Err(ScaleError::InvalidPath(_))
+        ));
     }
 }

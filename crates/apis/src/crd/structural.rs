@@ -65,19 +65,31 @@ fn get_bool(s: &Value, key: &str) -> bool {
 }
 
 fn properties(s: &Value) -> impl Iterator<Item = (&String, &Value)> {
-    s.get("properties").and_then(Value::as_object).into_iter().flatten()
+    s.get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
 }
 
 fn has_property(s: &Value, key: &str) -> bool {
-    s.get("properties").and_then(Value::as_object).is_some_and(|m| m.contains_key(key))
+    s.get("properties")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.contains_key(key))
 }
 
 fn list<'a>(s: &'a Value, key: &str) -> &'a [Value] {
-    s.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    s.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 fn strings(s: &Value, key: &str) -> Vec<String> {
-    list(s, key).iter().filter_map(Value::as_str).map(str::to_string).collect()
+    list(s, key)
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Go's zero value test for a decoded field.
@@ -93,7 +105,12 @@ fn is_zero(v: &Value) -> bool {
 }
 
 fn invalid(p: &Path, value: &Value, detail: impl Into<String>) -> FieldError {
-    FieldError { kind: FieldErrorType::Invalid, field: p.to_string(), bad_value: Some(go_bad_value(value)), detail: detail.into() }
+    FieldError {
+        kind: FieldErrorType::Invalid,
+        field: p.to_string(),
+        bad_value: Some(go_bad_value(value)),
+        detail: detail.into(),
+    }
 }
 
 fn invalid_str(p: &Path, value: &str, detail: impl Into<String>) -> FieldError {
@@ -110,7 +127,11 @@ pub(super) fn schema_has(s: &Value, pred: &dyn Fn(&Value) -> bool) -> bool {
     }
     let one = |k: &str| get(s, k).is_some_and(|x| schema_has(x, pred));
     let many = |k: &str| list(s, k).iter().any(|x| schema_has(x, pred));
-    let map = |k: &str| s.get(k).and_then(Value::as_object).is_some_and(|m| m.values().any(|x| schema_has(x, pred)));
+    let map = |k: &str| {
+        s.get(k)
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.values().any(|x| schema_has(x, pred)))
+    };
     one("items")
         || many("items")
         || many("allOf")
@@ -150,7 +171,10 @@ pub(super) fn validate_validation(
                 ty,
                 r#"only "object" is allowed as the type at the root of the schema if the status subresource is enabled"#,
             ));
-        } else if schema.as_object().is_some_and(|m| m.iter().any(|(k, v)| !is_zero(v) && !ALLOWED_AT_ROOT.contains(&k.as_str()))) {
+        } else if schema.as_object().is_some_and(|m| {
+            m.iter()
+                .any(|(k, v)| !is_zero(v) && !ALLOWED_AT_ROOT.contains(&k.as_str()))
+        }) {
             errs.push(FieldError {
                 kind: FieldErrorType::Invalid,
                 field: sp.to_string(),
@@ -162,7 +186,10 @@ pub(super) fn validate_validation(
         }
     }
     if get_bool(schema, "nullable") {
-        errs.push(FieldError::forbidden(p.child("openAPIV3Schema.nullable"), "nullable cannot be true at the root"));
+        errs.push(FieldError::forbidden(
+            p.child("openAPIV3Schema.nullable"),
+            "nullable cannot be true at the root",
+        ));
     }
 
     let compiled = SchemaValidator::new(schema);
@@ -180,7 +207,11 @@ pub(super) fn validate_validation(
             validate_defaults(schema, &sp, true, false, &mut errs);
         }
     }
-    let ssv = Ssv { allow_defaults: true, disallow_reason: String::new(), inside_meta: false };
+    let ssv = Ssv {
+        allow_defaults: true,
+        disallow_reason: String::new(),
+        inside_meta: false,
+    };
     openapi_checks(schema, &sp, &ssv, true, &mut errs);
     if errs.is_empty() {
         errs.extend(init_errs);
@@ -214,7 +245,10 @@ fn structural_invariants(s: &Value, lvl: Level, p: &Path, errs: &mut Vec<FieldEr
     }
     if let Some(ap) = get(s, "additionalProperties") {
         if lvl == Level::Root {
-            errs.push(FieldError::forbidden(p.child("additionalProperties"), "must not be used at the root"));
+            errs.push(FieldError::forbidden(
+                p.child("additionalProperties"),
+                "must not be used at the root",
+            ));
         }
         if ap.is_object() {
             structural_invariants(ap, Level::Field, &p.child("additionalProperties"), errs);
@@ -240,7 +274,9 @@ fn structural_invariants(s: &Value, lvl: Level, p: &Path, errs: &mut Vec<FieldEr
     }
 
     let skip_any_of = is_int_or_string_any_of(list(s, "anyOf"));
-    let skip_first_all_of_any_of = list(s, "allOf").first().is_some_and(|a| is_int_or_string_any_of(list(a, "anyOf")));
+    let skip_first_all_of_any_of = list(s, "allOf")
+        .first()
+        .is_some_and(|a| is_int_or_string_any_of(list(a, "anyOf")));
     value_validation(s, skip_any_of, skip_first_all_of_any_of, lvl, p, errs);
 
     let check_metadata = lvl == Level::Root || embedded;
@@ -266,17 +302,31 @@ fn structural_invariants(s: &Value, lvl: Level, p: &Path, errs: &mut Vec<FieldEr
         ));
     }
     if lvl == Level::Root && !ty.is_empty() && ty != "object" {
-        errs.push(invalid_str(&p.child("type"), ty, "must be object at the root"));
+        errs.push(invalid_str(
+            &p.child("type"),
+            ty,
+            "must be object at the root",
+        ));
     }
     for key in ["kind", "apiVersion"] {
         if let Some(sub) = s.get("properties").and_then(|m| m.get(key)) {
             if check_metadata && get_str(sub, "type") != "string" {
-                errs.push(invalid_str(&p.child("properties").key(key).child("type"), get_str(sub, "type"), "must be string"));
+                errs.push(invalid_str(
+                    &p.child("properties").key(key).child("type"),
+                    get_str(sub, "type"),
+                    "must be string",
+                ));
             }
         }
     }
     if let Some(meta) = s.get("properties").and_then(|m| m.get("metadata")) {
-        metadata_invariants(meta, check_metadata, lvl, &p.child("properties").key("metadata"), errs);
+        metadata_invariants(
+            meta,
+            check_metadata,
+            lvl,
+            &p.child("properties").key("metadata"),
+            errs,
+        );
     }
     if embedded && !preserve && properties(s).next().is_none() {
         errs.push(FieldError::required(
@@ -286,9 +336,19 @@ fn structural_invariants(s: &Value, lvl: Level, p: &Path, errs: &mut Vec<FieldEr
     }
 }
 
-fn metadata_invariants(m: &Value, check_metadata: bool, lvl: Level, p: &Path, errs: &mut Vec<FieldError>) {
+fn metadata_invariants(
+    m: &Value,
+    check_metadata: bool,
+    lvl: Level,
+    p: &Path,
+    errs: &mut Vec<FieldError>,
+) {
     if check_metadata && get_str(m, "type") != "object" {
-        errs.push(invalid_str(&p.child("type"), get_str(m, "type"), "must be object"));
+        errs.push(invalid_str(
+            &p.child("type"),
+            get_str(m, "type"),
+            "must be object",
+        ));
     }
     if lvl != Level::Root {
         return;
@@ -316,19 +376,35 @@ fn metadata_invariants(m: &Value, check_metadata: bool, lvl: Level, p: &Path, er
 /// `anyOf: [{type: integer}, {type: string}]`, the int-or-string exception.
 fn is_int_or_string_any_of(any_of: &[Value]) -> bool {
     let only_type = |s: &Value, t: &str| {
-        get_str(s, "type") == t && s.as_object().is_some_and(|o| o.iter().all(|(k, v)| k == "type" || is_zero(v)))
+        get_str(s, "type") == t
+            && s.as_object()
+                .is_some_and(|o| o.iter().all(|(k, v)| k == "type" || is_zero(v)))
     };
     any_of.len() == 2 && only_type(&any_of[0], "integer") && only_type(&any_of[1], "string")
 }
 
-fn value_validation(s: &Value, skip_any_of: bool, skip_first_all_of_any_of: bool, lvl: Level, p: &Path, errs: &mut Vec<FieldError>) {
+fn value_validation(
+    s: &Value,
+    skip_any_of: bool,
+    skip_first_all_of_any_of: bool,
+    lvl: Level,
+    p: &Path,
+    errs: &mut Vec<FieldError>,
+) {
     if !skip_any_of {
         for (i, x) in list(s, "anyOf").iter().enumerate() {
             nested_value_validation(x, false, false, lvl, &p.child("anyOf").index(i), errs);
         }
     }
     for (i, x) in list(s, "allOf").iter().enumerate() {
-        nested_value_validation(x, skip_first_all_of_any_of && i == 0, false, lvl, &p.child("allOf").index(i), errs);
+        nested_value_validation(
+            x,
+            skip_first_all_of_any_of && i == 0,
+            false,
+            lvl,
+            &p.child("allOf").index(i),
+            errs,
+        );
     }
     for (i, x) in list(s, "oneOf").iter().enumerate() {
         nested_value_validation(x, false, false, lvl, &p.child("oneOf").index(i), errs);
@@ -349,7 +425,14 @@ fn value_validation(s: &Value, skip_any_of: bool, skip_first_all_of_any_of: bool
 }
 
 /// Inside a junctor only value validations are allowed.
-fn nested_value_validation(v: &Value, skip_any_of: bool, skip_all_of_any_of: bool, lvl: Level, p: &Path, errs: &mut Vec<FieldError>) {
+fn nested_value_validation(
+    v: &Value,
+    skip_any_of: bool,
+    skip_all_of_any_of: bool,
+    lvl: Level,
+    p: &Path,
+    errs: &mut Vec<FieldError>,
+) {
     if !v.is_object() {
         return;
     }
@@ -358,14 +441,27 @@ fn nested_value_validation(v: &Value, skip_any_of: bool, skip_all_of_any_of: boo
         nested_value_validation(items, false, false, lvl, &p.child("items"), errs);
     }
     for (k, f) in properties(v) {
-        nested_value_validation(f, false, false, Level::Field, &p.child("properties").key(k), errs);
+        nested_value_validation(
+            f,
+            false,
+            false,
+            Level::Field,
+            &p.child("properties").key(k),
+            errs,
+        );
     }
-    let forbid = |errs: &mut Vec<FieldError>, key: &str, detail: &str| errs.push(FieldError::forbidden(p.child(key), detail));
+    let forbid = |errs: &mut Vec<FieldError>, key: &str, detail: &str| {
+        errs.push(FieldError::forbidden(p.child(key), detail))
+    };
     if !get_str(v, "type").is_empty() {
         forbid(errs, "type", "must be empty to be structural");
     }
     if get(v, "additionalProperties").is_some() {
-        forbid(errs, "additionalProperties", "must be undefined to be structural");
+        forbid(
+            errs,
+            "additionalProperties",
+            "must be undefined to be structural",
+        );
     }
     if get(v, "default").is_some() {
         forbid(errs, "default", "must be undefined to be structural");
@@ -381,13 +477,21 @@ fn nested_value_validation(v: &Value, skip_any_of: bool, skip_all_of_any_of: boo
     if get(v, "externalDocs").is_some() {
         forbid(errs, "externalDocs", "must be undefined to be structural");
     }
-    for key in ["x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource", "x-kubernetes-int-or-string"] {
+    for key in [
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-embedded-resource",
+        "x-kubernetes-int-or-string",
+    ] {
         if get_bool(v, key) {
             forbid(errs, key, "must be false to be structural");
         }
     }
     if !list(v, "x-kubernetes-list-map-keys").is_empty() {
-        forbid(errs, "x-kubernetes-list-map-keys", "must be empty to be structural");
+        forbid(
+            errs,
+            "x-kubernetes-list-map-keys",
+            "must be empty to be structural",
+        );
     }
     for key in ["x-kubernetes-list-type", "x-kubernetes-map-type"] {
         if get(v, key).is_some() {
@@ -395,15 +499,28 @@ fn nested_value_validation(v: &Value, skip_any_of: bool, skip_all_of_any_of: boo
         }
     }
     if !list(v, "x-kubernetes-validations").is_empty() {
-        forbid(errs, "x-kubernetes-validations", "must be empty to be structural");
+        forbid(
+            errs,
+            "x-kubernetes-validations",
+            "must be empty to be structural",
+        );
     }
     if has_property(v, "metadata") {
-        errs.push(FieldError::forbidden(p.child("properties").key("metadata"), "must not be specified in a nested context"));
+        errs.push(FieldError::forbidden(
+            p.child("properties").key("metadata"),
+            "must not be specified in a nested context",
+        ));
     }
 }
 
 /// Fields and items named in the root's junctors must exist in the structural part.
-fn value_validation_completeness(v: &Value, s: &Value, sp: &Path, vp: &Path, errs: &mut Vec<FieldError>) {
+fn value_validation_completeness(
+    v: &Value,
+    s: &Value,
+    sp: &Path,
+    vp: &Path,
+    errs: &mut Vec<FieldError>,
+) {
     if let Some(not) = get(v, "not") {
         nested_completeness(not, Some(s), sp, &vp.child("not"), errs);
     }
@@ -414,21 +531,39 @@ fn value_validation_completeness(v: &Value, s: &Value, sp: &Path, vp: &Path, err
     }
 }
 
-fn nested_completeness(v: &Value, s: Option<&Value>, sp: &Path, vp: &Path, errs: &mut Vec<FieldError>) {
+fn nested_completeness(
+    v: &Value,
+    s: Option<&Value>,
+    sp: &Path,
+    vp: &Path,
+    errs: &mut Vec<FieldError>,
+) {
     let Some(s) = s else {
-        errs.push(FieldError::required(sp, format!("because it is defined in {vp}")));
+        errs.push(FieldError::required(
+            sp,
+            format!("because it is defined in {vp}"),
+        ));
         return;
     };
     value_validation_completeness(v, s, sp, vp, errs);
     if let Some(items) = get(v, "items") {
-        nested_completeness(items, get(s, "items"), &sp.child("items"), &vp.child("items"), errs);
+        nested_completeness(
+            items,
+            get(s, "items"),
+            &sp.child("items"),
+            &vp.child("items"),
+            errs,
+        );
     }
     for (k, vf) in properties(v) {
         let sfp = sp.child("properties").key(k);
         let vfp = vp.child("properties").key(k);
         match s.get("properties").and_then(|m| m.get(k)) {
             Some(sf) => nested_completeness(vf, Some(sf), &sfp, &vfp, errs),
-            None => errs.push(FieldError::required(sfp, format!("because it is defined in {vfp}"))),
+            None => errs.push(FieldError::required(
+                sfp,
+                format!("because it is defined in {vfp}"),
+            )),
         }
     }
 }
@@ -436,7 +571,13 @@ fn nested_completeness(v: &Value, s: Option<&Value>, sp: &Path, vp: &Path, errs:
 /// Each `default` of the structural part must survive pruning unchanged and
 /// validate against its own schema. Defaults inside resource metadata are left to
 /// the OpenAPI checks, which forbid them at the root.
-fn validate_defaults(s: &Value, p: &Path, is_root: bool, inside_meta: bool, errs: &mut Vec<FieldError>) {
+fn validate_defaults(
+    s: &Value,
+    p: &Path,
+    is_root: bool,
+    inside_meta: bool,
+    errs: &mut Vec<FieldError>,
+) {
     let embedded = is_root || get_bool(s, "x-kubernetes-embedded-resource");
     if let Some(d) = get(s, "default").filter(|_| !inside_meta) {
         if let Ok(v) = SchemaValidator::new(s) {
@@ -469,14 +610,22 @@ struct Ssv {
 
 impl Ssv {
     fn forbid_defaults(&self, reason: &str) -> Ssv {
-        Ssv { allow_defaults: false, disallow_reason: reason.to_string(), inside_meta: self.inside_meta }
+        Ssv {
+            allow_defaults: false,
+            disallow_reason: reason.to_string(),
+            inside_meta: self.inside_meta,
+        }
     }
 }
 
 fn ssv_validate(s: &Value, p: &Path, ssv: &Ssv, errs: &mut Vec<FieldError>) {
     let ty = get_str(s, "type");
     if !ty.is_empty() && !OPENAPI_V3_TYPES.contains(&ty) {
-        errs.push(FieldError::not_supported(p.child("type"), ty, OPENAPI_V3_TYPES));
+        errs.push(FieldError::not_supported(
+            p.child("type"),
+            ty,
+            OPENAPI_V3_TYPES,
+        ));
     }
     if get(s, "default").is_some() && !ssv.allow_defaults {
         let mut detail = "must not be set".to_string();
@@ -490,7 +639,11 @@ fn ssv_validate(s: &Value, p: &Path, ssv: &Ssv, errs: &mut Vec<FieldError>) {
     let unsupported = [
         ("id", true, "id is not supported"),
         ("additionalItems", false, "additionalItems is not supported"),
-        ("patternProperties", true, "patternProperties is not supported"),
+        (
+            "patternProperties",
+            true,
+            "patternProperties is not supported",
+        ),
         ("definitions", true, "definitions is not supported"),
         ("dependencies", false, "dependencies is not supported"),
         ("$ref", false, "$ref is not supported"),
@@ -501,13 +654,22 @@ fn ssv_validate(s: &Value, p: &Path, ssv: &Ssv, errs: &mut Vec<FieldError>) {
         }
     }
     if ty == "null" {
-        errs.push(FieldError::forbidden(p.child("type"), "type cannot be set to null, use nullable as an alternative"));
+        errs.push(FieldError::forbidden(
+            p.child("type"),
+            "type cannot be set to null, use nullable as an alternative",
+        ));
     }
     if get(s, "items").is_some_and(|i| i.as_array().is_some_and(|a| !a.is_empty())) {
-        errs.push(FieldError::forbidden(p.child("items"), "items must be a schema object and not an array"));
+        errs.push(FieldError::forbidden(
+            p.child("items"),
+            "items must be a schema object and not an array",
+        ));
     }
     if ssv.inside_meta && get_bool(s, "x-kubernetes-embedded-resource") {
-        errs.push(FieldError::forbidden(p.child("x-kubernetes-embedded-resource"), "must not be used inside of resource meta"));
+        errs.push(FieldError::forbidden(
+            p.child("x-kubernetes-embedded-resource"),
+            "must not be used inside of resource meta",
+        ));
     }
 }
 
@@ -526,9 +688,16 @@ fn openapi_checks(s: &Value, p: &Path, ssv: &Ssv, is_root: bool, errs: &mut Vec<
     let has_props = properties(s).next().is_some();
     if let Some(ap) = get(s, "additionalProperties") {
         if has_props && (ap == &Value::Bool(false) || ap.is_object()) {
-            errs.push(FieldError::forbidden(p.child("additionalProperties"), "additionalProperties and properties are mutual exclusive"));
+            errs.push(FieldError::forbidden(
+                p.child("additionalProperties"),
+                "additionalProperties and properties are mutual exclusive",
+            ));
         }
-        let sub = if ssv.inside_meta { ssv.forbid_defaults("inside additionalProperties applying to object metadata") } else { ssv.clone() };
+        let sub = if ssv.inside_meta {
+            ssv.forbid_defaults("inside additionalProperties applying to object metadata")
+        } else {
+            ssv.clone()
+        };
         openapi_checks(ap, &p.child("additionalProperties"), &sub, false, errs);
     }
     let embedded = get_bool(s, "x-kubernetes-embedded-resource");
@@ -556,7 +725,9 @@ fn openapi_checks(s: &Value, p: &Path, ssv: &Ssv, is_root: bool, errs: &mut Vec<
         }
     }
     match get(s, "items") {
-        Some(items @ Value::Object(_)) => openapi_checks(items, &p.child("items"), ssv, false, errs),
+        Some(items @ Value::Object(_)) => {
+            openapi_checks(items, &p.child("items"), ssv, false, errs)
+        }
         Some(Value::Array(items)) => {
             for (i, x) in items.iter().enumerate() {
                 openapi_checks(x, &p.child("items").index(i), ssv, false, errs);
@@ -570,12 +741,19 @@ fn openapi_checks(s: &Value, p: &Path, ssv: &Ssv, is_root: bool, errs: &mut Vec<
         }
     }
     if s.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(false)) {
-        errs.push(invalid(&p.child("x-kubernetes-preserve-unknown-fields"), &Value::Bool(false), "must be true or undefined"));
+        errs.push(invalid(
+            &p.child("x-kubernetes-preserve-unknown-fields"),
+            &Value::Bool(false),
+            "must be true or undefined",
+        ));
     }
     list_and_map_type_checks(s, p, errs);
     for (i, rule) in list(s, "x-kubernetes-validations").iter().enumerate() {
         if get_str(rule, "rule").trim().is_empty() {
-            errs.push(FieldError::required(p.child("x-kubernetes-validations").index(i).child("rule"), "rule is not specified"));
+            errs.push(FieldError::required(
+                p.child("x-kubernetes-validations").index(i).child("rule"),
+                "rule is not specified",
+            ));
         }
     }
 }
@@ -597,7 +775,11 @@ fn list_and_map_type_checks(s: &Value, p: &Path, errs: &mut Vec<FieldError>) {
         }
     }
     if let Some(mt) = map_type.filter(|mt| *mt != "atomic" && *mt != "granular") {
-        errs.push(FieldError::not_supported(p.child("x-kubernetes-map-type"), mt, &["atomic", "granular"]));
+        errs.push(FieldError::not_supported(
+            p.child("x-kubernetes-map-type"),
+            mt,
+            &["atomic", "granular"],
+        ));
     }
     if list_type.is_some() && ty != "array" {
         let detail = "must be array if x-kubernetes-list-type is specified";
@@ -610,7 +792,9 @@ fn list_and_map_type_checks(s: &Value, p: &Path, errs: &mut Vec<FieldError>) {
         let detail = "must be atomic as item of a list with x-kubernetes-list-type=set";
         // Upstream reports the items' list type as the bad value in both cases.
         let item_list_type = get(is, "x-kubernetes-list-type");
-        let shown = item_list_type.map(go_bad_value).unwrap_or_else(|| "null".to_string());
+        let shown = item_list_type
+            .map(go_bad_value)
+            .unwrap_or_else(|| "null".to_string());
         let bad = |key: &str| FieldError {
             kind: FieldErrorType::Invalid,
             field: p.child("items").child(key).to_string(),
@@ -618,38 +802,63 @@ fn list_and_map_type_checks(s: &Value, p: &Path, errs: &mut Vec<FieldError>) {
             detail: detail.to_string(),
         };
         match get_str(is, "type") {
-            "array" if item_list_type.is_some_and(|t| t.as_str() != Some("atomic")) => errs.push(bad("x-kubernetes-list-type")),
-            "object" if get_str(is, "x-kubernetes-map-type") != "atomic" => errs.push(bad("x-kubernetes-map-type")),
+            "array" if item_list_type.is_some_and(|t| t.as_str() != Some("atomic")) => {
+                errs.push(bad("x-kubernetes-list-type"))
+            }
+            "object" if get_str(is, "x-kubernetes-map-type") != "atomic" => {
+                errs.push(bad("x-kubernetes-map-type"))
+            }
             _ => {}
         }
     }
     if let Some(lt) = list_type.filter(|lt| !["atomic", "set", "map"].contains(lt)) {
-        errs.push(FieldError::not_supported(p.child("x-kubernetes-list-type"), lt, &["atomic", "set", "map"]));
+        errs.push(FieldError::not_supported(
+            p.child("x-kubernetes-list-type"),
+            lt,
+            &["atomic", "set", "map"],
+        ));
     }
     if !keys.is_empty() {
         let detail = "must be map if x-kubernetes-list-map-keys is non-empty";
         match list_type {
-            None => errs.push(FieldError::required(p.child("x-kubernetes-list-type"), detail)),
-            Some(lt) if lt != "map" => errs.push(invalid_str(&p.child("x-kubernetes-list-type"), lt, detail)),
+            None => errs.push(FieldError::required(
+                p.child("x-kubernetes-list-type"),
+                detail,
+            )),
+            Some(lt) if lt != "map" => {
+                errs.push(invalid_str(&p.child("x-kubernetes-list-type"), lt, detail))
+            }
             _ => {}
         }
     }
     let keys_value = || go_string_slice(Some(&keys));
     if list_type == Some("map") {
         if keys.is_empty() {
-            errs.push(FieldError::required(p.child("x-kubernetes-list-map-keys"), "must not be empty if x-kubernetes-list-type is map"));
+            errs.push(FieldError::required(
+                p.child("x-kubernetes-list-map-keys"),
+                "must not be empty if x-kubernetes-list-type is map",
+            ));
         }
         match items {
-            None => errs.push(FieldError::required(p.child("items"), "must have a schema if x-kubernetes-list-type is map")),
-            Some(i) if !i.is_object() => {
-                errs.push(invalid(&p.child("items"), i, "must only have a single schema if x-kubernetes-list-type is map"))
-            }
+            None => errs.push(FieldError::required(
+                p.child("items"),
+                "must have a schema if x-kubernetes-list-type is map",
+            )),
+            Some(i) if !i.is_object() => errs.push(invalid(
+                &p.child("items"),
+                i,
+                "must only have a single schema if x-kubernetes-list-type is map",
+            )),
             _ => {}
         }
         if let Some(is) = item_schema {
             let item_type = get_str(is, "type");
             if item_type != "object" {
-                errs.push(invalid_str(&p.child("items").child("type"), item_type, "must be object if parent array's x-kubernetes-list-type is map"));
+                errs.push(invalid_str(
+                    &p.child("items").child("type"),
+                    item_type,
+                    "must be object if parent array's x-kubernetes-list-type is map",
+                ));
             } else {
                 let mut seen = Vec::new();
                 for k in &keys {
@@ -694,7 +903,9 @@ fn list_and_map_type_checks(s: &Value, p: &Path, errs: &mut Vec<FieldError>) {
         if lt == "map" {
             let required = strings(is, "required");
             for k in &keys {
-                let Some(prop) = is.get("properties").and_then(|m| m.get(k)) else { continue };
+                let Some(prop) = is.get("properties").and_then(|m| m.get(k)) else {
+                    continue;
+                };
                 let kp = p.child("items").child("properties").key(k);
                 if !required.contains(k) && get(prop, "default").is_none() {
                     errs.push(FieldError::required(
@@ -720,10 +931,15 @@ mod tests {
 
     fn check(schema: Value, status: bool) -> Vec<String> {
         let holder = json!({ "openAPIV3Schema": schema });
-        validate_validation(Some(&holder), status, true, &Path::new("spec").child("validation"))
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        validate_validation(
+            Some(&holder),
+            status,
+            true,
+            &Path::new("spec").child("validation"),
+        )
+        .iter()
+        .map(ToString::to_string)
+        .collect()
     }
 
     #[test]

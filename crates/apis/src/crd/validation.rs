@@ -24,13 +24,24 @@ use super::{condition_is_true, storage_version, str_at, versions};
 use crate::field_error::{FieldError, FieldErrorType, Path};
 
 static DNS1123_SUBDOMAIN: Lazy<Regex> = Lazy::new(|| {
-    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").expect("invariant: static regex compiles")
+    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        .expect("invariant: static regex compiles")
 });
-static DNS1035_LABEL: Lazy<Regex> =
-    Lazy::new(|| Regex::new(r"^[a-z]([-a-z0-9]*[a-z0-9])?$").expect("invariant: static regex compiles"));
+static DNS1035_LABEL: Lazy<Regex> = Lazy::new(|| {
+    Regex::new(r"^[a-z]([-a-z0-9]*[a-z0-9])?$").expect("invariant: static regex compiles")
+});
 
 const PRINTER_COLUMN_TYPES: &[&str] = &["boolean", "date", "integer", "number", "string"];
-const PRINTER_COLUMN_FORMATS: &[&str] = &["byte", "date", "date-time", "double", "float", "int32", "int64", "password"];
+const PRINTER_COLUMN_FORMATS: &[&str] = &[
+    "byte",
+    "date",
+    "date-time",
+    "double",
+    "float",
+    "int32",
+    "int64",
+    "password",
+];
 const API_APPROVAL_ANNOTATION: &str = "api-approved.kubernetes.io";
 
 /// apimachinery's `RegexError`, including its double space before "or".
@@ -83,7 +94,12 @@ fn invalid_str(p: &Path, value: &str, detail: impl Into<String>) -> FieldError {
 }
 
 fn invalid_raw(p: &Path, shown: String, detail: impl Into<String>) -> FieldError {
-    FieldError { kind: FieldErrorType::Invalid, field: p.to_string(), bad_value: Some(shown), detail: detail.into() }
+    FieldError {
+        kind: FieldErrorType::Invalid,
+        field: p.to_string(),
+        bad_value: Some(shown),
+        detail: detail.into(),
+    }
 }
 
 fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
@@ -95,7 +111,13 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 fn strings(v: &Value, key: &str) -> Vec<String> {
-    v.get(key).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
+    v.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Sets what upstream's v1 defaulting and `PrepareForCreate`/`PrepareForUpdate` set:
@@ -106,11 +128,26 @@ pub fn default_crd(obj: &mut Value) {
     let storage = storage_version(obj);
     if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
         if let Some(names) = spec.get_mut("names").and_then(Value::as_object_mut) {
-            let kind = names.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
-            if names.get("singular").and_then(Value::as_str).unwrap_or("").is_empty() {
+            let kind = names
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if names
+                .get("singular")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
                 names.insert("singular".to_string(), Value::String(kind.to_lowercase()));
             }
-            if names.get("listKind").and_then(Value::as_str).unwrap_or("").is_empty() && !kind.is_empty() {
+            if names
+                .get("listKind")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+                && !kind.is_empty()
+            {
                 names.insert("listKind".to_string(), Value::String(format!("{kind}List")));
             }
         }
@@ -127,12 +164,16 @@ pub fn default_crd(obj: &mut Value) {
             }
         }
     }
-    let (Some(storage), Some(root)) = (storage, obj.as_object_mut()) else { return };
+    let (Some(storage), Some(root)) = (storage, obj.as_object_mut()) else {
+        return;
+    };
     let status = root.entry("status").or_insert_with(|| json!({}));
     if !status.is_object() {
         *status = json!({});
     }
-    let Some(status) = status.as_object_mut() else { return };
+    let Some(status) = status.as_object_mut() else {
+        return;
+    };
     let stored = status.entry("storedVersions").or_insert_with(|| json!([]));
     if !stored.is_array() {
         *stored = json!([]);
@@ -156,7 +197,12 @@ struct Opts {
 pub fn validate_crd(obj: &Value) -> Vec<FieldError> {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     let mut errs = validate_metadata_name(obj);
-    errs.extend(validate_spec(spec, &Opts { require_openapi_schema: true }));
+    errs.extend(validate_spec(
+        spec,
+        &Opts {
+            require_openapi_schema: true,
+        },
+    ));
     errs.extend(validate_status(obj));
     errs.extend(validate_api_approval(obj, None));
     errs.extend(validate_preserve_unknown_fields(obj, None));
@@ -169,7 +215,9 @@ pub fn validate_crd(obj: &Value) -> Vec<FieldError> {
 pub fn validate_crd_update(new: &Value, old: &Value) -> Vec<FieldError> {
     let spec = new.get("spec").unwrap_or(&Value::Null);
     let old_spec = old.get("spec").unwrap_or(&Value::Null);
-    let opts = Opts { require_openapi_schema: all_versions_have_schema(old_spec) };
+    let opts = Opts {
+        require_openapi_schema: all_versions_have_schema(old_spec),
+    };
     let mut errs = validate_spec(spec, &opts);
 
     let p = Path::new("spec");
@@ -180,7 +228,11 @@ pub fn validate_crd_update(new: &Value, old: &Value) -> Vec<FieldError> {
     };
     if condition_is_true(old, "Established") {
         immutable(p.child("scope"), s(spec, "scope"), s(old_spec, "scope"));
-        immutable(p.child("names").child("kind"), str_at(spec, &["names", "kind"]), str_at(old_spec, &["names", "kind"]));
+        immutable(
+            p.child("names").child("kind"),
+            str_at(spec, &["names", "kind"]),
+            str_at(old_spec, &["names", "kind"]),
+        );
     }
     immutable(p.child("group"), s(spec, "group"), s(old_spec, "group"));
     immutable(
@@ -198,7 +250,12 @@ pub fn validate_crd_update(new: &Value, old: &Value) -> Vec<FieldError> {
 fn all_versions_have_schema(spec: &Value) -> bool {
     spec.get("versions")
         .and_then(Value::as_array)
-        .is_some_and(|vs| vs.iter().all(|v| v.pointer("/schema/openAPIV3Schema").is_some_and(|s| !s.is_null())))
+        .is_some_and(|vs| {
+            vs.iter().all(|v| {
+                v.pointer("/schema/openAPIV3Schema")
+                    .is_some_and(|s| !s.is_null())
+            })
+        })
 }
 
 /// The name must be a DNS subdomain equal to `<plural>.<group>`.
@@ -230,7 +287,10 @@ fn validate_metadata_name(obj: &Value) -> Vec<FieldError> {
     }
     let name = str_at(obj, &["metadata", "name"]);
     if name.is_empty() {
-        errs.push(FieldError::required(meta.child("name"), "name or generateName is required"));
+        errs.push(FieldError::required(
+            meta.child("name"),
+            "name or generateName is required",
+        ));
     } else {
         for msg in check(name, false) {
             errs.push(invalid_str(&meta.child("name"), name, msg));
@@ -239,7 +299,12 @@ fn validate_metadata_name(obj: &Value) -> Vec<FieldError> {
     errs
 }
 
-fn validate_enum_string(p: &Path, value: &str, accepted: &[&str], required: bool) -> Option<FieldError> {
+fn validate_enum_string(
+    p: &Path,
+    value: &str,
+    accepted: &[&str],
+    required: bool,
+) -> Option<FieldError> {
     if value.is_empty() {
         return required.then(|| FieldError::required(p, ""));
     }
@@ -256,7 +321,9 @@ fn all_identical(versions: &[Value], key: &str, empty_list_is_absent: bool) -> b
             Some(x) => x.clone(),
         }
     };
-    let Some(first) = versions.first().map(norm) else { return true };
+    let Some(first) = versions.first().map(norm) else {
+        return true;
+    };
     versions.iter().all(|v| norm(v) == first)
 }
 
@@ -276,27 +343,54 @@ fn validate_spec(spec: &Value, opts: &Opts) -> Vec<FieldError> {
         if !msgs.is_empty() {
             errs.push(invalid_str(&p.child("group"), group, msgs.join(",")));
         } else if group.split('.').count() < 2 {
-            errs.push(invalid_str(&p.child("group"), group, "should be a domain with at least one dot"));
+            errs.push(invalid_str(
+                &p.child("group"),
+                group,
+                "should be a domain with at least one dot",
+            ));
         }
     }
-    errs.extend(validate_enum_string(&p.child("scope"), s(spec, "scope"), &["Cluster", "Namespaced"], true));
+    errs.extend(validate_enum_string(
+        &p.child("scope"),
+        s(spec, "scope"),
+        &["Cluster", "Namespaced"],
+        true,
+    ));
 
-    let preserve_unknown = spec.get("preserveUnknownFields").and_then(Value::as_bool).unwrap_or(false);
+    let preserve_unknown = spec
+        .get("preserveUnknownFields")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     // Pruning needs structural schemas, and so do defaults and the x-kubernetes markers.
-    let schemas: Vec<&Value> = versions(spec).iter().filter_map(|v| v.pointer("/schema/openAPIV3Schema")).collect();
-    let has_defaults = schemas.iter().any(|s| schema_has(s, &|x| get(x, "default").is_some()));
+    let schemas: Vec<&Value> = versions(spec)
+        .iter()
+        .filter_map(|v| v.pointer("/schema/openAPIV3Schema"))
+        .collect();
+    let has_defaults = schemas
+        .iter()
+        .any(|s| schema_has(s, &|x| get(x, "default").is_some()));
     let has_extensions = schemas.iter().any(|s| {
         schema_has(s, &|x| {
             x.as_object().is_some_and(|m| {
-                ["x-kubernetes-embedded-resource", "x-kubernetes-int-or-string"]
+                [
+                    "x-kubernetes-embedded-resource",
+                    "x-kubernetes-int-or-string",
+                ]
+                .iter()
+                .any(|k| m.get(*k) == Some(&Value::Bool(true)))
+                    || [
+                        "x-kubernetes-preserve-unknown-fields",
+                        "x-kubernetes-list-type",
+                    ]
                     .iter()
-                    .any(|k| m.get(*k) == Some(&Value::Bool(true)))
-                    || ["x-kubernetes-preserve-unknown-fields", "x-kubernetes-list-type"]
-                        .iter()
-                        .any(|k| m.get(*k).is_some_and(|v| !v.is_null()))
+                    .any(|k| m.get(*k).is_some_and(|v| !v.is_null()))
                     || ["x-kubernetes-list-map-keys", "x-kubernetes-validations"]
                         .iter()
-                        .any(|k| m.get(*k).and_then(Value::as_array).is_some_and(|a| !a.is_empty()))
+                        .any(|k| {
+                            m.get(*k)
+                                .and_then(Value::as_array)
+                                .is_some_and(|a| !a.is_empty())
+                        })
             })
         })
     });
@@ -304,11 +398,21 @@ fn validate_spec(spec: &Value, opts: &Opts) -> Vec<FieldError> {
 
     let versions = versions(spec);
     let schema_hoisted = !versions.is_empty() && all_identical(versions, "schema", false);
-    let subresources_hoisted = !versions.is_empty() && all_identical(versions, "subresources", false);
-    let columns_hoisted = !versions.is_empty() && all_identical(versions, "additionalPrinterColumns", true);
-    let top_schema = if schema_hoisted { versions.first().and_then(|v| get(v, "schema")) } else { None };
-    let top_subresources = if subresources_hoisted { versions.first().and_then(|v| get(v, "subresources")) } else { None };
-    fn per_version<'a>(v: &'a Value, hoisted: bool) -> Option<&'a Value> {
+    let subresources_hoisted =
+        !versions.is_empty() && all_identical(versions, "subresources", false);
+    let columns_hoisted =
+        !versions.is_empty() && all_identical(versions, "additionalPrinterColumns", true);
+    let top_schema = if schema_hoisted {
+        versions.first().and_then(|v| get(v, "schema"))
+    } else {
+        None
+    };
+    let top_subresources = if subresources_hoisted {
+        versions.first().and_then(|v| get(v, "subresources"))
+    } else {
+        None
+    };
+    fn per_version(v: &Value, hoisted: bool) -> Option<&Value> {
         if hoisted {
             None
         } else {
@@ -322,15 +426,25 @@ fn validate_spec(spec: &Value, opts: &Opts) -> Vec<FieldError> {
     if opts.require_openapi_schema {
         if !top_has_schema {
             for (i, v) in versions.iter().enumerate() {
-                if per_version_schema(v).and_then(|s| get(s, "openAPIV3Schema")).is_none() {
-                    errs.push(FieldError::required(vp(i).child("schema").child("openAPIV3Schema"), "schemas are required"));
+                if per_version_schema(v)
+                    .and_then(|s| get(s, "openAPIV3Schema"))
+                    .is_none()
+                {
+                    errs.push(FieldError::required(
+                        vp(i).child("schema").child("openAPIV3Schema"),
+                        "schemas are required",
+                    ));
                 }
             }
         }
     } else if !preserve_unknown && !top_has_schema {
         for (i, v) in versions.iter().enumerate() {
             let served = v.get("served").and_then(Value::as_bool).unwrap_or(false);
-            if served && per_version_schema(v).and_then(|s| get(s, "openAPIV3Schema")).is_none() {
+            if served
+                && per_version_schema(v)
+                    .and_then(|s| get(s, "openAPIV3Schema"))
+                    .is_none()
+            {
                 errs.push(FieldError::required(
                     vp(i).child("schema").child("openAPIV3Schema"),
                     "because otherwise all fields are pruned",
@@ -339,7 +453,11 @@ fn validate_spec(spec: &Value, opts: &Opts) -> Vec<FieldError> {
         }
     }
     if has_defaults && preserve_unknown {
-        errs.push(invalid_raw(&p.child("preserveUnknownFields"), "true".to_string(), "must be false in order to use defaults in the schema"));
+        errs.push(invalid_raw(
+            &p.child("preserveUnknownFields"),
+            "true".to_string(),
+            "must be false in order to use defaults in the schema",
+        ));
     }
 
     let mut storage_count = 0;
@@ -359,24 +477,51 @@ fn validate_spec(spec: &Value, opts: &Opts) -> Vec<FieldError> {
         if !msgs.is_empty() {
             errs.push(invalid_str(&vp(i).child("name"), name, msgs.join(",")));
         }
-        let subresources = if subresources_hoisted { top_subresources } else { get(v, "subresources") };
+        let subresources = if subresources_hoisted {
+            top_subresources
+        } else {
+            get(v, "subresources")
+        };
         errs.extend(validate_deprecation_warning(v, &vp(i)));
         if !schema_hoisted {
-            errs.extend(validate_validation(get(v, "schema"), has_status(subresources), require_structural, &vp(i).child("schema")));
+            errs.extend(validate_validation(
+                get(v, "schema"),
+                has_status(subresources),
+                require_structural,
+                &vp(i).child("schema"),
+            ));
         }
         if !subresources_hoisted {
-            errs.extend(validate_subresources(get(v, "subresources"), &vp(i).child("subresources")));
+            errs.extend(validate_subresources(
+                get(v, "subresources"),
+                &vp(i).child("subresources"),
+            ));
         }
         if !columns_hoisted {
-            errs.extend(validate_columns(v, &vp(i).child("additionalPrinterColumns")));
+            errs.extend(validate_columns(
+                v,
+                &vp(i).child("additionalPrinterColumns"),
+            ));
         }
     }
-    let versions_json = || spec.get("versions").map(|v| v.to_string()).unwrap_or_else(|| "null".to_string());
+    let versions_json = || {
+        spec.get("versions")
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "null".to_string())
+    };
     if !unique {
-        errs.push(invalid_raw(&p.child("versions"), versions_json(), "must contain unique version names"));
+        errs.push(invalid_raw(
+            &p.child("versions"),
+            versions_json(),
+            "must contain unique version names",
+        ));
     }
     if storage_count != 1 {
-        errs.push(invalid_raw(&p.child("versions"), versions_json(), "must have exactly one version marked as storage version"));
+        errs.push(invalid_raw(
+            &p.child("versions"),
+            versions_json(),
+            "must have exactly one version marked as storage version",
+        ));
     }
 
     let names = spec.get("names").unwrap_or(&Value::Null);
@@ -389,17 +534,31 @@ fn validate_spec(spec: &Value, opts: &Opts) -> Vec<FieldError> {
 
     if schema_hoisted {
         let any_status = versions.iter().any(|v| has_status(get(v, "subresources")));
-        errs.extend(validate_validation(top_schema, any_status, require_structural, &p.child("validation")));
+        errs.extend(validate_validation(
+            top_schema,
+            any_status,
+            require_structural,
+            &p.child("validation"),
+        ));
     }
     if subresources_hoisted {
-        errs.extend(validate_subresources(top_subresources, &p.child("subresources")));
+        errs.extend(validate_subresources(
+            top_subresources,
+            &p.child("subresources"),
+        ));
     }
     if columns_hoisted {
         if let Some(first) = versions.first() {
-            errs.extend(validate_columns(first, &p.child("additionalPrinterColumns")));
+            errs.extend(validate_columns(
+                first,
+                &p.child("additionalPrinterColumns"),
+            ));
         }
     }
-    errs.extend(validate_conversion(get(spec, "conversion"), &p.child("conversion")));
+    errs.extend(validate_conversion(
+        get(spec, "conversion"),
+        &p.child("conversion"),
+    ));
     errs
 }
 
@@ -417,31 +576,55 @@ fn validate_names(names: &Value, p: &Path) -> Vec<FieldError> {
         let v = s(names, key);
         let msgs = dns1035_label_errors(&v.to_lowercase());
         if !v.is_empty() && !msgs.is_empty() {
-            errs.push(invalid_str(&p.child(key), v, format!("may have mixed case, but should otherwise match: {}", msgs.join(","))));
+            errs.push(invalid_str(
+                &p.child(key),
+                v,
+                format!(
+                    "may have mixed case, but should otherwise match: {}",
+                    msgs.join(",")
+                ),
+            ));
         }
     }
     for (i, short) in strings(names, "shortNames").iter().enumerate() {
         let msgs = dns1035_label_errors(short);
         if !msgs.is_empty() {
-            errs.push(invalid_str(&p.child("shortNames").index(i), short, msgs.join(",")));
+            errs.push(invalid_str(
+                &p.child("shortNames").index(i),
+                short,
+                msgs.join(","),
+            ));
         }
     }
     let kind = s(names, "kind");
     if !kind.is_empty() && kind == s(names, "listKind") {
-        errs.push(invalid_str(&p.child("listKind"), kind, "kind and listKind may not be the same"));
+        errs.push(invalid_str(
+            &p.child("listKind"),
+            kind,
+            "kind and listKind may not be the same",
+        ));
     }
     for (i, category) in strings(names, "categories").iter().enumerate() {
         let msgs = dns1035_label_errors(category);
         if !msgs.is_empty() {
-            errs.push(invalid_str(&p.child("categories").index(i), category, msgs.join(",")));
+            errs.push(invalid_str(
+                &p.child("categories").index(i),
+                category,
+                msgs.join(","),
+            ));
         }
     }
     errs
 }
 
 fn validate_deprecation_warning(v: &Value, p: &Path) -> Vec<FieldError> {
-    let Some(warning) = v.get("deprecationWarning").and_then(Value::as_str) else { return Vec::new() };
-    let deprecated = v.get("deprecated").and_then(Value::as_bool).unwrap_or(false);
+    let Some(warning) = v.get("deprecationWarning").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let deprecated = v
+        .get("deprecated")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let mut msgs = Vec::new();
     if !deprecated {
         msgs.push("can only be set for deprecated versions".to_string());
@@ -456,14 +639,20 @@ fn validate_deprecation_warning(v: &Value, p: &Path) -> Vec<FieldError> {
             msgs.push(format!("must only contain printable UTF-8 characters; control character found at index {i}"));
         }
     }
-    msgs.into_iter().map(|m| invalid_str(&p.child("deprecationWarning"), warning, m)).collect()
+    msgs.into_iter()
+        .map(|m| invalid_str(&p.child("deprecationWarning"), warning, m))
+        .collect()
 }
 
 fn validate_simple_json_path(value: &str, p: &Path) -> Option<FieldError> {
     if value.is_empty() {
         Some(invalid_str(p, value, "must not be empty"))
     } else if !value.starts_with('.') {
-        Some(invalid_str(p, value, "must be a simple json path starting with ."))
+        Some(invalid_str(
+            p,
+            value,
+            "must be a simple json path starting with .",
+        ))
     } else {
         None
     }
@@ -471,10 +660,20 @@ fn validate_simple_json_path(value: &str, p: &Path) -> Option<FieldError> {
 
 fn validate_subresources(subresources: Option<&Value>, p: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let Some(scale) = subresources.and_then(|s| get(s, "scale")) else { return errs };
+    let Some(scale) = subresources.and_then(|s| get(s, "scale")) else {
+        return errs;
+    };
     for (key, prefix, detail) in [
-        ("specReplicasPath", ".spec.", "should be a json path under .spec"),
-        ("statusReplicasPath", ".status.", "should be a json path under .status"),
+        (
+            "specReplicasPath",
+            ".spec.",
+            "should be a json path under .spec",
+        ),
+        (
+            "statusReplicasPath",
+            ".status.",
+            "should be a json path under .status",
+        ),
     ] {
         let path = p.child(&format!("scale.{key}"));
         let value = s(scale, key);
@@ -492,7 +691,11 @@ fn validate_subresources(subresources: Option<&Value>, p: &Path) -> Vec<FieldErr
         if let Some(e) = validate_simple_json_path(selector, &path) {
             errs.push(e);
         } else if !selector.starts_with(".spec.") && !selector.starts_with(".status.") {
-            errs.push(invalid_str(&path, selector, "should be a json path under either .spec or .status"));
+            errs.push(invalid_str(
+                &path,
+                selector,
+                "should be a json path under either .spec or .status",
+            ));
         }
     }
     errs
@@ -500,7 +703,11 @@ fn validate_subresources(subresources: Option<&Value>, p: &Path) -> Vec<FieldErr
 
 fn validate_columns(version: &Value, p: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let columns = version.get("additionalPrinterColumns").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let columns = version
+        .get("additionalPrinterColumns")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     for (i, col) in columns.iter().enumerate() {
         let cp = p.index(i);
         if s(col, "name").is_empty() {
@@ -515,7 +722,11 @@ fn validate_columns(version: &Value, p: &Path) -> Vec<FieldError> {
         }
         let format = s(col, "format");
         if !format.is_empty() && !PRINTER_COLUMN_FORMATS.contains(&format) {
-            errs.push(invalid_str(&cp.child("format"), format, format!("must be one of {}", PRINTER_COLUMN_FORMATS.join(","))));
+            errs.push(invalid_str(
+                &cp.child("format"),
+                format,
+                format!("must be one of {}", PRINTER_COLUMN_FORMATS.join(",")),
+            ));
         }
         // The internal type calls the field JSONPath, and so do upstream's errors.
         let json_path = s(col, "jsonPath");
@@ -532,30 +743,55 @@ fn validate_columns(version: &Value, p: &Path) -> Vec<FieldError> {
 /// `webhook.conversionReviewVersions`; errors use those internal names.
 fn validate_conversion(conversion: Option<&Value>, p: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let Some(conversion) = conversion else { return errs };
+    let Some(conversion) = conversion else {
+        return errs;
+    };
     let strategy = s(conversion, "strategy");
-    errs.extend(validate_enum_string(&p.child("strategy"), strategy, &["None", "Webhook"], true));
+    errs.extend(validate_enum_string(
+        &p.child("strategy"),
+        strategy,
+        &["None", "Webhook"],
+        true,
+    ));
     let webhook = get(conversion, "webhook");
     let client_config = webhook.and_then(|w| get(w, "clientConfig"));
-    let review_versions = webhook.map(|w| strings(w, "conversionReviewVersions")).unwrap_or_default();
+    let review_versions = webhook
+        .map(|w| strings(w, "conversionReviewVersions"))
+        .unwrap_or_default();
     let cc_path = p.child("webhookClientConfig");
     if strategy == "Webhook" {
         match client_config {
-            None => errs.push(FieldError::required(&cc_path, "required when strategy is set to Webhook")),
+            None => errs.push(FieldError::required(
+                &cc_path,
+                "required when strategy is set to Webhook",
+            )),
             Some(cc) => {
                 let url = get(cc, "url").and_then(Value::as_str);
                 let service = get(cc, "service");
                 match (url, service) {
-                    (Some(url), None) => errs.extend(validate_webhook_url(url, &cc_path.child("url"))),
-                    (None, Some(svc)) => errs.extend(validate_webhook_service(svc, &cc_path.child("service"))),
-                    _ => errs.push(FieldError::required(&cc_path, "exactly one of url or service is required")),
+                    (Some(url), None) => {
+                        errs.extend(validate_webhook_url(url, &cc_path.child("url")))
+                    }
+                    (None, Some(svc)) => {
+                        errs.extend(validate_webhook_service(svc, &cc_path.child("service")))
+                    }
+                    _ => errs.push(FieldError::required(
+                        &cc_path,
+                        "exactly one of url or service is required",
+                    )),
                 }
             }
         }
-        errs.extend(validate_conversion_review_versions(&review_versions, &p.child("conversionReviewVersions")));
+        errs.extend(validate_conversion_review_versions(
+            &review_versions,
+            &p.child("conversionReviewVersions"),
+        ));
     } else {
         if client_config.is_some() {
-            errs.push(FieldError::forbidden(&cc_path, "should not be set when strategy is not set to Webhook"));
+            errs.push(FieldError::forbidden(
+                &cc_path,
+                "should not be set when strategy is not set to Webhook",
+            ));
         }
         if !review_versions.is_empty() {
             errs.push(FieldError::forbidden(
@@ -574,21 +810,43 @@ fn validate_webhook_url(url: &str, p: &Path) -> Vec<FieldError> {
     let (rest, fragment) = rest.split_once('#').unwrap_or((rest, ""));
     let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
     let authority = rest.split('/').next().unwrap_or("");
-    let (user, host) = authority.rsplit_once('@').map_or((None, authority), |(u, h)| (Some(u), h));
+    let (user, host) = authority
+        .rsplit_once('@')
+        .map_or((None, authority), |(u, h)| (Some(u), h));
     if scheme != "https" {
-        errs.push(invalid_str(p, scheme, format!("'https' is the only allowed URL scheme{FORM}")));
+        errs.push(invalid_str(
+            p,
+            scheme,
+            format!("'https' is the only allowed URL scheme{FORM}"),
+        ));
     }
     if host.is_empty() {
-        errs.push(invalid_str(p, host, format!("host must be specified{FORM}")));
+        errs.push(invalid_str(
+            p,
+            host,
+            format!("host must be specified{FORM}"),
+        ));
     }
     if let Some(user) = user {
-        errs.push(invalid_str(p, user, "user information is not permitted in the URL"));
+        errs.push(invalid_str(
+            p,
+            user,
+            "user information is not permitted in the URL",
+        ));
     }
     if !fragment.is_empty() {
-        errs.push(invalid_str(p, fragment, "fragments are not permitted in the URL"));
+        errs.push(invalid_str(
+            p,
+            fragment,
+            "fragments are not permitted in the URL",
+        ));
     }
     if !query.is_empty() {
-        errs.push(invalid_str(p, query, "query parameters are not permitted in the URL"));
+        errs.push(invalid_str(
+            p,
+            query,
+            "query parameters are not permitted in the URL",
+        ));
     }
     errs
 }
@@ -596,10 +854,16 @@ fn validate_webhook_url(url: &str, p: &Path) -> Vec<FieldError> {
 fn validate_webhook_service(service: &Value, p: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if s(service, "name").is_empty() {
-        errs.push(FieldError::required(p.child("name"), "service name is required"));
+        errs.push(FieldError::required(
+            p.child("name"),
+            "service name is required",
+        ));
     }
     if s(service, "namespace").is_empty() {
-        errs.push(FieldError::required(p.child("namespace"), "service namespace is required"));
+        errs.push(FieldError::required(
+            p.child("namespace"),
+            "service namespace is required",
+        ));
     }
     if let Some(port) = get(service, "port") {
         if !port.as_i64().is_some_and(|n| (1..=65535).contains(&n)) {
@@ -631,7 +895,11 @@ fn validate_conversion_review_versions(versions: &[String], p: &Path) -> Vec<Fie
         }
     }
     if !versions.iter().any(|v| v == "v1" || v == "v1beta1") {
-        errs.push(invalid_raw(p, go_string_slice(Some(versions)), "must include at least one of v1, v1beta1"));
+        errs.push(invalid_raw(
+            p,
+            go_string_slice(Some(versions)),
+            "must include at least one of v1, v1beta1",
+        ));
     }
     errs
 }
@@ -641,22 +909,41 @@ fn validate_status(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let status = obj.get("status").unwrap_or(&Value::Null);
     if let Some(accepted) = get(status, "acceptedNames") {
-        errs.extend(validate_names(accepted, &Path::new("status").child("acceptedNames")));
+        errs.extend(validate_names(
+            accepted,
+            &Path::new("status").child("acceptedNames"),
+        ));
     }
     let p = Path::new("status").child("storedVersions");
-    let stored = status.get("storedVersions").and_then(Value::as_array).map(|a| {
-        a.iter().filter_map(Value::as_str).map(str::to_string).collect::<Vec<_>>()
-    });
+    let stored = status
+        .get("storedVersions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        });
     let stored_list = stored.clone().unwrap_or_default();
     if stored_list.is_empty() {
-        errs.push(invalid_raw(&p, go_string_slice(stored.as_deref()), "must have at least one stored version"));
+        errs.push(invalid_raw(
+            &p,
+            go_string_slice(stored.as_deref()),
+            "must have at least one stored version",
+        ));
         return errs;
     }
     let spec_versions = versions(obj.get("spec").unwrap_or(&Value::Null));
     for v in spec_versions {
         let name = s(v, "name");
-        if v.get("storage").and_then(Value::as_bool).unwrap_or(false) && !stored_list.iter().any(|x| x == name) {
-            errs.push(invalid_raw(&p, go_string_slice(Some(&stored_list)), format!("must have the storage version {name}")));
+        if v.get("storage").and_then(Value::as_bool).unwrap_or(false)
+            && !stored_list.iter().any(|x| x == name)
+        {
+            errs.push(invalid_raw(
+                &p,
+                go_string_slice(Some(&stored_list)),
+                format!("must have the storage version {name}"),
+            ));
         }
     }
     for (i, sv) in stored_list.iter().enumerate() {
@@ -682,10 +969,20 @@ enum Approval {
 }
 
 fn approval_state(obj: &Value) -> Approval {
-    match obj.pointer("/metadata/annotations").and_then(|a| a.get(API_APPROVAL_ANNOTATION)).and_then(Value::as_str) {
+    match obj
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(API_APPROVAL_ANNOTATION))
+        .and_then(Value::as_str)
+    {
         None | Some("") => Approval::Missing,
         Some(v) if v.starts_with("unapproved") => Approval::Bypassed,
-        Some(v) if v.starts_with('/') || v.split_once("://").is_some_and(|(scheme, _)| !scheme.is_empty()) => Approval::Approved,
+        Some(v)
+            if v.starts_with('/')
+                || v.split_once("://")
+                    .is_some_and(|(scheme, _)| !scheme.is_empty()) =>
+        {
+            Approval::Approved
+        }
         Some(_) => Approval::Invalid,
     }
 }
@@ -694,7 +991,10 @@ fn approval_state(obj: &Value) -> Approval {
 /// annotation; an update that does not change the approval state is let through.
 fn validate_api_approval(new: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let group = str_at(new, &["spec", "group"]);
-    let protected = group == "k8s.io" || group.ends_with(".k8s.io") || group == "kubernetes.io" || group.ends_with(".kubernetes.io");
+    let protected = group == "k8s.io"
+        || group.ends_with(".k8s.io")
+        || group == "kubernetes.io"
+        || group.ends_with(".kubernetes.io");
     if !protected {
         return Vec::new();
     }
@@ -702,7 +1002,9 @@ fn validate_api_approval(new: &Value, old: Option<&Value>) -> Vec<FieldError> {
     if old.map(approval_state) == Some(state) {
         return Vec::new();
     }
-    let p = Path::new("metadata").child("annotations").key(API_APPROVAL_ANNOTATION);
+    let p = Path::new("metadata")
+        .child("annotations")
+        .key(API_APPROVAL_ANNOTATION);
     match state {
         Approval::Missing => vec![FieldError::required(
             p,
@@ -722,7 +1024,11 @@ fn validate_api_approval(new: &Value, old: Option<&Value>) -> Vec<FieldError> {
 
 /// v1 forbids turning `spec.preserveUnknownFields` on (old CRDs may keep it).
 fn validate_preserve_unknown_fields(new: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    let on = |v: &Value| v.pointer("/spec/preserveUnknownFields").and_then(Value::as_bool).unwrap_or(false);
+    let on = |v: &Value| {
+        v.pointer("/spec/preserveUnknownFields")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
     if old.is_some_and(on) || !on(new) {
         return Vec::new();
     }
@@ -762,12 +1068,15 @@ mod tests {
     #[test]
     fn create_validation_errors_match_upstream_texts() {
         type Mutate = fn(&mut Value);
-        let cases: Vec<(&str, Mutate, fn(&Value) -> Vec<String>)> = vec![
+        type Expect = fn(&Value) -> Vec<String>;
+        let cases: Vec<(&str, Mutate, Expect)> = vec![
             ("valid", |_| {}, |_| vec![]),
             (
                 "name mismatch",
                 |c| c["metadata"]["name"] = json!("crontab.stable.example.com"),
-                |_| vec![r#"metadata.name: Invalid value: "crontab.stable.example.com": must be spec.names.plural+"."+spec.group"#.to_string()],
+                |_| {
+                    vec![r#"metadata.name: Invalid value: "crontab.stable.example.com": must be spec.names.plural+"."+spec.group"#.to_string()]
+                },
             ),
             (
                 "group without dot",
@@ -775,12 +1084,16 @@ mod tests {
                     c["spec"]["group"] = json!("example");
                     c["metadata"]["name"] = json!("crontabs.example");
                 },
-                |_| vec![r#"spec.group: Invalid value: "example": should be a domain with at least one dot"#.to_string()],
+                |_| {
+                    vec![r#"spec.group: Invalid value: "example": should be a domain with at least one dot"#.to_string()]
+                },
             ),
             (
                 "bad scope",
                 |c| c["spec"]["scope"] = json!("Global"),
-                |_| vec![r#"spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced""#.to_string()],
+                |_| {
+                    vec![r#"spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced""#.to_string()]
+                },
             ),
             (
                 "bad plural",
@@ -808,13 +1121,20 @@ mod tests {
             (
                 "missing schema",
                 |c| {
-                    c["spec"]["versions"][0].as_object_mut().map(|v| v.remove("schema"));
+                    c["spec"]["versions"][0]
+                        .as_object_mut()
+                        .map(|v| v.remove("schema"));
                 },
-                |_| vec!["spec.versions[0].schema.openAPIV3Schema: Required value: schemas are required".to_string()],
+                |_| {
+                    vec!["spec.versions[0].schema.openAPIV3Schema: Required value: schemas are required".to_string()]
+                },
             ),
             (
                 "non-structural schema",
-                |c| c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["image"] = json!({}),
+                |c| {
+                    c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+                        ["properties"]["image"] = json!({})
+                },
                 |_| {
                     vec![
                         "spec.validation.openAPIV3Schema.properties[spec].properties[image].type: Required value: must not be empty for specified object fields".to_string(),
@@ -824,8 +1144,10 @@ mod tests {
             (
                 "bad scale path and printer column",
                 |c| {
-                    c["spec"]["versions"][0]["subresources"]["scale"]["specReplicasPath"] = json!(".status.replicas");
-                    c["spec"]["versions"][0]["additionalPrinterColumns"][0]["jsonPath"] = json!("spec.cronSpec");
+                    c["spec"]["versions"][0]["subresources"]["scale"]["specReplicasPath"] =
+                        json!(".status.replicas");
+                    c["spec"]["versions"][0]["additionalPrinterColumns"][0]["jsonPath"] =
+                        json!("spec.cronSpec");
                 },
                 |_| {
                     vec![
@@ -859,12 +1181,18 @@ mod tests {
         let mut v2 = crd["spec"]["versions"][0].clone();
         v2["name"] = json!("v2");
         v2["storage"] = json!(false);
-        v2["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["extra"] = json!({"type": "bogus"});
-        crd["spec"]["versions"].as_array_mut().expect("versions").push(v2);
+        v2["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["extra"] =
+            json!({"type": "bogus"});
+        crd["spec"]["versions"]
+            .as_array_mut()
+            .expect("versions")
+            .push(v2);
         let crd = defaulted(crd);
         assert_eq!(
             texts(validate_crd(&crd)),
-            vec![r#"spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[extra].type: Unsupported value: "bogus": supported values: "array", "boolean", "integer", "number", "object", "string""#]
+            vec![
+                r#"spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[extra].type: Unsupported value: "bogus": supported values: "array", "boolean", "integer", "number", "object", "string""#
+            ]
         );
     }
 
@@ -896,7 +1224,9 @@ mod tests {
         crd["status"]["storedVersions"] = json!(["v1beta1", "v1"]);
         assert_eq!(
             texts(validate_crd_update(&crd, &crd.clone())),
-            vec![r#"status.storedVersions[0]: Invalid value: "v1beta1": missing from spec.versions; v1beta1 was previously a storage version, and must remain in spec.versions until a storage migration ensures no data remains persisted in v1beta1 and removes v1beta1 from status.storedVersions"#]
+            vec![
+                r#"status.storedVersions[0]: Invalid value: "v1beta1": missing from spec.versions; v1beta1 was previously a storage version, and must remain in spec.versions until a storage migration ensures no data remains persisted in v1beta1 and removes v1beta1 from status.storedVersions"#
+            ]
         );
     }
 }

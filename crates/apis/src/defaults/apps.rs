@@ -13,7 +13,9 @@ fn template(spec: &mut Obj) {
 }
 
 pub(crate) fn deployment(o: &mut Obj) {
-    let Some(spec) = ensure_obj(o, "spec") else { return };
+    let Some(spec) = ensure_obj(o, "spec") else {
+        return;
+    };
     default_ptr(spec, "replicas", json!(1));
     if let Some(strategy) = ensure_obj(spec, "strategy") {
         default_str(strategy, "type", "RollingUpdate");
@@ -30,13 +32,17 @@ pub(crate) fn deployment(o: &mut Obj) {
 }
 
 pub(crate) fn replica_set(o: &mut Obj) {
-    let Some(spec) = ensure_obj(o, "spec") else { return };
+    let Some(spec) = ensure_obj(o, "spec") else {
+        return;
+    };
     default_ptr(spec, "replicas", json!(1));
     template(spec);
 }
 
 pub(crate) fn stateful_set(o: &mut Obj) {
-    let Some(spec) = ensure_obj(o, "spec") else { return };
+    let Some(spec) = ensure_obj(o, "spec") else {
+        return;
+    };
     default_str(spec, "podManagementPolicy", "OrderedReady");
     if let Some(strategy) = ensure_obj(spec, "updateStrategy") {
         if super::is_unset_str(strategy.get("type")) {
@@ -60,7 +66,9 @@ pub(crate) fn stateful_set(o: &mut Obj) {
 }
 
 pub(crate) fn daemon_set(o: &mut Obj) {
-    let Some(spec) = ensure_obj(o, "spec") else { return };
+    let Some(spec) = ensure_obj(o, "spec") else {
+        return;
+    };
     if let Some(strategy) = ensure_obj(spec, "updateStrategy") {
         default_str(strategy, "type", "RollingUpdate");
         if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
@@ -84,11 +92,16 @@ pub(crate) fn job(o: &mut Obj) {
         .and_then(|m| m.get("labels"))
         .filter(|l| l.is_object())
         .cloned();
-    let Some(spec) = ensure_obj(o, "spec") else { return };
+    let Some(spec) = ensure_obj(o, "spec") else {
+        return;
+    };
     job_spec(spec);
     if let Some(labels) = template_labels {
         if let Some(meta) = ensure_obj(o, "metadata") {
-            let empty = meta.get("labels").and_then(Value::as_object).is_none_or(|m| m.is_empty());
+            let empty = meta
+                .get("labels")
+                .and_then(Value::as_object)
+                .is_none_or(|m| m.is_empty());
             if empty {
                 meta.insert("labels".to_string(), labels);
             }
@@ -104,16 +117,28 @@ fn job_spec(spec: &mut Obj) {
     }
     default_ptr(spec, "parallelism", json!(1));
     if unset(spec, "backoffLimit") {
-        let limit = if unset(spec, "backoffLimitPerIndex") { 6 } else { i32::MAX as i64 };
+        let limit = if unset(spec, "backoffLimitPerIndex") {
+            6
+        } else {
+            i32::MAX as i64
+        };
         spec.insert("backoffLimit".to_string(), json!(limit));
     }
     default_ptr(spec, "completionMode", json!("NonIndexed"));
     default_ptr(spec, "suspend", json!(false));
     let has_failure_policy = !unset(spec, "podFailurePolicy");
     if let Some(policy) = child(spec, "podFailurePolicy") {
-        each(policy, "rules", |rule| each(rule, "onPodConditions", |p| default_str(p, "status", "True")));
+        each(policy, "rules", |rule| {
+            each(rule, "onPodConditions", |p| {
+                default_str(p, "status", "True")
+            })
+        });
     }
-    let replacement = if has_failure_policy { "Failed" } else { "TerminatingOrFailed" };
+    let replacement = if has_failure_policy {
+        "Failed"
+    } else {
+        "TerminatingOrFailed"
+    };
     default_ptr(spec, "podReplacementPolicy", json!(replacement));
     template(spec);
 }
@@ -121,7 +146,9 @@ fn job_spec(spec: &mut Obj) {
 /// `SetDefaults_CronJob`. The job template's pod spec is defaulted, but not the job
 /// spec itself (upstream has no defaulter for `JobTemplateSpec`).
 pub(crate) fn cron_job(o: &mut Obj) {
-    let Some(spec) = ensure_obj(o, "spec") else { return };
+    let Some(spec) = ensure_obj(o, "spec") else {
+        return;
+    };
     default_str(spec, "concurrencyPolicy", "Allow");
     default_ptr(spec, "suspend", json!(false));
     default_ptr(spec, "successfulJobsHistoryLimit", json!(3));
@@ -153,52 +180,212 @@ mod tests {
     fn workload_spec_defaults() {
         // (group, kind, input spec, field, expected)
         let cases: Vec<(&str, &str, Value, &str, Value)> = vec![
-            ("apps", "Deployment", json!({"template": tpl()}), "/replicas", json!(1)),
-            ("apps", "Deployment", json!({"template": tpl()}), "/strategy",
-             json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})),
-            ("apps", "Deployment", json!({"strategy": {"type": "Recreate"}}), "/strategy", json!({"type": "Recreate"})),
-            ("apps", "Deployment", json!({}), "/revisionHistoryLimit", json!(10)),
-            ("apps", "Deployment", json!({}), "/progressDeadlineSeconds", json!(600)),
-            ("apps", "Deployment", json!({"replicas": 0}), "/replicas", json!(0)),
-            ("apps", "Deployment", json!({"template": tpl()}), "/template/spec/restartPolicy", json!("Always")),
+            (
+                "apps",
+                "Deployment",
+                json!({"template": tpl()}),
+                "/replicas",
+                json!(1),
+            ),
+            (
+                "apps",
+                "Deployment",
+                json!({"template": tpl()}),
+                "/strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            ),
+            (
+                "apps",
+                "Deployment",
+                json!({"strategy": {"type": "Recreate"}}),
+                "/strategy",
+                json!({"type": "Recreate"}),
+            ),
+            (
+                "apps",
+                "Deployment",
+                json!({}),
+                "/revisionHistoryLimit",
+                json!(10),
+            ),
+            (
+                "apps",
+                "Deployment",
+                json!({}),
+                "/progressDeadlineSeconds",
+                json!(600),
+            ),
+            (
+                "apps",
+                "Deployment",
+                json!({"replicas": 0}),
+                "/replicas",
+                json!(0),
+            ),
+            (
+                "apps",
+                "Deployment",
+                json!({"template": tpl()}),
+                "/template/spec/restartPolicy",
+                json!("Always"),
+            ),
             ("apps", "ReplicaSet", json!({}), "/replicas", json!(1)),
-            ("apps", "StatefulSet", json!({}), "/podManagementPolicy", json!("OrderedReady")),
-            ("apps", "StatefulSet", json!({}), "/updateStrategy",
-             json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})),
-            ("apps", "StatefulSet", json!({"updateStrategy": {"type": "OnDelete"}}), "/updateStrategy",
-             json!({"type": "OnDelete"})),
-            ("apps", "StatefulSet", json!({}), "/persistentVolumeClaimRetentionPolicy",
-             json!({"whenDeleted": "Retain", "whenScaled": "Retain"})),
-            ("apps", "StatefulSet", json!({}), "/revisionHistoryLimit", json!(10)),
-            ("apps", "StatefulSet", json!({"volumeClaimTemplates": [{"spec": {}}]}), "/volumeClaimTemplates/0",
-             json!({"spec": {"volumeMode": "Filesystem"}, "status": {"phase": "Pending"}})),
-            ("apps", "DaemonSet", json!({}), "/updateStrategy",
-             json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})),
-            ("apps", "DaemonSet", json!({}), "/revisionHistoryLimit", json!(10)),
+            (
+                "apps",
+                "StatefulSet",
+                json!({}),
+                "/podManagementPolicy",
+                json!("OrderedReady"),
+            ),
+            (
+                "apps",
+                "StatefulSet",
+                json!({}),
+                "/updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            ),
+            (
+                "apps",
+                "StatefulSet",
+                json!({"updateStrategy": {"type": "OnDelete"}}),
+                "/updateStrategy",
+                json!({"type": "OnDelete"}),
+            ),
+            (
+                "apps",
+                "StatefulSet",
+                json!({}),
+                "/persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            ),
+            (
+                "apps",
+                "StatefulSet",
+                json!({}),
+                "/revisionHistoryLimit",
+                json!(10),
+            ),
+            (
+                "apps",
+                "StatefulSet",
+                json!({"volumeClaimTemplates": [{"spec": {}}]}),
+                "/volumeClaimTemplates/0",
+                json!({"spec": {"volumeMode": "Filesystem"}, "status": {"phase": "Pending"}}),
+            ),
+            (
+                "apps",
+                "DaemonSet",
+                json!({}),
+                "/updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            ),
+            (
+                "apps",
+                "DaemonSet",
+                json!({}),
+                "/revisionHistoryLimit",
+                json!(10),
+            ),
             ("batch", "Job", json!({}), "/completions", json!(1)),
             ("batch", "Job", json!({}), "/parallelism", json!(1)),
-            ("batch", "Job", json!({"completions": 5}), "/parallelism", json!(1)),
-            ("batch", "Job", json!({"parallelism": 3}), "/completions", Value::Null),
+            (
+                "batch",
+                "Job",
+                json!({"completions": 5}),
+                "/parallelism",
+                json!(1),
+            ),
+            (
+                "batch",
+                "Job",
+                json!({"parallelism": 3}),
+                "/completions",
+                Value::Null,
+            ),
             ("batch", "Job", json!({}), "/backoffLimit", json!(6)),
-            ("batch", "Job", json!({"backoffLimitPerIndex": 1}), "/backoffLimit", json!(2147483647)),
-            ("batch", "Job", json!({}), "/completionMode", json!("NonIndexed")),
+            (
+                "batch",
+                "Job",
+                json!({"backoffLimitPerIndex": 1}),
+                "/backoffLimit",
+                json!(2147483647),
+            ),
+            (
+                "batch",
+                "Job",
+                json!({}),
+                "/completionMode",
+                json!("NonIndexed"),
+            ),
             ("batch", "Job", json!({}), "/suspend", json!(false)),
-            ("batch", "Job", json!({}), "/podReplacementPolicy", json!("TerminatingOrFailed")),
-            ("batch", "Job", json!({"podFailurePolicy": {"rules": [{"onPodConditions": [{"type": "X"}]}]}}),
-             "/podFailurePolicy/rules/0/onPodConditions/0/status", json!("True")),
-            ("batch", "Job", json!({"podFailurePolicy": {"rules": []}}), "/podReplacementPolicy", json!("Failed")),
-            ("batch", "CronJob", json!({}), "/concurrencyPolicy", json!("Allow")),
+            (
+                "batch",
+                "Job",
+                json!({}),
+                "/podReplacementPolicy",
+                json!("TerminatingOrFailed"),
+            ),
+            (
+                "batch",
+                "Job",
+                json!({"podFailurePolicy": {"rules": [{"onPodConditions": [{"type": "X"}]}]}}),
+                "/podFailurePolicy/rules/0/onPodConditions/0/status",
+                json!("True"),
+            ),
+            (
+                "batch",
+                "Job",
+                json!({"podFailurePolicy": {"rules": []}}),
+                "/podReplacementPolicy",
+                json!("Failed"),
+            ),
+            (
+                "batch",
+                "CronJob",
+                json!({}),
+                "/concurrencyPolicy",
+                json!("Allow"),
+            ),
             ("batch", "CronJob", json!({}), "/suspend", json!(false)),
-            ("batch", "CronJob", json!({}), "/successfulJobsHistoryLimit", json!(3)),
-            ("batch", "CronJob", json!({}), "/failedJobsHistoryLimit", json!(1)),
-            ("batch", "CronJob", json!({"jobTemplate": {"spec": {"template": tpl()}}}),
-             "/jobTemplate/spec/template/spec/dnsPolicy", json!("ClusterFirst")),
-            ("batch", "CronJob", json!({"jobTemplate": {"spec": {"template": tpl()}}}),
-             "/jobTemplate/spec/backoffLimit", Value::Null),
+            (
+                "batch",
+                "CronJob",
+                json!({}),
+                "/successfulJobsHistoryLimit",
+                json!(3),
+            ),
+            (
+                "batch",
+                "CronJob",
+                json!({}),
+                "/failedJobsHistoryLimit",
+                json!(1),
+            ),
+            (
+                "batch",
+                "CronJob",
+                json!({"jobTemplate": {"spec": {"template": tpl()}}}),
+                "/jobTemplate/spec/template/spec/dnsPolicy",
+                json!("ClusterFirst"),
+            ),
+            (
+                "batch",
+                "CronJob",
+                json!({"jobTemplate": {"spec": {"template": tpl()}}}),
+                "/jobTemplate/spec/backoffLimit",
+                Value::Null,
+            ),
         ];
         for (group, kind, spec, field, want) in cases {
-            let obj = defaulted(group, kind, json!({"metadata": {"name": "x"}, "spec": spec.clone()}));
-            let got = obj.pointer(&format!("/spec{field}")).cloned().unwrap_or(Value::Null);
+            let obj = defaulted(
+                group,
+                kind,
+                json!({"metadata": {"name": "x"}, "spec": spec.clone()}),
+            );
+            let got = obj
+                .pointer(&format!("/spec{field}"))
+                .cloned()
+                .unwrap_or(Value::Null);
             assert_eq!(got, want, "{kind} {spec} {field}");
         }
     }
@@ -207,7 +394,11 @@ mod tests {
     fn job_labels_come_from_the_template() {
         let job = defaulted("batch", "Job", json!({"spec": {"template": tpl()}}));
         assert_eq!(job["metadata"]["labels"], json!({"app": "a"}));
-        let job = defaulted("batch", "Job", json!({"metadata": {"labels": {"x": "y"}}, "spec": {"template": tpl()}}));
+        let job = defaulted(
+            "batch",
+            "Job",
+            json!({"metadata": {"labels": {"x": "y"}}, "spec": {"template": tpl()}}),
+        );
         assert_eq!(job["metadata"]["labels"], json!({"x": "y"}));
     }
 }

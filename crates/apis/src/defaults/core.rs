@@ -42,7 +42,9 @@ const VOLUME_SOURCES: &[&str] = &[
 
 /// `SetObjectDefaults_Pod`: pod-only rules, then the shared pod spec rules.
 pub(crate) fn pod(o: &mut Obj) {
-    let Some(spec) = ensure_obj(o, "spec") else { return };
+    let Some(spec) = ensure_obj(o, "spec") else {
+        return;
+    };
     // Requests default to limits only on pods, never on templates (upstream keeps
     // templates stable so that controllers do not see spurious template changes).
     each(spec, "containers", requests_from_limits);
@@ -63,12 +65,18 @@ pub(crate) fn pod(o: &mut Obj) {
 }
 
 fn requests_from_limits(c: &mut Obj) {
-    let Some(resources) = child(c, "resources") else { return };
-    let Some(limits) = resources.get("limits").and_then(Value::as_object).cloned() else { return };
+    let Some(resources) = child(c, "resources") else {
+        return;
+    };
+    let Some(limits) = resources.get("limits").and_then(Value::as_object).cloned() else {
+        return;
+    };
     if limits.is_empty() {
         return;
     }
-    let Some(requests) = ensure_obj(resources, "requests") else { return };
+    let Some(requests) = ensure_obj(resources, "requests") else {
+        return;
+    };
     for (name, quantity) in limits {
         requests.entry(name).or_insert(quantity);
     }
@@ -95,7 +103,9 @@ pub(crate) fn pod_spec(spec: &mut Obj) {
 }
 
 fn volume(v: &mut Obj) {
-    let has_source = VOLUME_SOURCES.iter().any(|s| !matches!(v.get(*s), None | Some(Value::Null)));
+    let has_source = VOLUME_SOURCES
+        .iter()
+        .any(|s| !matches!(v.get(*s), None | Some(Value::Null)));
     if !has_source {
         v.insert("emptyDir".to_string(), json!({}));
     }
@@ -132,12 +142,19 @@ fn volume(v: &mut Obj) {
     if let Some(s) = child(v, "scaleIO") {
         scale_io(s);
     }
-    if let Some(spec) = child(v, "ephemeral").and_then(|e| child(e, "volumeClaimTemplate")).and_then(|t| child(t, "spec")) {
+    if let Some(spec) = child(v, "ephemeral")
+        .and_then(|e| child(e, "volumeClaimTemplate"))
+        .and_then(|t| child(t, "spec"))
+    {
         default_ptr(spec, "volumeMode", json!("Filesystem"));
     }
     if let Some(image) = child(v, "image") {
         if super::is_unset_str(image.get("pullPolicy")) {
-            let reference = image.get("reference").and_then(Value::as_str).unwrap_or("").to_string();
+            let reference = image
+                .get("reference")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             image.insert("pullPolicy".to_string(), json!(pull_policy_for(&reference)));
         }
     }
@@ -174,8 +191,15 @@ fn scale_io(s: &mut Obj) {
 /// `SetDefaults_Container` and the generated walk over ports, env, probes and hooks.
 fn container(c: &mut Obj) {
     if super::is_unset_str(c.get("imagePullPolicy")) {
-        let image = c.get("image").and_then(Value::as_str).unwrap_or("").to_string();
-        c.insert("imagePullPolicy".to_string(), json!(pull_policy_for(&image)));
+        let image = c
+            .get("image")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        c.insert(
+            "imagePullPolicy".to_string(),
+            json!(pull_policy_for(&image)),
+        );
     }
     default_str(c, "terminationMessagePath", "/dev/termination-log");
     default_str(c, "terminationMessagePolicy", "File");
@@ -264,7 +288,9 @@ fn image_tag(image: &str) -> Option<String> {
 
 /// `SetDefaults_ReplicationController`: selector and labels from the template labels.
 pub(crate) fn replication_controller(o: &mut Obj) {
-    let Some(spec) = ensure_obj(o, "spec") else { return };
+    let Some(spec) = ensure_obj(o, "spec") else {
+        return;
+    };
     default_ptr(spec, "replicas", json!(1));
     let template_labels = child(spec, "template")
         .and_then(|t| child(t, "metadata"))
@@ -274,7 +300,9 @@ pub(crate) fn replication_controller(o: &mut Obj) {
     if let Some(t) = child(spec, "template") {
         pod_template_spec(t);
     }
-    let Some(labels) = template_labels else { return };
+    let Some(labels) = template_labels else {
+        return;
+    };
     let empty = |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(|m| m.is_empty());
     if empty(spec.get("selector")) {
         spec.insert("selector".to_string(), Value::Object(labels.clone()));
@@ -289,7 +317,9 @@ pub(crate) fn replication_controller(o: &mut Obj) {
 /// `SetDefaults_Service`. `ipFamilyPolicy` is set here too (upstream's registry does it
 /// while allocating cluster IPs; this server is single-stack so the answer is fixed).
 pub(crate) fn service(o: &mut Obj) {
-    let Some(spec) = ensure_obj(o, "spec") else { return };
+    let Some(spec) = ensure_obj(o, "spec") else {
+        return;
+    };
     default_str(spec, "sessionAffinity", "None");
     match spec.get("sessionAffinity").and_then(Value::as_str) {
         Some("None") => {
@@ -301,7 +331,10 @@ pub(crate) fn service(o: &mut Obj) {
                 .and_then(|c| c.get("clientIP"))
                 .and_then(|c| c.get("timeoutSeconds"));
             if matches!(timeout, None | Some(Value::Null)) {
-                spec.insert("sessionAffinityConfig".to_string(), json!({"clientIP": {"timeoutSeconds": 10800}}));
+                spec.insert(
+                    "sessionAffinityConfig".to_string(),
+                    json!({"clientIP": {"timeoutSeconds": 10800}}),
+                );
             }
         }
         _ => {}
@@ -320,8 +353,15 @@ pub(crate) fn service(o: &mut Obj) {
             }
         }
     });
-    let ty = spec.get("type").and_then(Value::as_str).unwrap_or("").to_string();
-    let has_external_ips = spec.get("externalIPs").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let has_external_ips = spec
+        .get("externalIPs")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
     if ty == "LoadBalancer" || ty == "NodePort" || (ty == "ClusterIP" && has_external_ips) {
         default_str(spec, "externalTrafficPolicy", "Cluster");
     }
@@ -335,7 +375,10 @@ pub(crate) fn service(o: &mut Obj) {
         default_ptr(spec, "allocateLoadBalancerNodePorts", json!(true));
         if let Some(lb) = child(o, "status").and_then(|s| child(s, "loadBalancer")) {
             each(lb, "ingress", |i| {
-                if i.get("ip").and_then(Value::as_str).is_some_and(|ip| !ip.is_empty()) {
+                if i.get("ip")
+                    .and_then(Value::as_str)
+                    .is_some_and(|ip| !ip.is_empty())
+                {
                     default_ptr(i, "ipMode", json!("VIP"));
                 }
             });
@@ -347,7 +390,12 @@ pub(crate) fn service(o: &mut Obj) {
 /// and `SetDefaults_NamespaceStatus`. The `kubernetes` finalizer is not a default
 /// upstream (it may be removed during the object's life); see [`namespace_prepare_for_create`].
 pub(crate) fn namespace(o: &mut Obj) {
-    let name = o.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
+    let name = o
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if !name.is_empty() {
         if let Some(labels) = ensure_obj(o, "metadata").and_then(|m| ensure_obj(m, "labels")) {
             labels.insert("kubernetes.io/metadata.name".to_string(), json!(name));
@@ -363,7 +411,9 @@ pub(crate) fn namespace(o: &mut Obj) {
 pub fn namespace_prepare_for_create(obj: &mut Value) {
     let Some(o) = obj.as_object_mut() else { return };
     o.insert("status".to_string(), json!({"phase": "Active"}));
-    let Some(spec) = ensure_obj(o, "spec") else { return };
+    let Some(spec) = ensure_obj(o, "spec") else {
+        return;
+    };
     default_ptr(spec, "finalizers", json!([]));
     if let Some(list) = spec.get_mut("finalizers").and_then(Value::as_array_mut) {
         if !list.iter().any(|f| f.as_str() == Some("kubernetes")) {
@@ -376,11 +426,18 @@ pub fn namespace_prepare_for_create(obj: &mut Value) {
 /// `stringData` into `data` (base64) so that it is never stored.
 pub(crate) fn secret(o: &mut Obj) {
     default_str(o, "type", "Opaque");
-    let Some(Value::Object(string_data)) = o.remove("stringData") else { return };
-    let Some(data) = ensure_obj(o, "data") else { return };
+    let Some(Value::Object(string_data)) = o.remove("stringData") else {
+        return;
+    };
+    let Some(data) = ensure_obj(o, "data") else {
+        return;
+    };
     for (k, v) in string_data {
         if let Some(s) = v.as_str() {
-            data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
+            data.insert(
+                k,
+                json!(base64::engine::general_purpose::STANDARD.encode(s)),
+            );
         }
     }
 }
@@ -398,7 +455,9 @@ pub(crate) fn persistent_volume(o: &mut Obj) {
     if let Some(status) = ensure_obj(o, "status") {
         default_str(status, "phase", "Pending");
     }
-    let Some(spec) = ensure_obj(o, "spec") else { return };
+    let Some(spec) = ensure_obj(o, "spec") else {
+        return;
+    };
     default_str(spec, "persistentVolumeReclaimPolicy", "Retain");
     default_ptr(spec, "volumeMode", json!("Filesystem"));
     if let Some(h) = child(spec, "hostPath") {
@@ -419,12 +478,16 @@ pub(crate) fn persistent_volume(o: &mut Obj) {
 }
 
 pub(crate) fn endpoints(o: &mut Obj) {
-    each(o, "subsets", |s| each(s, "ports", |p| default_str(p, "protocol", "TCP")));
+    each(o, "subsets", |s| {
+        each(s, "ports", |p| default_str(p, "protocol", "TCP"))
+    });
 }
 
 /// `SetDefaults_NodeStatus`: allocatable defaults to capacity.
 pub(crate) fn node(o: &mut Obj) {
-    let Some(status) = child(o, "status") else { return };
+    let Some(status) = child(o, "status") else {
+        return;
+    };
     if let Some(capacity) = status.get("capacity").filter(|c| c.is_object()).cloned() {
         default_ptr(status, "allocatable", capacity);
     }
@@ -438,7 +501,12 @@ pub(crate) fn limit_range(o: &mut Obj) {
         if item.get("type").and_then(Value::as_str) != Some("Container") {
             return;
         }
-        let get = |item: &Obj, k: &str| item.get(k).and_then(Value::as_object).cloned().unwrap_or_default();
+        let get = |item: &Obj, k: &str| {
+            item.get(k)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
         let (max, min) = (get(item, "max"), get(item, "min"));
         let mut default = get(item, "default");
         for (k, v) in max {
@@ -530,7 +598,10 @@ mod tests {
             (&c["terminationMessagePath"], json!("/dev/termination-log")),
             (&c["terminationMessagePolicy"], json!("File")),
             (&c["ports"][0]["protocol"], json!("TCP")),
-            (&c["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], json!("v1")),
+            (
+                &c["env"][0]["valueFrom"]["fieldRef"]["apiVersion"],
+                json!("v1"),
+            ),
             (&c["resources"]["requests"], json!({"cpu": "1"})),
             (
                 &c["livenessProbe"],
@@ -544,12 +615,19 @@ mod tests {
             (&spec["volumes"][2]["secret"]["defaultMode"], json!(420)),
             (&spec["volumes"][3]["hostPath"]["type"], json!("")),
             (&spec["volumes"][4]["projected"]["defaultMode"], json!(420)),
-            (&spec["volumes"][4]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"], json!(3600)),
+            (
+                &spec["volumes"][4]["projected"]["sources"][0]["serviceAccountToken"]
+                    ["expirationSeconds"],
+                json!(3600),
+            ),
         ];
         for (i, (got, want)) in table.iter().enumerate() {
             assert_eq!(*got, want, "case {i}");
         }
-        assert!(pod.get("status").is_none(), "pod phase is the registry's job");
+        assert!(
+            pod.get("status").is_none(),
+            "pod phase is the registry's job"
+        );
     }
 
     #[test]
@@ -559,7 +637,10 @@ mod tests {
             "Pod",
             json!({"spec": {"hostNetwork": true, "containers": [{"name": "c", "image": "x:1", "ports": [{"containerPort": 53}]}]}}),
         );
-        assert_eq!(pod["spec"]["containers"][0]["ports"][0]["hostPort"], json!(53));
+        assert_eq!(
+            pod["spec"]["containers"][0]["ports"][0]["hostPort"],
+            json!(53)
+        );
     }
 
     #[test]
@@ -571,18 +652,32 @@ mod tests {
         );
         let spec = &svc["spec"];
         assert_eq!(spec["sessionAffinity"], json!("None"));
-        assert_eq!(spec["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
+        assert_eq!(
+            spec["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
         assert_eq!(spec["ports"][1]["targetPort"], json!("https"));
         assert_eq!(spec["externalTrafficPolicy"], json!("Cluster"));
         assert_eq!(spec["internalTrafficPolicy"], json!("Cluster"));
         assert_eq!(spec["ipFamilyPolicy"], json!("SingleStack"));
 
-        let svc = defaulted("", "Service", json!({"spec": {"ports": [{"port": 80}], "sessionAffinity": "ClientIP"}}));
+        let svc = defaulted(
+            "",
+            "Service",
+            json!({"spec": {"ports": [{"port": 80}], "sessionAffinity": "ClientIP"}}),
+        );
         assert_eq!(svc["spec"]["type"], json!("ClusterIP"));
         assert!(svc["spec"].get("externalTrafficPolicy").is_none());
-        assert_eq!(svc["spec"]["sessionAffinityConfig"], json!({"clientIP": {"timeoutSeconds": 10800}}));
+        assert_eq!(
+            svc["spec"]["sessionAffinityConfig"],
+            json!({"clientIP": {"timeoutSeconds": 10800}})
+        );
 
-        let svc = defaulted("", "Service", json!({"spec": {"type": "ExternalName", "externalName": "x.example.com"}}));
+        let svc = defaulted(
+            "",
+            "Service",
+            json!({"spec": {"type": "ExternalName", "externalName": "x.example.com"}}),
+        );
         assert!(svc["spec"].get("ipFamilyPolicy").is_none());
         assert!(svc["spec"].get("internalTrafficPolicy").is_none());
     }
@@ -590,18 +685,36 @@ mod tests {
     #[test]
     fn small_core_kinds() {
         let ns = defaulted("", "Namespace", json!({"metadata": {"name": "dev"}}));
-        assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], json!("dev"));
+        assert_eq!(
+            ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            json!("dev")
+        );
         assert_eq!(ns["status"]["phase"], json!("Active"));
         assert!(ns.get("spec").is_none());
 
-        let secret = defaulted("", "Secret", json!({"stringData": {"a": "hello"}, "data": {"b": "eA=="}}));
-        assert_eq!(secret, json!({"type": "Opaque", "data": {"b": "eA==", "a": "aGVsbG8="}}));
+        let secret = defaulted(
+            "",
+            "Secret",
+            json!({"stringData": {"a": "hello"}, "data": {"b": "eA=="}}),
+        );
+        assert_eq!(
+            secret,
+            json!({"type": "Opaque", "data": {"b": "eA==", "a": "aGVsbG8="}})
+        );
 
-        let pvc = defaulted("", "PersistentVolumeClaim", json!({"spec": {"accessModes": ["ReadWriteOnce"]}}));
+        let pvc = defaulted(
+            "",
+            "PersistentVolumeClaim",
+            json!({"spec": {"accessModes": ["ReadWriteOnce"]}}),
+        );
         assert_eq!(pvc["spec"]["volumeMode"], json!("Filesystem"));
         assert_eq!(pvc["status"]["phase"], json!("Pending"));
 
-        let pv = defaulted("", "PersistentVolume", json!({"spec": {"hostPath": {"path": "/d"}}}));
+        let pv = defaulted(
+            "",
+            "PersistentVolume",
+            json!({"spec": {"hostPath": {"path": "/d"}}}),
+        );
         assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], json!("Retain"));
         assert_eq!(pv["spec"]["hostPath"]["type"], json!(""));
 
@@ -613,18 +726,34 @@ mod tests {
         assert_eq!(rc["spec"]["replicas"], json!(1));
         assert_eq!(rc["spec"]["selector"], json!({"app": "a"}));
         assert_eq!(rc["metadata"]["labels"], json!({"app": "a"}));
-        assert_eq!(rc["spec"]["template"]["spec"]["restartPolicy"], json!("Always"));
-        assert!(rc["spec"]["template"]["spec"].get("enableServiceLinks").is_none());
+        assert_eq!(
+            rc["spec"]["template"]["spec"]["restartPolicy"],
+            json!("Always")
+        );
+        assert!(rc["spec"]["template"]["spec"]
+            .get("enableServiceLinks")
+            .is_none());
 
-        let ep = defaulted("", "Endpoints", json!({"subsets": [{"ports": [{"port": 80}]}]}));
+        let ep = defaulted(
+            "",
+            "Endpoints",
+            json!({"subsets": [{"ports": [{"port": 80}]}]}),
+        );
         assert_eq!(ep["subsets"][0]["ports"][0]["protocol"], json!("TCP"));
 
         let node = defaulted("", "Node", json!({"status": {"capacity": {"cpu": "4"}}}));
         assert_eq!(node["status"]["allocatable"], json!({"cpu": "4"}));
 
-        let lr = defaulted("", "LimitRange", json!({"spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}, "min": {"memory": "1Mi"}}]}}));
+        let lr = defaulted(
+            "",
+            "LimitRange",
+            json!({"spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}, "min": {"memory": "1Mi"}}]}}),
+        );
         assert_eq!(lr["spec"]["limits"][0]["default"], json!({"cpu": "2"}));
-        assert_eq!(lr["spec"]["limits"][0]["defaultRequest"], json!({"cpu": "2", "memory": "1Mi"}));
+        assert_eq!(
+            lr["spec"]["limits"][0]["defaultRequest"],
+            json!({"cpu": "2", "memory": "1Mi"})
+        );
     }
 
     #[test]
@@ -632,13 +761,20 @@ mod tests {
         let mut ns = json!({"metadata": {"name": "a"}, "spec": {"finalizers": ["example.com/x"]}});
         namespace_prepare_for_create(&mut ns);
         namespace_prepare_for_create(&mut ns);
-        assert_eq!(ns["spec"]["finalizers"], json!(["example.com/x", "kubernetes"]));
+        assert_eq!(
+            ns["spec"]["finalizers"],
+            json!(["example.com/x", "kubernetes"])
+        );
         assert_eq!(ns["status"]["phase"], json!("Active"));
     }
 
     #[test]
     fn unknown_fields_survive_defaulting() {
-        let pod = defaulted("", "Pod", json!({"spec": {"containers": [{"name": "c", "image": "x", "bogus": 1}], "extra": true}}));
+        let pod = defaulted(
+            "",
+            "Pod",
+            json!({"spec": {"containers": [{"name": "c", "image": "x", "bogus": 1}], "extra": true}}),
+        );
         assert_eq!(pod["spec"]["containers"][0]["bogus"], json!(1));
         assert_eq!(pod["spec"]["extra"], json!(true));
     }

@@ -23,6 +23,11 @@ pub(crate) type Obj = Map<String, Value>;
 /// Applies upstream defaults for `group/version, Kind=kind` to `obj` in place.
 /// Unknown kinds are left alone.
 pub fn apply(group: &str, version: &str, kind: &str, obj: &mut Value) {
+    if (group, kind) == ("apiextensions.k8s.io", "CustomResourceDefinition") {
+        // CRDs have their own module (names, conversion, stored versions).
+        crate::crd::default_crd(obj);
+        return;
+    }
     let Some(o) = obj.as_object_mut() else { return };
     match (group, kind) {
         ("", "Pod") => core::pod(o),
@@ -50,17 +55,24 @@ pub fn apply(group: &str, version: &str, kind: &str, obj: &mut Value) {
         ("autoscaling", "HorizontalPodAutoscaler") => other::horizontal_pod_autoscaler(version, o),
         ("networking.k8s.io", "NetworkPolicy") => other::network_policy(o),
         ("networking.k8s.io", "IngressClass") => other::ingress_class(o),
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => other::role_binding(o),
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            other::role_binding(o)
+        }
         ("storage.k8s.io", "StorageClass") => other::storage_class(o),
         ("storage.k8s.io", "CSIDriver") => other::csi_driver(o),
         ("scheduling.k8s.io", "PriorityClass") => other::priority_class(o),
         ("discovery.k8s.io", "EndpointSlice") => other::endpoint_slice(o),
-        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => other::webhook_configuration(o, false),
-        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => other::webhook_configuration(o, true),
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => other::custom_resource_definition(o),
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+            other::webhook_configuration(o, false)
+        }
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
+            other::webhook_configuration(o, true)
+        }
         ("apiregistration.k8s.io", "APIService") => other::api_service(o),
         ("flowcontrol.apiserver.k8s.io", "FlowSchema") => other::flow_schema(o),
-        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => other::priority_level_configuration(o),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => {
+            other::priority_level_configuration(o)
+        }
         _ => {}
     }
 }
@@ -128,14 +140,20 @@ mod tests {
 
     #[test]
     fn helpers_follow_go_zero_value_rules() {
-        let mut m = json!({"a": "", "b": null, "c": 0, "d": "x", "e": 5}).as_object().cloned().expect("obj");
+        let mut m = json!({"a": "", "b": null, "c": 0, "d": "x", "e": 5})
+            .as_object()
+            .cloned()
+            .expect("obj");
         default_str(&mut m, "a", "A");
         default_ptr(&mut m, "b", json!(1));
         default_int(&mut m, "c", 3);
         default_str(&mut m, "d", "D");
         default_int(&mut m, "e", 9);
         default_ptr(&mut m, "f", json!(false));
-        assert_eq!(Value::Object(m), json!({"a": "A", "b": 1, "c": 3, "d": "x", "e": 5, "f": false}));
+        assert_eq!(
+            Value::Object(m),
+            json!({"a": "A", "b": 1, "c": 3, "d": "x", "e": 5, "f": false})
+        );
     }
 
     #[test]

@@ -4,15 +4,15 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodTemplate,
-    ReplicationController, Secret, Service, ServicePort,
+    ConfigMap, Endpoints, Namespace, Node, PodTemplate, ReplicationController, Secret, Service,
+    ServicePort,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::meta::{self, go_quote, immutable, immutable_str, json_value, nonnegative};
+use super::containers::port_num_or_name;
+use super::meta::{self, go_quote, immutable_str, nonnegative};
 use super::names;
-use super::pod::{port_num_or_name, spec_diff, validate_pod_template_spec};
-use super::quantity::parse_quantity;
+use super::pod::validate_pod_template_spec;
 use crate::field_error::{FieldError, FieldErrorType, FieldErrors, Path};
 
 /// The largest ConfigMap or Secret payload.
@@ -27,7 +27,12 @@ fn root(field: &str) -> Path {
 }
 
 pub fn validate_service(svc: &Service) -> FieldErrors {
-    let mut errs = meta::validate_object_meta(&svc.metadata, true, names::name_is_dns1035_label, &root("metadata"));
+    let mut errs = meta::validate_object_meta(
+        &svc.metadata,
+        true,
+        names::name_is_dns1035_label,
+        &root("metadata"),
+    );
     let spec_path = root("spec");
     let spec = svc.spec.clone().unwrap_or_default();
     let ty = spec.type_.as_deref().unwrap_or("");
@@ -49,20 +54,37 @@ pub fn validate_service(svc: &Service) -> FieldErrors {
         )),
         "ExternalName" => {
             if !cluster_ips.is_empty() {
-                errs.push(FieldError::forbidden(spec_path.child("clusterIPs"), "may not be set for ExternalName services"));
+                errs.push(FieldError::forbidden(
+                    spec_path.child("clusterIPs"),
+                    "may not be set for ExternalName services",
+                ));
             }
             if spec.ip_families.as_ref().is_some_and(|f| !f.is_empty()) {
-                errs.push(FieldError::forbidden(spec_path.child("ipFamilies"), "may not be set for ExternalName services"));
+                errs.push(FieldError::forbidden(
+                    spec_path.child("ipFamilies"),
+                    "may not be set for ExternalName services",
+                ));
             }
             if spec.ip_family_policy.is_some() {
-                errs.push(FieldError::forbidden(spec_path.child("ipFamilyPolicy"), "may not be set for ExternalName services"));
+                errs.push(FieldError::forbidden(
+                    spec_path.child("ipFamilyPolicy"),
+                    "may not be set for ExternalName services",
+                ));
             }
-            let cname = spec.external_name.as_deref().unwrap_or("").trim_end_matches('.');
+            let cname = spec
+                .external_name
+                .as_deref()
+                .unwrap_or("")
+                .trim_end_matches('.');
             if cname.is_empty() {
                 errs.push(FieldError::required(spec_path.child("externalName"), ""));
             } else {
                 for msg in names::is_dns1123_subdomain(cname) {
-                    errs.push(FieldError::invalid(spec_path.child("externalName"), cname, msg));
+                    errs.push(FieldError::invalid(
+                        spec_path.child("externalName"),
+                        cname,
+                        msg,
+                    ));
                 }
             }
         }
@@ -70,17 +92,38 @@ pub fn validate_service(svc: &Service) -> FieldErrors {
     }
     let mut port_names = BTreeSet::new();
     for (i, port) in ports.iter().enumerate() {
-        errs.extend(validate_service_port(port, ports.len() > 1, &mut port_names, &spec_path.child("ports").index(i)));
+        errs.extend(validate_service_port(
+            port,
+            ports.len() > 1,
+            &mut port_names,
+            &spec_path.child("ports").index(i),
+        ));
     }
-    errs.extend(meta::validate_labels(spec.selector.as_ref(), &spec_path.child("selector")));
+    errs.extend(meta::validate_labels(
+        spec.selector.as_ref(),
+        &spec_path.child("selector"),
+    ));
     match spec.session_affinity.as_deref().unwrap_or("") {
         "" => errs.push(FieldError::required(spec_path.child("sessionAffinity"), "")),
         "ClientIP" => {
-            let timeout = spec.session_affinity_config.as_ref().and_then(|c| c.client_ip.as_ref()).and_then(|c| c.timeout_seconds);
+            let timeout = spec
+                .session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds);
             match timeout {
-                None => errs.push(FieldError::required(spec_path.child("sessionAffinityConfig").child("clientIP").child("timeoutSeconds"), "")),
+                None => errs.push(FieldError::required(
+                    spec_path
+                        .child("sessionAffinityConfig")
+                        .child("clientIP")
+                        .child("timeoutSeconds"),
+                    "",
+                )),
                 Some(t) if !(1..=86400).contains(&t) => errs.push(FieldError::invalid_raw(
-                    spec_path.child("sessionAffinityConfig").child("clientIP").child("timeoutSeconds"),
+                    spec_path
+                        .child("sessionAffinityConfig")
+                        .child("clientIP")
+                        .child("timeoutSeconds"),
                     t,
                     "must be greater than 0 and less than 86400",
                 )),
@@ -89,28 +132,51 @@ pub fn validate_service(svc: &Service) -> FieldErrors {
         }
         "None" => {
             if spec.session_affinity_config.is_some() {
-                errs.push(FieldError::forbidden(spec_path.child("sessionAffinityConfig"), "must not be set when session affinity is None"));
+                errs.push(FieldError::forbidden(
+                    spec_path.child("sessionAffinityConfig"),
+                    "must not be set when session affinity is None",
+                ));
             }
         }
-        other => errs.push(FieldError::not_supported(spec_path.child("sessionAffinity"), other, &["ClientIP", "None"])),
+        other => errs.push(FieldError::not_supported(
+            spec_path.child("sessionAffinity"),
+            other,
+            &["ClientIP", "None"],
+        )),
     }
     for (i, ip) in cluster_ips.iter().enumerate() {
         if ip != "None" && !ip.is_empty() {
             for msg in names::is_valid_ip(ip) {
-                errs.push(FieldError::invalid(spec_path.child("clusterIPs").index(i), ip, msg));
+                errs.push(FieldError::invalid(
+                    spec_path.child("clusterIPs").index(i),
+                    ip,
+                    msg,
+                ));
             }
         }
     }
-    if let (Some(ip), Some(first)) = (spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty()), spec.cluster_ips.as_ref().and_then(|c| c.first())) {
+    if let (Some(ip), Some(first)) = (
+        spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty()),
+        spec.cluster_ips.as_ref().and_then(|c| c.first()),
+    ) {
         if ip != first {
-            errs.push(FieldError::invalid(spec_path.child("clusterIPs").index(0), first, "first value must match `clusterIP`"));
+            errs.push(FieldError::invalid(
+                spec_path.child("clusterIPs").index(0),
+                first,
+                "first value must match `clusterIP`",
+            ));
         }
     }
     if let Some(policy) = spec.ip_family_policy.as_deref() {
         const POLICIES: &[&str] = &["PreferDualStack", "RequireDualStack", "SingleStack"];
         if !POLICIES.contains(&policy) {
-            errs.push(FieldError::not_supported(spec_path.child("ipFamilyPolicy"), policy, POLICIES));
-        } else if policy == "SingleStack" && spec.ip_families.as_ref().is_some_and(|f| f.len() > 1) {
+            errs.push(FieldError::not_supported(
+                spec_path.child("ipFamilyPolicy"),
+                policy,
+                POLICIES,
+            ));
+        } else if policy == "SingleStack" && spec.ip_families.as_ref().is_some_and(|f| f.len() > 1)
+        {
             errs.push(FieldError::invalid(
                 spec_path.child("ipFamilyPolicy"),
                 policy,
@@ -120,18 +186,30 @@ pub fn validate_service(svc: &Service) -> FieldErrors {
     }
     for (i, f) in spec.ip_families.iter().flatten().enumerate() {
         if !matches!(f.as_str(), "IPv4" | "IPv6") {
-            errs.push(FieldError::not_supported(spec_path.child("ipFamilies").index(i), f, &["IPv4", "IPv6"]));
+            errs.push(FieldError::not_supported(
+                spec_path.child("ipFamilies").index(i),
+                f,
+                &["IPv4", "IPv6"],
+            ));
         }
     }
     for (i, ip) in spec.external_ips.iter().flatten().enumerate() {
         for msg in names::is_valid_ip(ip) {
-            errs.push(FieldError::invalid(spec_path.child("externalIPs").index(i), ip, msg));
+            errs.push(FieldError::invalid(
+                spec_path.child("externalIPs").index(i),
+                ip,
+                msg,
+            ));
         }
     }
     match ty {
         "" => errs.push(FieldError::required(spec_path.child("type"), "")),
         "ClusterIP" | "ExternalName" | "LoadBalancer" | "NodePort" => {}
-        other => errs.push(FieldError::not_supported(spec_path.child("type"), other, &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"])),
+        other => errs.push(FieldError::not_supported(
+            spec_path.child("type"),
+            other,
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        )),
     }
     let mut node_ports = BTreeSet::new();
     let mut seen_ports = BTreeSet::new();
@@ -140,7 +218,10 @@ pub fn validate_service(svc: &Service) -> FieldErrors {
         let protocol = port.protocol.clone().unwrap_or_default();
         if let Some(np) = port.node_port.filter(|np| *np != 0) {
             if ty == "ClusterIP" {
-                errs.push(FieldError::forbidden(p.child("nodePort"), "may not be used when `type` is 'ClusterIP'"));
+                errs.push(FieldError::forbidden(
+                    p.child("nodePort"),
+                    "may not be used when `type` is 'ClusterIP'",
+                ));
             } else if !(NODE_PORT_RANGE.0..=NODE_PORT_RANGE.1).contains(&np) {
                 errs.push(FieldError::invalid_raw(
                     p.child("nodePort"),
@@ -166,22 +247,41 @@ pub fn validate_service(svc: &Service) -> FieldErrors {
         }
     }
     if let Some(p) = spec.external_traffic_policy.as_deref() {
-        let externally = ty == "LoadBalancer" || ty == "NodePort" || (ty == "ClusterIP" && spec.external_ips.as_ref().is_some_and(|e| !e.is_empty()));
+        let externally = ty == "LoadBalancer"
+            || ty == "NodePort"
+            || (ty == "ClusterIP" && spec.external_ips.as_ref().is_some_and(|e| !e.is_empty()));
         if !externally {
-            errs.push(FieldError::invalid(spec_path.child("externalTrafficPolicy"), p, "may only be set for externally-accessible services"));
+            errs.push(FieldError::invalid(
+                spec_path.child("externalTrafficPolicy"),
+                p,
+                "may only be set for externally-accessible services",
+            ));
         } else if !matches!(p, "Cluster" | "Local") {
-            errs.push(FieldError::not_supported(spec_path.child("externalTrafficPolicy"), p, &["Cluster", "Local"]));
+            errs.push(FieldError::not_supported(
+                spec_path.child("externalTrafficPolicy"),
+                p,
+                &["Cluster", "Local"],
+            ));
         }
     }
     if let Some(p) = spec.internal_traffic_policy.as_deref() {
         if !matches!(p, "Cluster" | "Local") {
-            errs.push(FieldError::not_supported(spec_path.child("internalTrafficPolicy"), p, &["Cluster", "Local"]));
+            errs.push(FieldError::not_supported(
+                spec_path.child("internalTrafficPolicy"),
+                p,
+                &["Cluster", "Local"],
+            ));
         }
     }
     errs
 }
 
-fn validate_service_port(port: &ServicePort, require_name: bool, seen: &mut BTreeSet<String>, path: &Path) -> FieldErrors {
+fn validate_service_port(
+    port: &ServicePort,
+    require_name: bool,
+    seen: &mut BTreeSet<String>,
+    path: &Path,
+) -> FieldErrors {
     let mut errs = Vec::new();
     let name = port.name.as_deref().unwrap_or("");
     if require_name && name.is_empty() {
@@ -199,10 +299,17 @@ fn validate_service_port(port: &ServicePort, require_name: bool, seen: &mut BTre
     }
     match port.protocol.as_deref().unwrap_or("") {
         "" => errs.push(FieldError::required(path.child("protocol"), "")),
-        p if !PROTOCOLS.contains(&p) => errs.push(FieldError::not_supported(path.child("protocol"), p, PROTOCOLS)),
+        p if !PROTOCOLS.contains(&p) => errs.push(FieldError::not_supported(
+            path.child("protocol"),
+            p,
+            PROTOCOLS,
+        )),
         _ => {}
     }
-    let target = port.target_port.clone().unwrap_or(IntOrString::Int(port.port));
+    let target = port
+        .target_port
+        .clone()
+        .unwrap_or(IntOrString::Int(port.port));
     errs.extend(port_num_or_name(&target, &path.child("targetPort")));
     if let Some(ap) = port.app_protocol.as_deref() {
         errs.extend(meta::validate_label_name(ap, &path.child("appProtocol")));
@@ -211,12 +318,26 @@ fn validate_service_port(port: &ServicePort, require_name: bool, seen: &mut BTre
 }
 
 pub fn validate_service_update(new: &Service, old: &Service) -> FieldErrors {
-    let mut errs = meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
-    let (ns, os) = (new.spec.clone().unwrap_or_default(), old.spec.clone().unwrap_or_default());
+    let mut errs =
+        meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
+    let (ns, os) = (
+        new.spec.clone().unwrap_or_default(),
+        old.spec.clone().unwrap_or_default(),
+    );
     let external = |t: &Option<String>| t.as_deref() == Some("ExternalName");
     if !external(&ns.type_) && !external(&os.type_) {
-        let old_first = os.cluster_ips.as_ref().and_then(|c| c.first()).or(os.cluster_ip.as_ref()).filter(|ip| !ip.is_empty());
-        let new_first = ns.cluster_ips.as_ref().and_then(|c| c.first()).or(ns.cluster_ip.as_ref()).filter(|ip| !ip.is_empty());
+        let old_first = os
+            .cluster_ips
+            .as_ref()
+            .and_then(|c| c.first())
+            .or(os.cluster_ip.as_ref())
+            .filter(|ip| !ip.is_empty());
+        let new_first = ns
+            .cluster_ips
+            .as_ref()
+            .and_then(|c| c.first())
+            .or(ns.cluster_ip.as_ref())
+            .filter(|ip| !ip.is_empty());
         if let Some(o) = old_first {
             if new_first != Some(o) {
                 errs.push(FieldError::invalid_raw(
@@ -242,7 +363,12 @@ fn data_keys<'a>(keys: impl Iterator<Item = &'a String>, field: &str) -> FieldEr
 }
 
 pub fn validate_config_map(cm: &ConfigMap) -> FieldErrors {
-    let mut errs = meta::validate_object_meta(&cm.metadata, true, names::name_is_dns_subdomain, &root("metadata"));
+    let mut errs = meta::validate_object_meta(
+        &cm.metadata,
+        true,
+        names::name_is_dns_subdomain,
+        &root("metadata"),
+    );
     let data = cm.data.clone().unwrap_or_default();
     let binary = cm.binary_data.clone().unwrap_or_default();
     for k in data.keys() {
@@ -250,11 +376,16 @@ pub fn validate_config_map(cm: &ConfigMap) -> FieldErrors {
             errs.push(FieldError::invalid(root("data").key(k), k, msg));
         }
         if binary.contains_key(k) {
-            errs.push(FieldError::invalid(root("data").key(k), k, "duplicate of key present in binaryData"));
+            errs.push(FieldError::invalid(
+                root("data").key(k),
+                k,
+                "duplicate of key present in binaryData",
+            ));
         }
     }
     errs.extend(data_keys(binary.keys(), "binaryData"));
-    let total: usize = data.values().map(String::len).sum::<usize>() + binary.values().map(|b| b.0.len()).sum::<usize>();
+    let total: usize = data.values().map(String::len).sum::<usize>()
+        + binary.values().map(|b| b.0.len()).sum::<usize>();
     if total > MAX_SECRET_SIZE {
         errs.push(FieldError::too_long("", MAX_SECRET_SIZE));
     }
@@ -262,7 +393,8 @@ pub fn validate_config_map(cm: &ConfigMap) -> FieldErrors {
 }
 
 pub fn validate_config_map_update(new: &ConfigMap, old: &ConfigMap) -> FieldErrors {
-    let mut errs = meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
+    let mut errs =
+        meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
     if old.immutable == Some(true) {
         if new.immutable != Some(true) {
             errs.push(FieldError::forbidden("immutable", IMMUTABLE_WHEN_SET));
@@ -279,7 +411,12 @@ pub fn validate_config_map_update(new: &ConfigMap, old: &ConfigMap) -> FieldErro
 }
 
 pub fn validate_secret(s: &Secret) -> FieldErrors {
-    let mut errs = meta::validate_object_meta(&s.metadata, true, names::name_is_dns_subdomain, &root("metadata"));
+    let mut errs = meta::validate_object_meta(
+        &s.metadata,
+        true,
+        names::name_is_dns_subdomain,
+        &root("metadata"),
+    );
     let data = s.data.clone().unwrap_or_default();
     errs.extend(data_keys(data.keys(), "data"));
     let total: usize = data.values().map(|b| b.0.len()).sum();
@@ -290,32 +427,48 @@ pub fn validate_secret(s: &Secret) -> FieldErrors {
     let has = |k: &str| data.contains_key(k);
     match s.type_.as_deref().unwrap_or("") {
         "kubernetes.io/service-account-token" => {
-            let sa = s.metadata.annotations.as_ref().and_then(|a| a.get("kubernetes.io/service-account.name"));
+            let sa = s
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("kubernetes.io/service-account.name"));
             if sa.is_none_or(|v| v.is_empty()) {
-                errs.push(FieldError::required(root("metadata").child("annotations").key("kubernetes.io/service-account.name"), ""));
+                errs.push(FieldError::required(
+                    root("metadata")
+                        .child("annotations")
+                        .key("kubernetes.io/service-account.name"),
+                    "",
+                ));
             }
         }
         t @ ("kubernetes.io/dockercfg" | "kubernetes.io/dockerconfigjson") => {
-            let key = if t == "kubernetes.io/dockercfg" { ".dockercfg" } else { ".dockerconfigjson" };
+            let key = if t == "kubernetes.io/dockercfg" {
+                ".dockercfg"
+            } else {
+                ".dockerconfigjson"
+            };
             match data.get(key) {
                 None => errs.push(FieldError::required(data_path.key(key), "")),
                 Some(b) => {
-                    if let Err(e) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b.0) {
-                        errs.push(FieldError::invalid(data_path.key(key), "<secret contents redacted>", e.to_string()));
+                    if let Err(e) =
+                        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b.0)
+                    {
+                        errs.push(FieldError::invalid(
+                            data_path.key(key),
+                            "<secret contents redacted>",
+                            e.to_string(),
+                        ));
                     }
                 }
             }
         }
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                errs.push(FieldError::required(data_path.key("username"), ""));
-                errs.push(FieldError::required(data_path.key("password"), ""));
-            }
+        // Username or password may be empty, but one of the keys must be present.
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            errs.push(FieldError::required(data_path.key("username"), ""));
+            errs.push(FieldError::required(data_path.key("password"), ""));
         }
-        "kubernetes.io/ssh-auth" => {
-            if data.get("ssh-privatekey").is_none_or(|b| b.0.is_empty()) {
-                errs.push(FieldError::required(data_path.key("ssh-privatekey"), ""));
-            }
+        "kubernetes.io/ssh-auth" if data.get("ssh-privatekey").is_none_or(|b| b.0.is_empty()) => {
+            errs.push(FieldError::required(data_path.key("ssh-privatekey"), ""));
         }
         "kubernetes.io/tls" => {
             for key in ["tls.crt", "tls.key"] {
@@ -330,7 +483,8 @@ pub fn validate_secret(s: &Secret) -> FieldErrors {
 }
 
 pub fn validate_secret_update(new: &Secret, old: &Secret) -> FieldErrors {
-    let mut errs = meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
+    let mut errs =
+        meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
     let t = |s: &Secret| s.type_.clone().unwrap_or_default();
     errs.extend(immutable_str(&t(new), &t(old), &root("type")));
     if old.immutable == Some(true) {
@@ -346,15 +500,28 @@ pub fn validate_secret_update(new: &Secret, old: &Secret) -> FieldErrors {
 }
 
 pub fn validate_namespace(ns: &Namespace) -> FieldErrors {
-    let mut errs = meta::validate_object_meta(&ns.metadata, false, names::name_is_dns_label, &root("metadata"));
+    let mut errs = meta::validate_object_meta(
+        &ns.metadata,
+        false,
+        names::name_is_dns_label,
+        &root("metadata"),
+    );
     for f in ns.spec.iter().flat_map(|s| s.finalizers.iter().flatten()) {
-        errs.extend(meta::validate_finalizers(std::slice::from_ref(f), &root("spec").child("finalizers")));
+        errs.extend(meta::validate_finalizers(
+            std::slice::from_ref(f),
+            &root("spec").child("finalizers"),
+        ));
     }
     errs
 }
 
 pub fn validate_node(node: &Node) -> FieldErrors {
-    let mut errs = meta::validate_object_meta(&node.metadata, false, names::name_is_dns_subdomain, &root("metadata"));
+    let mut errs = meta::validate_object_meta(
+        &node.metadata,
+        false,
+        names::name_is_dns_subdomain,
+        &root("metadata"),
+    );
     let spec = node.spec.clone().unwrap_or_default();
     for (i, t) in spec.taints.iter().flatten().enumerate() {
         let p = root("spec").child("taints").index(i);
@@ -364,198 +531,78 @@ pub fn validate_node(node: &Node) -> FieldErrors {
                 errs.push(FieldError::invalid(p.child("value"), v, msg));
             }
         }
-        if !matches!(t.effect.as_str(), "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        if !matches!(
+            t.effect.as_str(),
+            "NoSchedule" | "PreferNoSchedule" | "NoExecute"
+        ) {
             if t.effect.is_empty() {
                 errs.push(FieldError::required(p.child("effect"), ""));
             } else {
-                errs.push(FieldError::not_supported(p.child("effect"), &t.effect, &["NoExecute", "NoSchedule", "PreferNoSchedule"]));
+                errs.push(FieldError::not_supported(
+                    p.child("effect"),
+                    &t.effect,
+                    &["NoExecute", "NoSchedule", "PreferNoSchedule"],
+                ));
             }
         }
     }
     for (i, cidr) in spec.pod_cidrs.iter().flatten().enumerate() {
         for msg in names::is_valid_cidr(cidr) {
-            errs.push(FieldError::invalid(root("spec").child("podCIDRs").index(i), cidr, msg));
+            errs.push(FieldError::invalid(
+                root("spec").child("podCIDRs").index(i),
+                cidr,
+                msg,
+            ));
         }
     }
     errs
 }
 
 pub fn validate_node_update(new: &Node, old: &Node) -> FieldErrors {
-    let mut errs = meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
+    let mut errs =
+        meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
     errs.extend(validate_node(new));
-    let (ns, os) = (new.spec.clone().unwrap_or_default(), old.spec.clone().unwrap_or_default());
+    let (ns, os) = (
+        new.spec.clone().unwrap_or_default(),
+        old.spec.clone().unwrap_or_default(),
+    );
     let old_cidrs = os.pod_cidrs.clone().unwrap_or_default();
     if !old_cidrs.is_empty() && ns.pod_cidrs.clone().unwrap_or_default() != old_cidrs {
-        errs.push(FieldError::forbidden(root("spec").child("podCIDRs"), "node updates may not change podCIDR except from \"\" to valid"));
+        errs.push(FieldError::forbidden(
+            root("spec").child("podCIDRs"),
+            "node updates may not change podCIDR except from \"\" to valid",
+        ));
     }
     let old_provider = os.provider_id.clone().unwrap_or_default();
     if !old_provider.is_empty() && ns.provider_id.clone().unwrap_or_default() != old_provider {
-        errs.push(FieldError::forbidden(root("spec").child("providerID"), "node updates may not change providerID except from \"\" to valid"));
-    }
-    errs
-}
-
-const ACCESS_MODES: &[&str] = &["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
-
-fn access_modes(modes: &[String], path: &Path) -> FieldErrors {
-    let mut errs = Vec::new();
-    if modes.is_empty() {
-        errs.push(FieldError::required(path, "at least 1 access mode is required"));
-    }
-    for m in modes {
-        if !ACCESS_MODES.contains(&m.as_str()) {
-            errs.push(FieldError::not_supported(path, m, ACCESS_MODES));
-        }
-    }
-    if modes.iter().any(|m| m == "ReadWriteOncePod") && modes.iter().any(|m| m != "ReadWriteOncePod" && ACCESS_MODES.contains(&m.as_str())) {
-        errs.push(FieldError::forbidden(path, "may not use ReadWriteOncePod with other access modes"));
-    }
-    errs
-}
-
-pub fn validate_pvc_spec(spec: &PersistentVolumeClaimSpec, path: &Path) -> FieldErrors {
-    let mut errs = access_modes(spec.access_modes.as_deref().unwrap_or(&[]), &path.child("accessModes"));
-    errs.extend(meta::validate_label_selector(spec.selector.as_ref(), &path.child("selector")));
-    let storage_path = path.child("resources").key("storage");
-    match spec.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage")) {
-        None => errs.push(FieldError::required(&storage_path, "")),
-        Some(q) => match parse_quantity(&q.0) {
-            Some(v) if v <= 0.0 => errs.push(FieldError::invalid(&storage_path, &q.0, "must be greater than zero")),
-            None => errs.push(FieldError::invalid(&storage_path, &q.0, super::quantity::QUANTITY_FORMAT_ERROR)),
-            _ => {}
-        },
-    }
-    if let Some(class) = spec.storage_class_name.as_deref().filter(|c| !c.is_empty()) {
-        for msg in names::name_is_dns_subdomain(class, false) {
-            errs.push(FieldError::invalid(path.child("storageClassName"), class, msg));
-        }
-    }
-    if let Some(mode) = spec.volume_mode.as_deref() {
-        if !matches!(mode, "Block" | "Filesystem") {
-            errs.push(FieldError::not_supported(path.child("volumeMode"), mode, &["Block", "Filesystem"]));
-        }
-    }
-    errs
-}
-
-pub fn validate_pvc(pvc: &PersistentVolumeClaim) -> FieldErrors {
-    let mut errs = meta::validate_object_meta(&pvc.metadata, true, names::name_is_dns_subdomain, &root("metadata"));
-    errs.extend(validate_pvc_spec(&pvc.spec.clone().unwrap_or_default(), &root("spec")));
-    errs
-}
-
-pub fn validate_pvc_update(new: &PersistentVolumeClaim, old: &PersistentVolumeClaim) -> FieldErrors {
-    let mut errs = meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
-    errs.extend(validate_pvc_spec(&new.spec.clone().unwrap_or_default(), &root("spec")));
-    let (mut ns, mut os) = (new.spec.clone().unwrap_or_default(), old.spec.clone().unwrap_or_default());
-    // The binder fills volumeName in; requests may grow for bound claims.
-    if os.volume_name.as_deref().unwrap_or("").is_empty() {
-        os.volume_name = ns.volume_name.clone();
-    }
-    let bound = old.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
-    if bound {
-        let old_req = os.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage")).and_then(|q| parse_quantity(&q.0));
-        let new_req = ns.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage")).and_then(|q| parse_quantity(&q.0));
-        if let (Some(o), Some(n)) = (old_req, new_req) {
-            if n < o {
-                errs.push(FieldError::forbidden(root("spec").child("resources").child("requests").key("storage"), "field can not be less than status.capacity"));
-            }
-        }
-        if let (Some(nr), Some(or)) = (ns.resources.as_mut(), os.resources.as_ref()) {
-            nr.requests = or.requests.clone();
-        }
-        ns.volume_attributes_class_name = os.volume_attributes_class_name.clone();
-    }
-    if ns != os {
         errs.push(FieldError::forbidden(
-            "spec",
-            format!("spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims\n{}", spec_diff(&os, &ns)),
+            root("spec").child("providerID"),
+            "node updates may not change providerID except from \"\" to valid",
         ));
     }
-    errs
-}
-
-pub fn validate_pv(pv: &PersistentVolume) -> FieldErrors {
-    let mut errs = meta::validate_object_meta(&pv.metadata, false, names::name_is_dns_subdomain, &root("metadata"));
-    let spec = pv.spec.clone().unwrap_or_default();
-    let p = root("spec");
-    errs.extend(access_modes(spec.access_modes.as_deref().unwrap_or(&[]), &p.child("accessModes")));
-    let capacity = spec.capacity.clone().unwrap_or_default();
-    if capacity.is_empty() {
-        errs.push(FieldError::required(p.child("capacity"), ""));
-    }
-    for (k, q) in &capacity {
-        if k != "storage" {
-            errs.push(FieldError::not_supported(p.child("capacity"), k, &["storage"]));
-        } else if parse_quantity(&q.0).is_none_or(|v| v <= 0.0) {
-            errs.push(FieldError::invalid(p.child("capacity").key(k), &q.0, "must be greater than zero"));
-        }
-    }
-    let sources = serde_json::to_value(&spec).unwrap_or_default();
-    const PV_SOURCES: &[&str] = &[
-        "hostPath", "gcePersistentDisk", "awsElasticBlockStore", "glusterfs", "nfs", "rbd", "quobyte", "cinder", "cephfs", "fc",
-        "flocker", "flexVolume", "azureFile", "vsphereVolume", "azureDisk", "photonPersistentDisk", "portworxVolume", "scaleIO",
-        "local", "storageos", "csi", "iscsi",
-    ];
-    let present: Vec<&str> = PV_SOURCES.iter().copied().filter(|s| sources.get(*s).is_some()).collect();
-    match present.as_slice() {
-        [] => errs.push(FieldError::required(&p, "must specify a volume type")),
-        [_] => {}
-        [_, rest @ ..] => {
-            for s in rest {
-                errs.push(FieldError::forbidden(p.child(s), "may not specify more than 1 volume type"));
-            }
-        }
-    }
-    if let Some(h) = &spec.host_path {
-        if h.path.is_empty() {
-            errs.push(FieldError::required(p.child("hostPath").child("path"), ""));
-        }
-    }
-    if let Some(policy) = spec.persistent_volume_reclaim_policy.as_deref() {
-        if !matches!(policy, "Delete" | "Recycle" | "Retain") {
-            errs.push(FieldError::not_supported(p.child("persistentVolumeReclaimPolicy"), policy, &["Delete", "Recycle", "Retain"]));
-        }
-    }
-    if let Some(class) = spec.storage_class_name.as_deref().filter(|c| !c.is_empty()) {
-        for msg in names::name_is_dns_subdomain(class, false) {
-            errs.push(FieldError::invalid(p.child("storageClassName"), class, msg));
-        }
-    }
-    errs
-}
-
-pub fn validate_pv_update(new: &PersistentVolume, old: &PersistentVolume) -> FieldErrors {
-    let mut errs = meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
-    errs.extend(validate_pv(new));
-    let strip = |pv: &PersistentVolume| {
-        let mut v = serde_json::to_value(pv.spec.clone().unwrap_or_default()).unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            for k in ["accessModes", "capacity", "claimRef", "mountOptions", "nodeAffinity", "persistentVolumeReclaimPolicy", "storageClassName", "volumeMode", "volumeAttributesClassName"] {
-                o.remove(k);
-            }
-        }
-        v
-    };
-    if strip(new) != strip(old) {
-        errs.push(FieldError::forbidden(
-            root("spec").child("persistentvolumesource"),
-            format!("spec.persistentvolumesource is immutable after creation\n{}", spec_diff(&strip(old), &strip(new))),
-        ));
-    }
-    let mode = |pv: &PersistentVolume| pv.spec.as_ref().and_then(|s| s.volume_mode.clone());
-    errs.extend(immutable(&mode(new), &mode(old), || json_value(&mode(new)), &root("spec").child("volumeMode")));
     errs
 }
 
 pub fn validate_endpoints(ep: &Endpoints) -> FieldErrors {
-    let mut errs = meta::validate_object_meta(&ep.metadata, true, names::name_is_dns_subdomain, &root("metadata"));
+    let mut errs = meta::validate_object_meta(
+        &ep.metadata,
+        true,
+        names::name_is_dns_subdomain,
+        &root("metadata"),
+    );
     for (i, ss) in ep.subsets.iter().flatten().enumerate() {
         let sp = root("subsets").index(i);
-        for (field, addrs) in [("addresses", &ss.addresses), ("notReadyAddresses", &ss.not_ready_addresses)] {
+        for (field, addrs) in [
+            ("addresses", &ss.addresses),
+            ("notReadyAddresses", &ss.not_ready_addresses),
+        ] {
             for (j, a) in addrs.iter().flatten().enumerate() {
                 for msg in names::is_valid_ip(&a.ip) {
-                    errs.push(FieldError::invalid(sp.child(field).index(j).child("ip"), &a.ip, msg));
+                    errs.push(FieldError::invalid(
+                        sp.child(field).index(j).child("ip"),
+                        &a.ip,
+                        msg,
+                    ));
                 }
             }
         }
@@ -575,7 +622,11 @@ pub fn validate_endpoints(ep: &Endpoints) -> FieldErrors {
             }
             match port.protocol.as_deref().unwrap_or("") {
                 "" => errs.push(FieldError::required(pp.child("protocol"), "")),
-                p if !PROTOCOLS.contains(&p) => errs.push(FieldError::not_supported(pp.child("protocol"), p, PROTOCOLS)),
+                p if !PROTOCOLS.contains(&p) => errs.push(FieldError::not_supported(
+                    pp.child("protocol"),
+                    p,
+                    PROTOCOLS,
+                )),
                 _ => {}
             }
         }
@@ -584,11 +635,22 @@ pub fn validate_endpoints(ep: &Endpoints) -> FieldErrors {
 }
 
 pub fn validate_replication_controller(rc: &ReplicationController) -> FieldErrors {
-    let mut errs = meta::validate_object_meta(&rc.metadata, true, names::name_is_dns_subdomain, &root("metadata"));
+    let mut errs = meta::validate_object_meta(
+        &rc.metadata,
+        true,
+        names::name_is_dns_subdomain,
+        &root("metadata"),
+    );
     let spec = rc.spec.clone().unwrap_or_default();
     let p = root("spec");
-    errs.extend(nonnegative(spec.replicas.unwrap_or(0).into(), &p.child("replicas")));
-    errs.extend(nonnegative(spec.min_ready_seconds.unwrap_or(0).into(), &p.child("minReadySeconds")));
+    errs.extend(nonnegative(
+        spec.replicas.unwrap_or(0).into(),
+        &p.child("replicas"),
+    ));
+    errs.extend(nonnegative(
+        spec.min_ready_seconds.unwrap_or(0).into(),
+        &p.child("minReadySeconds"),
+    ));
     let selector = spec.selector.clone().unwrap_or_default();
     if selector.is_empty() {
         errs.push(FieldError::required(p.child("selector"), ""));
@@ -598,7 +660,11 @@ pub fn validate_replication_controller(rc: &ReplicationController) -> FieldError
     match &spec.template {
         None => errs.push(FieldError::required(p.child("template"), "")),
         Some(t) => {
-            let labels = t.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+            let labels = t
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default();
             if !selector.is_empty() && !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
                 errs.push(FieldError::invalid_raw(
                     p.child("template").child("metadata").child("labels"),
@@ -607,33 +673,60 @@ pub fn validate_replication_controller(rc: &ReplicationController) -> FieldError
                 ));
             }
             errs.extend(validate_pod_template_spec(t, &p.child("template")));
-            errs.extend(workload_restart_rules(t, &p.child("template"), "ReplicationController"));
+            errs.extend(workload_restart_rules(
+                t,
+                &p.child("template"),
+                "ReplicationController",
+            ));
         }
     }
     errs
 }
 
 /// Controllers of long-running pods require `restartPolicy: Always` and no deadline.
-pub(crate) fn workload_restart_rules(t: &k8s_openapi::api::core::v1::PodTemplateSpec, path: &Path, kind: &str) -> FieldErrors {
+pub(crate) fn workload_restart_rules(
+    t: &k8s_openapi::api::core::v1::PodTemplateSpec,
+    path: &Path,
+    kind: &str,
+) -> FieldErrors {
     let mut errs = Vec::new();
     let spec = t.spec.clone().unwrap_or_default();
     let policy = spec.restart_policy.unwrap_or_default();
     if policy != "Always" {
-        errs.push(FieldError::not_supported(path.child("spec").child("restartPolicy"), policy, &["Always"]));
+        errs.push(FieldError::not_supported(
+            path.child("spec").child("restartPolicy"),
+            policy,
+            &["Always"],
+        ));
     }
     if spec.active_deadline_seconds.is_some() {
-        errs.push(FieldError::forbidden(path.child("spec").child("activeDeadlineSeconds"), format!("activeDeadlineSeconds in {kind} is not Supported")));
+        errs.push(FieldError::forbidden(
+            path.child("spec").child("activeDeadlineSeconds"),
+            format!("activeDeadlineSeconds in {kind} is not Supported"),
+        ));
     }
     errs
 }
 
 pub fn validate_pod_template(pt: &PodTemplate) -> FieldErrors {
-    let mut errs = meta::validate_object_meta(&pt.metadata, true, names::name_is_dns_subdomain, &root("metadata"));
-    errs.extend(validate_pod_template_spec(&pt.template.clone().unwrap_or_default(), &root("template")));
+    let mut errs = meta::validate_object_meta(
+        &pt.metadata,
+        true,
+        names::name_is_dns_subdomain,
+        &root("metadata"),
+    );
+    errs.extend(validate_pod_template_spec(
+        &pt.template.clone().unwrap_or_default(),
+        &root("template"),
+    ));
     errs
 }
 
 /// Plain metadata validation for kinds without spec rules here.
-pub fn validate_meta_only(meta_: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, namespaced: bool, name_fn: meta::NameFn) -> FieldErrors {
+pub fn validate_meta_only(
+    meta_: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    namespaced: bool,
+    name_fn: meta::NameFn,
+) -> FieldErrors {
     meta::validate_object_meta(meta_, namespaced, name_fn, &root("metadata"))
 }

@@ -1,20 +1,17 @@
-//! The smaller groups: networking, rbac, storage, scheduling, coordination, policy,
-//! autoscaling, discovery and the CRD naming rule of apiextensions.
+//! The smaller groups: rbac, scheduling, coordination, policy, autoscaling and
+//! discovery.
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend, NetworkPolicy, NetworkPolicyPort};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{PolicyRule, RoleRef, Subject};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
-use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::{self, json_value, nonnegative, validate_label_selector};
 use super::names;
-use super::pod::port_num_or_name;
 use crate::field_error::{FieldError, FieldErrors, Path};
 
 fn root(field: &str) -> Path {
@@ -25,240 +22,93 @@ fn object_meta(m: &ObjectMeta, namespaced: bool, name_fn: meta::NameFn) -> Field
     meta::validate_object_meta(m, namespaced, name_fn, &root("metadata"))
 }
 
-fn backend(b: &IngressBackend, path: &Path) -> FieldErrors {
-    let mut errs = Vec::new();
-    match (&b.service, &b.resource) {
-        (Some(_), Some(_)) => errs.push(FieldError::invalid_raw(path, json_value(b), "cannot set both resource and service backends")),
-        (None, None) => errs.push(FieldError::invalid_raw(path, json_value(b), "resource or service backend is required")),
-        (Some(svc), None) => {
-            let sp = path.child("service");
-            if svc.name.is_empty() {
-                errs.push(FieldError::required(sp.child("name"), ""));
-            } else {
-                for msg in names::is_dns1035_label(&svc.name) {
-                    errs.push(FieldError::invalid(sp.child("name"), &svc.name, msg));
-                }
-            }
-            let port = svc.port.clone().unwrap_or_default();
-            let (has_name, has_number) = (port.name.as_deref().is_some_and(|n| !n.is_empty()), port.number.is_some_and(|n| n != 0));
-            match (has_name, has_number) {
-                (true, true) => errs.push(FieldError::invalid_raw(sp.child("port"), json_value(&port), "cannot set both port name & port number")),
-                (false, false) => errs.push(FieldError::invalid_raw(sp.child("port"), json_value(&port), "port name or number is required")),
-                (true, false) => {
-                    let n = port.name.clone().unwrap_or_default();
-                    for msg in names::is_valid_port_name(&n) {
-                        errs.push(FieldError::invalid(sp.child("port").child("name"), &n, msg));
-                    }
-                }
-                (false, true) => {
-                    let n = port.number.unwrap_or(0);
-                    for msg in names::is_valid_port_num(n.into()) {
-                        errs.push(FieldError::invalid_raw(sp.child("port").child("number"), n, msg));
-                    }
-                }
-            }
-        }
-        (None, Some(r)) => {
-            if r.kind.is_empty() {
-                errs.push(FieldError::required(path.child("resource").child("kind"), ""));
-            }
-            if r.name.is_empty() {
-                errs.push(FieldError::required(path.child("resource").child("name"), ""));
-            }
-        }
-    }
-    errs
-}
-
-fn ingress_path(p: &HTTPIngressPath, path: &Path) -> FieldErrors {
-    let mut errs = Vec::new();
-    let value = p.path.as_deref().unwrap_or("");
-    match p.path_type.as_str() {
-        "" => errs.push(FieldError::required(path.child("pathType"), "pathType must be specified")),
-        "Exact" | "Prefix" => {
-            if !value.starts_with('/') {
-                errs.push(FieldError::invalid(path.child("path"), value, "must be an absolute path"));
-            }
-            for bad in ["//", "/./", "/../", "%2f", "%2F"] {
-                if value.contains(bad) {
-                    errs.push(FieldError::invalid(path.child("path"), value, format!("must not contain '{bad}'")));
-                }
-            }
-        }
-        "ImplementationSpecific" => {
-            if !value.is_empty() && !value.starts_with('/') {
-                errs.push(FieldError::invalid(path.child("path"), value, "must be an absolute path"));
-            }
-        }
-        other => errs.push(FieldError::not_supported(path.child("pathType"), other, &["Exact", "ImplementationSpecific", "Prefix"])),
-    }
-    errs.extend(backend(&p.backend, &path.child("backend")));
-    errs
-}
-
-pub fn validate_ingress(ing: &Ingress) -> FieldErrors {
-    let mut errs = object_meta(&ing.metadata, true, names::name_is_dns_subdomain);
-    let spec = ing.spec.clone().unwrap_or_default();
-    let p = root("spec");
-    let rules = spec.rules.clone().unwrap_or_default();
-    if rules.is_empty() && spec.default_backend.is_none() {
-        errs.push(FieldError::invalid_raw(&p, json_value(&rules), "either `defaultBackend` or `rules` must be specified"));
-    }
-    if let Some(b) = &spec.default_backend {
-        errs.extend(backend(b, &p.child("defaultBackend")));
-    }
-    for (i, rule) in rules.iter().enumerate() {
-        let rp = p.child("rules").index(i);
-        if let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) {
-            if host.parse::<std::net::IpAddr>().is_ok() {
-                errs.push(FieldError::invalid(rp.child("host"), host, "must be a DNS name, not an IP address"));
-            } else if host.contains('*') {
-                for msg in names::is_wildcard_dns1123_subdomain(host) {
-                    errs.push(FieldError::invalid(rp.child("host"), host, msg));
-                }
-            } else {
-                for msg in names::is_dns1123_subdomain(host) {
-                    errs.push(FieldError::invalid(rp.child("host"), host, msg));
-                }
-            }
-        }
-        if let Some(http) = &rule.http {
-            if http.paths.is_empty() {
-                errs.push(FieldError::required(rp.child("http").child("paths"), ""));
-            }
-            for (j, hp) in http.paths.iter().enumerate() {
-                errs.extend(ingress_path(hp, &rp.child("http").child("paths").index(j)));
-            }
-        }
-    }
-    for (i, tls) in spec.tls.iter().flatten().enumerate() {
-        for (j, host) in tls.hosts.iter().flatten().enumerate() {
-            let msgs = if host.contains('*') { names::is_wildcard_dns1123_subdomain(host) } else { names::is_dns1123_subdomain(host) };
-            for msg in msgs {
-                errs.push(FieldError::invalid(p.child("tls").index(i).child("hosts").index(j), host, msg));
-            }
-        }
-    }
-    errs
-}
-
-fn network_policy_port(port: &NetworkPolicyPort, path: &Path) -> FieldErrors {
-    let mut errs = Vec::new();
-    if let Some(proto) = port.protocol.as_deref() {
-        if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-            errs.push(FieldError::not_supported(path.child("protocol"), proto, &["SCTP", "TCP", "UDP"]));
-        }
-    }
-    if let Some(p) = &port.port {
-        errs.extend(port_num_or_name(p, &path.child("port")));
-        if let Some(end) = port.end_port {
-            match p {
-                IntOrString::String(_) => errs.push(FieldError::invalid_raw(path.child("endPort"), end, "may not be specified when `port` is non-numeric")),
-                IntOrString::Int(start) if end < *start => {
-                    errs.push(FieldError::invalid_raw(path.child("endPort"), end, "must be greater than or equal to `port`"))
-                }
-                IntOrString::Int(_) => {}
-            }
-        }
-    } else if let Some(end) = port.end_port {
-        errs.push(FieldError::invalid_raw(path.child("endPort"), end, "may not be specified when `port` is not specified"));
-    }
-    errs
-}
-
-pub fn validate_network_policy(np: &NetworkPolicy) -> FieldErrors {
-    let mut errs = object_meta(&np.metadata, true, names::name_is_dns_subdomain);
-    let spec = np.spec.clone().unwrap_or_default();
-    let p = root("spec");
-    errs.extend(validate_label_selector(spec.pod_selector.as_ref(), &p.child("podSelector")));
-    let peers = |field: &str, rules: Vec<(Option<Vec<NetworkPolicyPort>>, Option<Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>>)>| {
-        let mut errs = Vec::new();
-        for (i, (ports, peers)) in rules.into_iter().enumerate() {
-            let rp = p.child(field).index(i);
-            for (j, port) in ports.iter().flatten().enumerate() {
-                errs.extend(network_policy_port(port, &rp.child("ports").index(j)));
-            }
-            let peer_field = if field == "ingress" { "from" } else { "to" };
-            for (j, peer) in peers.iter().flatten().enumerate() {
-                let pp = rp.child(peer_field).index(j);
-                let n = [peer.pod_selector.is_some(), peer.namespace_selector.is_some(), peer.ip_block.is_some()].iter().filter(|b| **b).count();
-                if n == 0 {
-                    errs.push(FieldError::required(&pp, "must specify a peer"));
-                } else if peer.ip_block.is_some() && n > 1 {
-                    errs.push(FieldError::forbidden(&pp, "may not specify more than 1 peer type"));
-                }
-                errs.extend(validate_label_selector(peer.pod_selector.as_ref(), &pp.child("podSelector")));
-                errs.extend(validate_label_selector(peer.namespace_selector.as_ref(), &pp.child("namespaceSelector")));
-                if let Some(block) = &peer.ip_block {
-                    if block.cidr.is_empty() {
-                        errs.push(FieldError::required(pp.child("ipBlock").child("cidr"), ""));
-                    } else {
-                        for msg in names::is_valid_cidr(&block.cidr) {
-                            errs.push(FieldError::invalid(pp.child("ipBlock").child("cidr"), &block.cidr, msg));
-                        }
-                    }
-                }
-            }
-        }
-        errs
-    };
-    errs.extend(peers("ingress", spec.ingress.clone().unwrap_or_default().into_iter().map(|r| (r.ports, r.from)).collect()));
-    errs.extend(peers("egress", spec.egress.clone().unwrap_or_default().into_iter().map(|r| (r.ports, r.to)).collect()));
-    let types = spec.policy_types.clone().unwrap_or_default();
-    for (i, t) in types.iter().enumerate() {
-        if !matches!(t.as_str(), "Ingress" | "Egress") {
-            errs.push(FieldError::not_supported(p.child("policyTypes").index(i), t, &["Egress", "Ingress"]));
-        }
-    }
-    if types.len() > 2 {
-        errs.push(FieldError::invalid_raw(p.child("policyTypes"), meta::go_string_slice(&types), "may not specify more than two policyTypes"));
-    }
-    errs
-}
-
 fn policy_rules(rules: &[PolicyRule], path: &Path, namespaced: bool) -> FieldErrors {
     let mut errs = Vec::new();
     for (i, r) in rules.iter().enumerate() {
         let p = path.index(i);
         if r.verbs.is_empty() {
-            errs.push(FieldError::required(p.child("verbs"), "verbs must contain at least one value"));
+            errs.push(FieldError::required(
+                p.child("verbs"),
+                "verbs must contain at least one value",
+            ));
         }
         let non_resource = r.non_resource_urls.as_ref().is_some_and(|u| !u.is_empty());
         if non_resource {
             if namespaced {
-                errs.push(FieldError::invalid_raw(p.child("nonResourceURLs"), meta::go_string_slice(r.non_resource_urls.as_deref().unwrap_or(&[])), "namespaced rules cannot apply to non-resource URLs"));
+                errs.push(FieldError::invalid_raw(
+                    p.child("nonResourceURLs"),
+                    meta::go_string_slice(r.non_resource_urls.as_deref().unwrap_or(&[])),
+                    "namespaced rules cannot apply to non-resource URLs",
+                ));
             }
-            let has_resources = r.api_groups.as_ref().is_some_and(|g| !g.is_empty()) || r.resources.as_ref().is_some_and(|g| !g.is_empty()) || r.resource_names.as_ref().is_some_and(|g| !g.is_empty());
+            let has_resources = r.api_groups.as_ref().is_some_and(|g| !g.is_empty())
+                || r.resources.as_ref().is_some_and(|g| !g.is_empty())
+                || r.resource_names.as_ref().is_some_and(|g| !g.is_empty());
             if has_resources {
-                errs.push(FieldError::invalid_raw(p.child("nonResourceURLs"), meta::go_string_slice(r.non_resource_urls.as_deref().unwrap_or(&[])), "rules cannot apply to both regular resources and non-resource URLs"));
+                errs.push(FieldError::invalid_raw(
+                    p.child("nonResourceURLs"),
+                    meta::go_string_slice(r.non_resource_urls.as_deref().unwrap_or(&[])),
+                    "rules cannot apply to both regular resources and non-resource URLs",
+                ));
             }
             continue;
         }
         if r.api_groups.as_ref().is_none_or(|g| g.is_empty()) {
-            errs.push(FieldError::required(p.child("apiGroups"), "resource rules must supply at least one api group"));
+            errs.push(FieldError::required(
+                p.child("apiGroups"),
+                "resource rules must supply at least one api group",
+            ));
         }
         if r.resources.as_ref().is_none_or(|g| g.is_empty()) {
-            errs.push(FieldError::required(p.child("resources"), "resource rules must supply at least one resource"));
+            errs.push(FieldError::required(
+                p.child("resources"),
+                "resource rules must supply at least one resource",
+            ));
         }
     }
     errs
 }
 
-pub fn validate_role(meta_: &ObjectMeta, rules: Option<&[PolicyRule]>, namespaced: bool) -> FieldErrors {
+pub fn validate_role(
+    meta_: &ObjectMeta,
+    rules: Option<&[PolicyRule]>,
+    namespaced: bool,
+) -> FieldErrors {
     let mut errs = object_meta(meta_, namespaced, names::is_path_segment_name);
-    errs.extend(policy_rules(rules.unwrap_or(&[]), &root("rules"), namespaced));
+    errs.extend(policy_rules(
+        rules.unwrap_or(&[]),
+        &root("rules"),
+        namespaced,
+    ));
     errs
 }
 
-pub fn validate_role_binding(meta_: &ObjectMeta, role_ref: &RoleRef, subjects: Option<&[Subject]>, namespaced: bool) -> FieldErrors {
+pub fn validate_role_binding(
+    meta_: &ObjectMeta,
+    role_ref: &RoleRef,
+    subjects: Option<&[Subject]>,
+    namespaced: bool,
+) -> FieldErrors {
     let mut errs = object_meta(meta_, namespaced, names::is_path_segment_name);
     let rp = root("roleRef");
     if role_ref.api_group != "rbac.authorization.k8s.io" {
-        errs.push(FieldError::not_supported(rp.child("apiGroup"), &role_ref.api_group, &["rbac.authorization.k8s.io"]));
+        errs.push(FieldError::not_supported(
+            rp.child("apiGroup"),
+            &role_ref.api_group,
+            &["rbac.authorization.k8s.io"],
+        ));
     }
-    let kinds: &[&str] = if namespaced { &["Role", "ClusterRole"] } else { &["ClusterRole"] };
+    let kinds: &[&str] = if namespaced {
+        &["Role", "ClusterRole"]
+    } else {
+        &["ClusterRole"]
+    };
     if !kinds.contains(&role_ref.kind.as_str()) {
-        errs.push(FieldError::not_supported(rp.child("kind"), &role_ref.kind, kinds));
+        errs.push(FieldError::not_supported(
+            rp.child("kind"),
+            &role_ref.kind,
+            kinds,
+        ));
     }
     if role_ref.name.is_empty() {
         errs.push(FieldError::required(rp.child("name"), ""));
@@ -281,7 +131,11 @@ pub fn validate_role_binding(meta_: &ObjectMeta, role_ref: &RoleRef, subjects: O
                     }
                 }
                 if !group.is_empty() {
-                    errs.push(FieldError::not_supported(sp.child("apiGroup"), group, &[""]));
+                    errs.push(FieldError::not_supported(
+                        sp.child("apiGroup"),
+                        group,
+                        &[""],
+                    ));
                 }
                 if !namespaced && s.namespace.as_deref().unwrap_or("").is_empty() {
                     errs.push(FieldError::required(sp.child("namespace"), ""));
@@ -289,10 +143,18 @@ pub fn validate_role_binding(meta_: &ObjectMeta, role_ref: &RoleRef, subjects: O
             }
             "User" | "Group" => {
                 if group != "rbac.authorization.k8s.io" {
-                    errs.push(FieldError::not_supported(sp.child("apiGroup"), group, &["rbac.authorization.k8s.io"]));
+                    errs.push(FieldError::not_supported(
+                        sp.child("apiGroup"),
+                        group,
+                        &["rbac.authorization.k8s.io"],
+                    ));
                 }
             }
-            other => errs.push(FieldError::not_supported(sp.child("kind"), other, &["ServiceAccount", "User", "Group"])),
+            other => errs.push(FieldError::not_supported(
+                sp.child("kind"),
+                other,
+                &["ServiceAccount", "User", "Group"],
+            )),
         }
     }
     errs
@@ -303,45 +165,17 @@ pub fn validate_role_ref_update(new: &RoleRef, old: &RoleRef) -> FieldErrors {
     if new == old {
         return Vec::new();
     }
-    let shown = format!("rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}", meta::go_quote(&new.api_group), meta::go_quote(&new.kind), meta::go_quote(&new.name));
-    vec![FieldError::invalid_raw("roleRef", shown, "cannot change roleRef")]
-}
-
-pub fn validate_storage_class(sc: &StorageClass) -> FieldErrors {
-    let mut errs = object_meta(&sc.metadata, false, names::name_is_dns_subdomain);
-    if sc.provisioner.is_empty() {
-        errs.push(FieldError::required("provisioner", ""));
-    } else {
-        for msg in names::is_qualified_name(&sc.provisioner.to_lowercase()) {
-            errs.push(FieldError::invalid("provisioner", &sc.provisioner, msg));
-        }
-    }
-    if let Some(p) = sc.reclaim_policy.as_deref() {
-        if !matches!(p, "Delete" | "Retain") {
-            errs.push(FieldError::not_supported("reclaimPolicy", p, &["Delete", "Retain"]));
-        }
-    }
-    if let Some(m) = sc.volume_binding_mode.as_deref() {
-        if !matches!(m, "Immediate" | "WaitForFirstConsumer") {
-            errs.push(FieldError::not_supported("volumeBindingMode", m, &["Immediate", "WaitForFirstConsumer"]));
-        }
-    }
-    errs
-}
-
-pub fn validate_storage_class_update(new: &StorageClass, old: &StorageClass) -> FieldErrors {
-    let mut errs = meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
-    if new.parameters != old.parameters {
-        errs.push(FieldError::forbidden("parameters", "updates to parameters are forbidden."));
-    }
-    if new.provisioner != old.provisioner {
-        errs.push(FieldError::forbidden("provisioner", "updates to provisioner are forbidden."));
-    }
-    if new.reclaim_policy != old.reclaim_policy {
-        errs.push(FieldError::forbidden("reclaimPolicy", "updates to reclaimPolicy are forbidden."));
-    }
-    errs.extend(meta::immutable(&new.volume_binding_mode, &old.volume_binding_mode, || json_value(&new.volume_binding_mode), &root("volumeBindingMode")));
-    errs
+    let shown = format!(
+        "rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}",
+        meta::go_quote(&new.api_group),
+        meta::go_quote(&new.kind),
+        meta::go_quote(&new.name)
+    );
+    vec![FieldError::invalid_raw(
+        "roleRef",
+        shown,
+        "cannot change roleRef",
+    )]
 }
 
 const HIGHEST_USER_PRIORITY: i32 = 1_000_000_000;
@@ -351,24 +185,43 @@ pub fn validate_priority_class(pc: &PriorityClass) -> FieldErrors {
     let name = pc.metadata.name.as_deref().unwrap_or("");
     let system = matches!(name, "system-cluster-critical" | "system-node-critical");
     if name.starts_with("system-") && !system {
-        errs.push(FieldError::forbidden(root("metadata").child("name"), "priority class names with 'system-' prefix are reserved."));
+        errs.push(FieldError::forbidden(
+            root("metadata").child("name"),
+            "priority class names with 'system-' prefix are reserved.",
+        ));
     } else if !system && pc.value > HIGHEST_USER_PRIORITY {
-        errs.push(FieldError::forbidden("value", format!("maximum allowed value of a user defined priority is {HIGHEST_USER_PRIORITY}")));
+        errs.push(FieldError::forbidden(
+            "value",
+            format!("maximum allowed value of a user defined priority is {HIGHEST_USER_PRIORITY}"),
+        ));
     }
     if let Some(p) = pc.preemption_policy.as_deref() {
         if !matches!(p, "Never" | "PreemptLowerPriority") {
-            errs.push(FieldError::not_supported("preemptionPolicy", p, &["Never", "PreemptLowerPriority"]));
+            errs.push(FieldError::not_supported(
+                "preemptionPolicy",
+                p,
+                &["Never", "PreemptLowerPriority"],
+            ));
         }
     }
     errs
 }
 
 pub fn validate_priority_class_update(new: &PriorityClass, old: &PriorityClass) -> FieldErrors {
-    let mut errs = meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
+    let mut errs =
+        meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
     if new.value != old.value {
-        errs.push(FieldError::forbidden("value", "may not be changed in an update."));
+        errs.push(FieldError::forbidden(
+            "value",
+            "may not be changed in an update.",
+        ));
     }
-    errs.extend(meta::immutable(&new.preemption_policy, &old.preemption_policy, || json_value(&new.preemption_policy), &root("preemptionPolicy")));
+    errs.extend(meta::immutable(
+        &new.preemption_policy,
+        &old.preemption_policy,
+        || json_value(&new.preemption_policy),
+        &root("preemptionPolicy"),
+    ));
     errs
 }
 
@@ -376,10 +229,17 @@ pub fn validate_lease(lease: &Lease) -> FieldErrors {
     let mut errs = object_meta(&lease.metadata, true, names::name_is_dns_subdomain);
     let spec = lease.spec.clone().unwrap_or_default();
     if let Some(d) = spec.lease_duration_seconds.filter(|d| *d <= 0) {
-        errs.push(FieldError::invalid_raw(root("spec").child("leaseDurationSeconds"), d, "must be greater than 0"));
+        errs.push(FieldError::invalid_raw(
+            root("spec").child("leaseDurationSeconds"),
+            d,
+            "must be greater than 0",
+        ));
     }
     if let Some(t) = spec.lease_transitions {
-        errs.extend(nonnegative(t.into(), &root("spec").child("leaseTransitions")));
+        errs.extend(nonnegative(
+            t.into(),
+            &root("spec").child("leaseTransitions"),
+        ));
     }
     errs
 }
@@ -389,26 +249,51 @@ pub fn validate_pdb(pdb: &PodDisruptionBudget) -> FieldErrors {
     let spec = pdb.spec.clone().unwrap_or_default();
     let p = root("spec");
     if spec.min_available.is_some() && spec.max_unavailable.is_some() {
-        errs.push(FieldError::invalid_raw(&p, json_value(&spec), "minAvailable and maxUnavailable cannot be both set"));
+        errs.push(FieldError::invalid_raw(
+            &p,
+            json_value(&spec),
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
     }
-    for (field, v) in [("minAvailable", &spec.min_available), ("maxUnavailable", &spec.max_unavailable)] {
+    for (field, v) in [
+        ("minAvailable", &spec.min_available),
+        ("maxUnavailable", &spec.max_unavailable),
+    ] {
         match v {
             Some(IntOrString::Int(i)) => errs.extend(nonnegative((*i).into(), &p.child(field))),
             Some(IntOrString::String(s)) => {
                 let msgs = names::is_valid_percent(s);
                 if !msgs.is_empty() {
-                    errs.extend(msgs.into_iter().map(|m| FieldError::invalid_raw(p.child(field), s, m)));
-                } else if s.trim_end_matches('%').parse::<i64>().is_ok_and(|v| v > 100) {
-                    errs.push(FieldError::invalid_raw(p.child(field), s, "must not be greater than 100%"));
+                    errs.extend(
+                        msgs.into_iter()
+                            .map(|m| FieldError::invalid_raw(p.child(field), s, m)),
+                    );
+                } else if s
+                    .trim_end_matches('%')
+                    .parse::<i64>()
+                    .is_ok_and(|v| v > 100)
+                {
+                    errs.push(FieldError::invalid_raw(
+                        p.child(field),
+                        s,
+                        "must not be greater than 100%",
+                    ));
                 }
             }
             None => {}
         }
     }
-    errs.extend(validate_label_selector(spec.selector.as_ref(), &p.child("selector")));
+    errs.extend(validate_label_selector(
+        spec.selector.as_ref(),
+        &p.child("selector"),
+    ));
     if let Some(policy) = spec.unhealthy_pod_eviction_policy.as_deref() {
         if !matches!(policy, "AlwaysAllow" | "IfHealthyBudget") {
-            errs.push(FieldError::not_supported(p.child("unhealthyPodEvictionPolicy"), policy, &["AlwaysAllow", "IfHealthyBudget"]));
+            errs.push(FieldError::not_supported(
+                p.child("unhealthyPodEvictionPolicy"),
+                policy,
+                &["AlwaysAllow", "IfHealthyBudget"],
+            ));
         }
     }
     errs
@@ -419,16 +304,32 @@ pub fn validate_pdb(pdb: &PodDisruptionBudget) -> FieldErrors {
 pub fn validate_hpa(hpa: &HorizontalPodAutoscaler) -> FieldErrors {
     let mut errs = object_meta(&hpa.metadata, true, names::is_path_segment_name);
     let spec = hpa.spec.clone().unwrap_or_default();
-    errs.extend(hpa_common(spec.min_replicas, spec.max_replicas, &spec.scale_target_ref.kind, &spec.scale_target_ref.name));
+    errs.extend(hpa_common(
+        spec.min_replicas,
+        spec.max_replicas,
+        &spec.scale_target_ref.kind,
+        &spec.scale_target_ref.name,
+    ));
     errs
 }
 
-pub fn validate_hpa_v1(hpa: &k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler) -> FieldErrors {
+pub fn validate_hpa_v1(
+    hpa: &k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler,
+) -> FieldErrors {
     let mut errs = object_meta(&hpa.metadata, true, names::is_path_segment_name);
     let spec = hpa.spec.clone().unwrap_or_default();
-    errs.extend(hpa_common(spec.min_replicas, spec.max_replicas, &spec.scale_target_ref.kind, &spec.scale_target_ref.name));
+    errs.extend(hpa_common(
+        spec.min_replicas,
+        spec.max_replicas,
+        &spec.scale_target_ref.kind,
+        &spec.scale_target_ref.name,
+    ));
     if let Some(t) = spec.target_cpu_utilization_percentage.filter(|t| *t < 1) {
-        errs.push(FieldError::invalid_raw(root("spec").child("targetCPUUtilizationPercentage"), t, "must be greater than 0"));
+        errs.push(FieldError::invalid_raw(
+            root("spec").child("targetCPUUtilizationPercentage"),
+            t,
+            "must be greater than 0",
+        ));
     }
     errs
 }
@@ -437,13 +338,25 @@ fn hpa_common(min: Option<i32>, max: i32, kind: &str, name: &str) -> FieldErrors
     let mut errs = Vec::new();
     let p = root("spec");
     if let Some(min) = min.filter(|m| *m < 1) {
-        errs.push(FieldError::invalid_raw(p.child("minReplicas"), min, "must be greater than or equal to 1"));
+        errs.push(FieldError::invalid_raw(
+            p.child("minReplicas"),
+            min,
+            "must be greater than or equal to 1",
+        ));
     }
     if max < 1 {
-        errs.push(FieldError::invalid_raw(p.child("maxReplicas"), max, "must be greater than 0"));
+        errs.push(FieldError::invalid_raw(
+            p.child("maxReplicas"),
+            max,
+            "must be greater than 0",
+        ));
     }
     if min.is_some_and(|m| max < m) {
-        errs.push(FieldError::invalid_raw(p.child("maxReplicas"), max, "must be greater than or equal to `minReplicas`"));
+        errs.push(FieldError::invalid_raw(
+            p.child("maxReplicas"),
+            max,
+            "must be greater than or equal to `minReplicas`",
+        ));
     }
     let rp = p.child("scaleTargetRef");
     if kind.is_empty() {
@@ -466,7 +379,11 @@ fn hpa_common(min: Option<i32>, max: i32, kind: &str, name: &str) -> FieldErrors
 pub fn validate_endpoint_slice(es: &EndpointSlice) -> FieldErrors {
     let mut errs = object_meta(&es.metadata, true, names::name_is_dns_subdomain);
     if !matches!(es.address_type.as_str(), "IPv4" | "IPv6" | "FQDN") {
-        errs.push(FieldError::not_supported("addressType", &es.address_type, &["FQDN", "IPv4", "IPv6"]));
+        errs.push(FieldError::not_supported(
+            "addressType",
+            &es.address_type,
+            &["FQDN", "IPv4", "IPv6"],
+        ));
     }
     for (i, ep) in es.endpoints.iter().enumerate() {
         let ap = root("endpoints").index(i).child("addresses");
@@ -492,7 +409,11 @@ pub fn validate_endpoint_slice(es: &EndpointSlice) -> FieldErrors {
         }
         if let Some(proto) = port.protocol.as_deref() {
             if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                errs.push(FieldError::not_supported(pp.child("protocol"), proto, &["SCTP", "TCP", "UDP"]));
+                errs.push(FieldError::not_supported(
+                    pp.child("protocol"),
+                    proto,
+                    &["SCTP", "TCP", "UDP"],
+                ));
             }
         }
     }
@@ -500,22 +421,17 @@ pub fn validate_endpoint_slice(es: &EndpointSlice) -> FieldErrors {
 }
 
 pub fn validate_endpoint_slice_update(new: &EndpointSlice, old: &EndpointSlice) -> FieldErrors {
-    let mut errs = meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
-    errs.extend(validate_endpoint_slice(new).into_iter().filter(|e| !e.field.starts_with("metadata.")));
-    errs.extend(meta::immutable_str(&new.address_type, &old.address_type, &root("addressType")));
-    errs
-}
-
-/// CRDs: only the naming rule (`<plural>.<group>`) is checked here.
-pub fn validate_crd_name(obj: &serde_json::Value) -> FieldErrors {
-    let meta_: ObjectMeta = obj.get("metadata").cloned().and_then(|m| serde_json::from_value(m).ok()).unwrap_or_default();
-    let mut errs = object_meta(&meta_, false, names::name_is_dns_subdomain);
-    let spec = obj.get("spec");
-    let group = spec.and_then(|s| s.get("group")).and_then(|g| g.as_str()).unwrap_or("");
-    let plural = spec.and_then(|s| s.pointer("/names/plural")).and_then(|g| g.as_str()).unwrap_or("");
-    let name = meta_.name.as_deref().unwrap_or("");
-    if !name.is_empty() && name != format!("{plural}.{group}") {
-        errs.push(FieldError::invalid(root("metadata").child("name"), name, "must be spec.names.plural+\".\"+spec.group"));
-    }
+    let mut errs =
+        meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
+    errs.extend(
+        validate_endpoint_slice(new)
+            .into_iter()
+            .filter(|e| !e.field.starts_with("metadata.")),
+    );
+    errs.extend(meta::immutable_str(
+        &new.address_type,
+        &old.address_type,
+        &root("addressType"),
+    ));
     errs
 }

@@ -10,47 +10,82 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{Container, ContainerPort, EnvVar, Pod, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Toleration};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec, Toleration};
 use serde_json::Value;
 
-use super::meta::{self, nonnegative, validate_label_name};
+use super::containers::{validate_containers, validate_init_containers};
+use super::meta::{self, validate_label_name};
 use super::names;
-use super::quantity::{parse_quantity, QUANTITY_FORMAT_ERROR};
-use super::volumes::{validate_volume_mounts, validate_volumes};
+use super::volumes::validate_volumes;
 use crate::field_error::{FieldError, FieldErrors, Path};
 
 const UPDATABLE_POD_SPEC_FIELDS: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
-
-const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 
 /// `ValidatePodCreate`.
 pub fn validate_pod_create(pod: &Pod) -> FieldErrors {
     let mut errs = pod_metadata_and_spec(pod);
     let spec_path = Path::new("spec");
     if let Some(spec) = &pod.spec {
-        if spec.ephemeral_containers.as_ref().is_some_and(|e| !e.is_empty()) {
-            errs.push(FieldError::forbidden(spec_path.child("ephemeralContainers"), "cannot be set on create"));
+        if spec
+            .ephemeral_containers
+            .as_ref()
+            .is_some_and(|e| !e.is_empty())
+        {
+            errs.push(FieldError::forbidden(
+                spec_path.child("ephemeralContainers"),
+                "cannot be set on create",
+            ));
         }
-        if spec.node_name.as_deref().is_some_and(|n| !n.is_empty()) && spec.scheduling_gates.as_ref().is_some_and(|g| !g.is_empty()) {
-            errs.push(FieldError::forbidden(spec_path.child("nodeName"), "cannot be set until all schedulingGates have been cleared"));
+        if spec.node_name.as_deref().is_some_and(|n| !n.is_empty())
+            && spec
+                .scheduling_gates
+                .as_ref()
+                .is_some_and(|g| !g.is_empty())
+        {
+            errs.push(FieldError::forbidden(
+                spec_path.child("nodeName"),
+                "cannot be set until all schedulingGates have been cleared",
+            ));
         }
     }
     errs
 }
 
 fn pod_metadata_and_spec(pod: &Pod) -> FieldErrors {
-    let mut errs = meta::validate_object_meta(&pod.metadata, true, names::name_is_dns_subdomain, &Path::new("metadata"));
+    let mut errs = meta::validate_object_meta(
+        &pod.metadata,
+        true,
+        names::name_is_dns_subdomain,
+        &Path::new("metadata"),
+    );
     let empty = PodSpec::default();
     let spec = pod.spec.as_ref().unwrap_or(&empty);
     errs.extend(validate_pod_spec(spec, &Path::new("spec")));
     // Only pods (not templates) check this, for backwards compatibility upstream.
-    if spec.service_account_name.as_deref().unwrap_or("").is_empty() {
+    if spec
+        .service_account_name
+        .as_deref()
+        .unwrap_or("")
+        .is_empty()
+    {
         for (vi, v) in spec.volumes.iter().flatten().enumerate() {
-            for (si, s) in v.projected.iter().flat_map(|p| p.sources.iter().flatten()).enumerate() {
+            for (si, s) in v
+                .projected
+                .iter()
+                .flat_map(|p| p.sources.iter().flatten())
+                .enumerate()
+            {
                 if s.service_account_token.is_some() {
-                    let p = Path::new("spec").child("volumes").index(vi).child("projected").child("sources").index(si);
-                    errs.push(FieldError::forbidden(p.child("serviceAccountToken"), "must not be specified when serviceAccountName is not set"));
+                    let p = Path::new("spec")
+                        .child("volumes")
+                        .index(vi)
+                        .child("projected")
+                        .child("sources")
+                        .index(si);
+                    errs.push(FieldError::forbidden(
+                        p.child("serviceAccountToken"),
+                        "must not be specified when serviceAccountName is not set",
+                    ));
                 }
             }
         }
@@ -62,42 +97,81 @@ fn pod_metadata_and_spec(pod: &Pod) -> FieldErrors {
 pub fn validate_pod_template_spec(t: &PodTemplateSpec, path: &Path) -> FieldErrors {
     let meta = t.metadata.clone().unwrap_or_default();
     let mut errs = meta::validate_labels(meta.labels.as_ref(), &path.child("labels"));
-    errs.extend(meta::validate_annotations(meta.annotations.as_ref(), &path.child("annotations")));
+    errs.extend(meta::validate_annotations(
+        meta.annotations.as_ref(),
+        &path.child("annotations"),
+    ));
     let empty = PodSpec::default();
     let spec = t.spec.as_ref().unwrap_or(&empty);
     errs.extend(validate_pod_spec(spec, &path.child("spec")));
-    if spec.ephemeral_containers.as_ref().is_some_and(|e| !e.is_empty()) {
-        errs.push(FieldError::forbidden(path.child("spec").child("ephemeralContainers"), "ephemeral containers not allowed in pod template"));
+    if spec
+        .ephemeral_containers
+        .as_ref()
+        .is_some_and(|e| !e.is_empty())
+    {
+        errs.push(FieldError::forbidden(
+            path.child("spec").child("ephemeralContainers"),
+            "ephemeral containers not allowed in pod template",
+        ));
     }
     errs
 }
 
 /// `ValidatePodSpec`.
 pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> FieldErrors {
-    let (volumes, mut errs) = validate_volumes(spec.volumes.as_deref().unwrap_or(&[]), &path.child("volumes"));
-    errs.extend(validate_containers(&spec.containers, &volumes, &path.child("containers")));
-    errs.extend(validate_init_containers(spec.init_containers.as_deref().unwrap_or(&[]), &spec.containers, &volumes, &path.child("initContainers")));
+    let (volumes, mut errs) = validate_volumes(
+        spec.volumes.as_deref().unwrap_or(&[]),
+        &path.child("volumes"),
+    );
+    errs.extend(validate_containers(
+        &spec.containers,
+        &volumes,
+        &path.child("containers"),
+    ));
+    errs.extend(validate_init_containers(
+        spec.init_containers.as_deref().unwrap_or(&[]),
+        &spec.containers,
+        &volumes,
+        &path.child("initContainers"),
+    ));
 
     let restart = spec.restart_policy.as_deref().unwrap_or("");
     match restart {
         "Always" | "OnFailure" | "Never" => {}
         "" => errs.push(FieldError::required(path.child("restartPolicy"), "")),
-        other => errs.push(FieldError::not_supported(path.child("restartPolicy"), other, &["Always", "Never", "OnFailure"])),
+        other => errs.push(FieldError::not_supported(
+            path.child("restartPolicy"),
+            other,
+            &["Always", "Never", "OnFailure"],
+        )),
     }
     let dns_policy = spec.dns_policy.as_deref().unwrap_or("");
     match dns_policy {
         "ClusterFirst" | "ClusterFirstWithHostNet" | "Default" | "None" => {}
         "" => errs.push(FieldError::required(path.child("dnsPolicy"), "")),
-        other => errs.push(FieldError::not_supported(path.child("dnsPolicy"), other, &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"])),
+        other => errs.push(FieldError::not_supported(
+            path.child("dnsPolicy"),
+            other,
+            &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+        )),
     }
-    errs.extend(meta::validate_labels(spec.node_selector.as_ref(), &path.child("nodeSelector")));
+    errs.extend(meta::validate_labels(
+        spec.node_selector.as_ref(),
+        &path.child("nodeSelector"),
+    ));
     errs.extend(validate_dns_config(spec, &path.child("dnsConfig")));
     for (i, s) in spec.image_pull_secrets.iter().flatten().enumerate() {
         if s.name.is_empty() {
-            errs.push(FieldError::required(path.child("imagePullSecrets").index(i).child("name"), ""));
+            errs.push(FieldError::required(
+                path.child("imagePullSecrets").index(i).child("name"),
+                "",
+            ));
         }
     }
-    errs.extend(validate_topology_spread(spec, &path.child("topologySpreadConstraints")));
+    errs.extend(validate_topology_spread(
+        spec,
+        &path.child("topologySpreadConstraints"),
+    ));
     for (field, value) in [
         ("serviceAccountName", spec.service_account_name.as_deref()),
         ("nodeName", spec.node_name.as_deref()),
@@ -113,26 +187,45 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> FieldErrors {
     }
     if let Some(ads) = spec.active_deadline_seconds {
         if !(1..=i32::MAX as i64).contains(&ads) {
-            errs.push(FieldError::invalid_raw(path.child("activeDeadlineSeconds"), ads, names::inclusive_range_error(1, i32::MAX as i64)));
+            errs.push(FieldError::invalid_raw(
+                path.child("activeDeadlineSeconds"),
+                ads,
+                names::inclusive_range_error(1, i32::MAX as i64),
+            ));
         }
     }
     for field in ["hostname", "subdomain"] {
-        let v = if field == "hostname" { spec.hostname.as_deref() } else { spec.subdomain.as_deref() };
+        let v = if field == "hostname" {
+            spec.hostname.as_deref()
+        } else {
+            spec.subdomain.as_deref()
+        };
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             for msg in names::is_dns1123_label(v) {
                 errs.push(FieldError::invalid(path.child(field), v, msg));
             }
         }
     }
-    errs.extend(validate_tolerations(spec.tolerations.as_deref().unwrap_or(&[]), &path.child("tolerations")));
+    errs.extend(validate_tolerations(
+        spec.tolerations.as_deref().unwrap_or(&[]),
+        &path.child("tolerations"),
+    ));
     if let Some(p) = spec.preemption_policy.as_deref() {
         if !matches!(p, "Never" | "PreemptLowerPriority") {
-            errs.push(FieldError::not_supported(path.child("preemptionPolicy"), p, &["Never", "PreemptLowerPriority"]));
+            errs.push(FieldError::not_supported(
+                path.child("preemptionPolicy"),
+                p,
+                &["Never", "PreemptLowerPriority"],
+            ));
         }
     }
     if let Some(os) = &spec.os {
         if !matches!(os.name.as_str(), "linux" | "windows") {
-            errs.push(FieldError::not_supported(path.child("os").child("name"), &os.name, &["linux", "windows"]));
+            errs.push(FieldError::not_supported(
+                path.child("os").child("name"),
+                &os.name,
+                &["linux", "windows"],
+            ));
         }
     }
     errs
@@ -142,24 +235,41 @@ fn validate_dns_config(spec: &PodSpec, path: &Path) -> FieldErrors {
     let mut errs = Vec::new();
     let none = spec.dns_policy.as_deref() == Some("None");
     match &spec.dns_config {
-        None if none => errs.push(FieldError::required(path, "must provide `dnsConfig` when `dnsPolicy` is None")),
+        None if none => errs.push(FieldError::required(
+            path,
+            "must provide `dnsConfig` when `dnsPolicy` is None",
+        )),
         None => {}
         Some(c) => {
             let servers = c.nameservers.as_deref().unwrap_or(&[]);
             if none && servers.is_empty() {
-                errs.push(FieldError::required(path.child("nameservers"), "must provide at least one DNS nameserver when `dnsPolicy` is None"));
+                errs.push(FieldError::required(
+                    path.child("nameservers"),
+                    "must provide at least one DNS nameserver when `dnsPolicy` is None",
+                ));
             }
             if servers.len() > 3 {
-                errs.push(FieldError::invalid_raw(path.child("nameservers"), meta::go_string_slice(servers), "must not have more than 3 nameservers"));
+                errs.push(FieldError::invalid_raw(
+                    path.child("nameservers"),
+                    meta::go_string_slice(servers),
+                    "must not have more than 3 nameservers",
+                ));
             }
             for (i, ns) in servers.iter().enumerate() {
                 for msg in names::is_valid_ip(ns) {
-                    errs.push(FieldError::invalid(path.child("nameservers").index(i), ns, msg));
+                    errs.push(FieldError::invalid(
+                        path.child("nameservers").index(i),
+                        ns,
+                        msg,
+                    ));
                 }
             }
             for (i, o) in c.options.iter().flatten().enumerate() {
                 if o.name.as_deref().unwrap_or("").is_empty() {
-                    errs.push(FieldError::required(path.child("options").index(i), "Option.Name must not be empty"));
+                    errs.push(FieldError::required(
+                        path.child("options").index(i),
+                        "Option.Name must not be empty",
+                    ));
                 }
             }
         }
@@ -173,383 +283,46 @@ fn validate_topology_spread(spec: &PodSpec, path: &Path) -> FieldErrors {
     for (i, c) in constraints.iter().enumerate() {
         let p = path.index(i);
         if c.max_skew <= 0 {
-            errs.push(FieldError::invalid_raw(p.child("maxSkew"), c.max_skew, "must be greater than zero"));
-        }
-        if c.topology_key.is_empty() {
-            errs.push(FieldError::required(p.child("topologyKey"), "can not be empty"));
-        } else {
-            errs.extend(validate_label_name(&c.topology_key, &p.child("topologyKey")));
-        }
-        if !matches!(c.when_unsatisfiable.as_str(), "DoNotSchedule" | "ScheduleAnyway") {
-            errs.push(FieldError::not_supported(p.child("whenUnsatisfiable"), &c.when_unsatisfiable, &["DoNotSchedule", "ScheduleAnyway"]));
-        }
-        let repeated = constraints[i + 1..].iter().any(|o| o.topology_key == c.topology_key && o.when_unsatisfiable == c.when_unsatisfiable);
-        if repeated {
-            errs.push(FieldError::duplicate(p.child("{topologyKey, whenUnsatisfiable}"), format!("{}, {}", c.topology_key, c.when_unsatisfiable)));
-        }
-        errs.extend(meta::validate_label_selector(c.label_selector.as_ref(), &p.child("labelSelector")));
-    }
-    errs
-}
-
-fn validate_containers(containers: &[Container], volumes: &BTreeSet<String>, path: &Path) -> FieldErrors {
-    if containers.is_empty() {
-        return vec![FieldError::required(path, "")];
-    }
-    let mut errs = Vec::new();
-    let mut names_seen = BTreeSet::new();
-    for (i, c) in containers.iter().enumerate() {
-        let p = path.index(i);
-        errs.extend(validate_container_common(c, volumes, &p));
-        if !names_seen.insert(c.name.clone()) {
-            errs.push(FieldError::duplicate(p.child("name"), &c.name));
-        }
-        errs.extend(validate_probes(c, &p));
-        if c.restart_policy.is_some() {
-            errs.push(FieldError::forbidden(p.child("restartPolicy"), "may not be set for non-init containers"));
-        }
-    }
-    errs.extend(host_port_conflicts(containers, path, &mut BTreeSet::new()));
-    errs
-}
-
-fn validate_init_containers(inits: &[Container], regular: &[Container], volumes: &BTreeSet<String>, path: &Path) -> FieldErrors {
-    let mut errs = Vec::new();
-    let mut names_seen: BTreeSet<String> = regular.iter().map(|c| c.name.clone()).collect();
-    for (i, c) in inits.iter().enumerate() {
-        let p = path.index(i);
-        errs.extend(validate_container_common(c, volumes, &p));
-        let mut restart_always = false;
-        if let Some(rp) = c.restart_policy.as_deref() {
-            if rp == "Always" {
-                restart_always = true;
-            } else {
-                errs.push(FieldError::not_supported(p.child("restartPolicy"), rp, &["Always"]));
-            }
-        }
-        if names_seen.contains(&c.name) {
-            errs.push(FieldError::duplicate(p.child("name"), &c.name));
-        } else if !c.name.is_empty() {
-            names_seen.insert(c.name.clone());
-        }
-        // Init containers run one at a time, so only conflicts within one count.
-        errs.extend(host_port_conflicts(std::slice::from_ref(c), path, &mut BTreeSet::new()));
-        if restart_always {
-            errs.extend(validate_probes(c, &p));
-        } else {
-            let forbidden = "may not be set for init containers without restartPolicy=Always";
-            for (field, set) in [
-                ("lifecycle", c.lifecycle.is_some()),
-                ("livenessProbe", c.liveness_probe.is_some()),
-                ("readinessProbe", c.readiness_probe.is_some()),
-                ("startupProbe", c.startup_probe.is_some()),
-            ] {
-                if set {
-                    errs.push(FieldError::forbidden(p.child(field), forbidden));
-                }
-            }
-        }
-    }
-    errs
-}
-
-fn validate_container_common(c: &Container, volumes: &BTreeSet<String>, path: &Path) -> FieldErrors {
-    let mut errs = Vec::new();
-    if c.name.is_empty() {
-        errs.push(FieldError::required(path.child("name"), ""));
-    } else {
-        for msg in names::is_dns1123_label(&c.name) {
-            errs.push(FieldError::invalid(path.child("name"), &c.name, msg));
-        }
-    }
-    if c.image.as_deref().unwrap_or("").is_empty() {
-        errs.push(FieldError::required(path.child("image"), ""));
-    }
-    match c.termination_message_policy.as_deref().unwrap_or("") {
-        "File" | "FallbackToLogsOnError" => {}
-        "" => errs.push(FieldError::required(path.child("terminationMessagePolicy"), "")),
-        other => errs.push(FieldError::not_supported(path.child("terminationMessagePolicy"), other, &["File", "FallbackToLogsOnError"])),
-    }
-    errs.extend(validate_container_ports(c.ports.as_deref().unwrap_or(&[]), &path.child("ports")));
-    errs.extend(validate_env(c.env.as_deref().unwrap_or(&[]), &path.child("env")));
-    let devices: BTreeSet<String> = c.volume_devices.iter().flatten().map(|d| d.name.clone()).collect();
-    errs.extend(validate_volume_mounts(c.volume_mounts.as_deref().unwrap_or(&[]), volumes, &devices, &path.child("volumeMounts")));
-    match c.image_pull_policy.as_deref().unwrap_or("") {
-        "Always" | "IfNotPresent" | "Never" => {}
-        "" => errs.push(FieldError::required(path.child("imagePullPolicy"), "")),
-        other => errs.push(FieldError::not_supported(path.child("imagePullPolicy"), other, &["Always", "IfNotPresent", "Never"])),
-    }
-    if let Some(r) = &c.resources {
-        errs.extend(validate_resources(r, &path.child("resources")));
-    }
-    errs
-}
-
-fn validate_container_ports(ports: &[ContainerPort], path: &Path) -> FieldErrors {
-    let mut errs = Vec::new();
-    let mut names_seen = BTreeSet::new();
-    for (i, port) in ports.iter().enumerate() {
-        let p = path.index(i);
-        if let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) {
-            let msgs = names::is_valid_port_name(name);
-            if !msgs.is_empty() {
-                errs.extend(msgs.into_iter().map(|m| FieldError::invalid(p.child("name"), name, m)));
-            } else if !names_seen.insert(name.to_string()) {
-                errs.push(FieldError::duplicate(p.child("name"), name));
-            }
-        }
-        if port.container_port == 0 {
-            errs.push(FieldError::required(p.child("containerPort"), ""));
-        } else {
-            for msg in names::is_valid_port_num(port.container_port.into()) {
-                errs.push(FieldError::invalid_raw(p.child("containerPort"), port.container_port, msg));
-            }
-        }
-        if let Some(hp) = port.host_port.filter(|hp| *hp != 0) {
-            for msg in names::is_valid_port_num(hp.into()) {
-                errs.push(FieldError::invalid_raw(p.child("hostPort"), hp, msg));
-            }
-        }
-        match port.protocol.as_deref().unwrap_or("") {
-            "" => errs.push(FieldError::required(p.child("protocol"), "")),
-            proto if !PROTOCOLS.contains(&proto) => errs.push(FieldError::not_supported(p.child("protocol"), proto, PROTOCOLS)),
-            _ => {}
-        }
-    }
-    errs
-}
-
-fn host_port_conflicts(containers: &[Container], path: &Path, seen: &mut BTreeSet<String>) -> FieldErrors {
-    let mut errs = Vec::new();
-    for (ci, c) in containers.iter().enumerate() {
-        for (pi, port) in c.ports.iter().flatten().enumerate() {
-            let Some(hp) = port.host_port.filter(|hp| *hp != 0) else { continue };
-            let key = format!("{}/{}/{}", port.host_ip.as_deref().unwrap_or(""), port.protocol.as_deref().unwrap_or(""), hp);
-            if !seen.insert(key.clone()) {
-                errs.push(FieldError::duplicate(path.index(ci).child("ports").index(pi).child("hostPort"), key));
-            }
-        }
-    }
-    errs
-}
-
-fn validate_env(vars: &[EnvVar], path: &Path) -> FieldErrors {
-    let mut errs = Vec::new();
-    for (i, ev) in vars.iter().enumerate() {
-        let p = path.index(i);
-        if ev.name.is_empty() {
-            errs.push(FieldError::required(p.child("name"), ""));
-        }
-        for msg in names::is_env_var_name(&ev.name) {
-            errs.push(FieldError::invalid(p.child("name"), &ev.name, msg));
-        }
-        let Some(from) = &ev.value_from else { continue };
-        let vp = p.child("valueFrom");
-        let sources = [from.field_ref.is_some(), from.resource_field_ref.is_some(), from.config_map_key_ref.is_some(), from.secret_key_ref.is_some()];
-        let n = sources.iter().filter(|s| **s).count();
-        if n == 0 {
-            errs.push(FieldError::invalid(&vp, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"));
-        } else if n > 1 {
-            errs.push(FieldError::invalid(&vp, "", "may not have more than one field specified at a time"));
-        } else if ev.value.as_deref().is_some_and(|v| !v.is_empty()) {
-            errs.push(FieldError::invalid(&vp, "", "may not be specified when `value` is not empty"));
-        }
-        if let Some(f) = &from.field_ref {
-            if f.field_path.is_empty() {
-                errs.push(FieldError::required(vp.child("fieldRef").child("fieldPath"), ""));
-            }
-        }
-        for (field, key, name) in [
-            ("configMapKeyRef", from.config_map_key_ref.as_ref().map(|r| r.key.clone()), from.config_map_key_ref.as_ref().map(|r| r.name.clone())),
-            ("secretKeyRef", from.secret_key_ref.as_ref().map(|r| r.key.clone()), from.secret_key_ref.as_ref().map(|r| r.name.clone())),
-        ] {
-            let (Some(key), Some(name)) = (key, name) else { continue };
-            let rp = vp.child(field);
-            if name.is_empty() {
-                errs.push(FieldError::required(rp.child("name"), ""));
-            }
-            if key.is_empty() {
-                errs.push(FieldError::required(rp.child("key"), ""));
-            } else {
-                for msg in names::is_config_map_key(&key) {
-                    errs.push(FieldError::invalid(rp.child("key"), &key, msg));
-                }
-            }
-        }
-        if let Some(r) = &from.resource_field_ref {
-            if r.resource.is_empty() {
-                errs.push(FieldError::required(vp.child("resourceFieldRef").child("resource"), ""));
-            }
-        }
-    }
-    errs
-}
-
-fn validate_probes(c: &Container, path: &Path) -> FieldErrors {
-    let mut errs = Vec::new();
-    if let Some(l) = &c.lifecycle {
-        for (field, h) in [("postStart", &l.post_start), ("preStop", &l.pre_stop)] {
-            if let Some(h) = h {
-                let handlers = [("exec", h.exec.is_some()), ("httpGet", h.http_get.is_some()), ("tcpSocket", h.tcp_socket.is_some()), ("sleep", h.sleep.is_some())];
-                errs.extend(one_handler(&handlers, &path.child("lifecycle").child(field)));
-                if let Some(g) = &h.http_get {
-                    errs.extend(port_num_or_name(&g.port, &path.child("lifecycle").child(field).child("httpGet").child("port")));
-                }
-            }
-        }
-    }
-    for (field, probe) in [("livenessProbe", &c.liveness_probe), ("readinessProbe", &c.readiness_probe), ("startupProbe", &c.startup_probe)] {
-        let Some(probe) = probe else { continue };
-        let p = path.child(field);
-        errs.extend(validate_probe(probe, &p));
-        if field != "readinessProbe" && probe.success_threshold.is_some_and(|s| s != 1) {
-            errs.push(FieldError::invalid_raw(p.child("successThreshold"), probe.success_threshold.unwrap_or(0), "must be 1"));
-        }
-        if field == "readinessProbe" && probe.termination_grace_period_seconds.is_some() {
             errs.push(FieldError::invalid_raw(
-                p.child("terminationGracePeriodSeconds"),
-                probe.termination_grace_period_seconds.unwrap_or(0),
-                "must not be set for readinessProbes",
+                p.child("maxSkew"),
+                c.max_skew,
+                "must be greater than zero",
             ));
         }
-    }
-    errs
-}
-
-fn validate_probe(probe: &Probe, path: &Path) -> FieldErrors {
-    let handlers = [("exec", probe.exec.is_some()), ("httpGet", probe.http_get.is_some()), ("tcpSocket", probe.tcp_socket.is_some()), ("grpc", probe.grpc.is_some())];
-    let mut errs = one_handler(&handlers, path);
-    if let Some(e) = &probe.exec {
-        if e.command.as_ref().is_none_or(|c| c.is_empty()) {
-            errs.push(FieldError::required(path.child("exec").child("command"), ""));
-        }
-    }
-    if let Some(g) = &probe.http_get {
-        errs.extend(port_num_or_name(&g.port, &path.child("httpGet").child("port")));
-        if let Some(s) = g.scheme.as_deref() {
-            if !matches!(s, "HTTP" | "HTTPS") {
-                errs.push(FieldError::not_supported(path.child("httpGet").child("scheme"), s, &["HTTP", "HTTPS"]));
-            }
-        }
-        for (i, h) in g.http_headers.iter().flatten().enumerate() {
-            for msg in names::is_http_header_name(&h.name) {
-                errs.push(FieldError::invalid(path.child("httpGet").child("httpHeaders").index(i).child("name"), &h.name, msg));
-            }
-        }
-    }
-    if let Some(t) = &probe.tcp_socket {
-        errs.extend(port_num_or_name(&t.port, &path.child("tcpSocket").child("port")));
-    }
-    if let Some(g) = &probe.grpc {
-        for msg in names::is_valid_port_num(g.port.into()) {
-            errs.push(FieldError::invalid_raw(path.child("grpc").child("port"), g.port, msg));
-        }
-    }
-    for (field, v) in [
-        ("initialDelaySeconds", probe.initial_delay_seconds),
-        ("timeoutSeconds", probe.timeout_seconds),
-        ("periodSeconds", probe.period_seconds),
-        ("successThreshold", probe.success_threshold),
-        ("failureThreshold", probe.failure_threshold),
-    ] {
-        errs.extend(nonnegative(v.unwrap_or(0).into(), &path.child(field)));
-    }
-    if let Some(t) = probe.termination_grace_period_seconds.filter(|t| *t <= 0) {
-        errs.push(FieldError::invalid_raw(path.child("terminationGracePeriodSeconds"), t, "must be greater than 0"));
-    }
-    errs
-}
-
-fn one_handler(handlers: &[(&str, bool)], path: &Path) -> FieldErrors {
-    let mut errs = Vec::new();
-    let mut count = 0;
-    for (name, set) in handlers {
-        if !*set {
-            continue;
-        }
-        if count > 0 {
-            errs.push(FieldError::forbidden(path.child(name), "may not specify more than 1 handler type"));
+        if c.topology_key.is_empty() {
+            errs.push(FieldError::required(
+                p.child("topologyKey"),
+                "can not be empty",
+            ));
         } else {
-            count += 1;
+            errs.extend(validate_label_name(
+                &c.topology_key,
+                &p.child("topologyKey"),
+            ));
         }
-    }
-    if count == 0 {
-        errs.push(FieldError::required(path, "must specify a handler type"));
-    }
-    errs
-}
-
-/// `ValidatePortNumOrName`.
-pub fn port_num_or_name(port: &IntOrString, path: &Path) -> FieldErrors {
-    match port {
-        IntOrString::Int(n) => names::is_valid_port_num((*n).into()).into_iter().map(|m| FieldError::invalid_raw(path, n, m)).collect(),
-        IntOrString::String(s) => names::is_valid_port_name(s).into_iter().map(|m| FieldError::invalid(path, s, m)).collect(),
-    }
-}
-
-fn is_native_resource(name: &str) -> bool {
-    !name.contains('/') || name.contains("kubernetes.io/")
-}
-
-fn overcommit_allowed(name: &str) -> bool {
-    is_native_resource(name) && !name.starts_with("hugepages-")
-}
-
-/// `ValidateContainerResources`: names, non-negative quantities, requests ≤ limits.
-pub fn validate_resources(r: &ResourceRequirements, path: &Path) -> FieldErrors {
-    let mut errs = Vec::new();
-    let (lim_path, req_path) = (path.child("limits"), path.child("requests"));
-    let empty = Default::default();
-    let limits = r.limits.as_ref().unwrap_or(&empty);
-    let requests = r.requests.as_ref().unwrap_or(&empty);
-    for (name, q) in limits {
-        let p = lim_path.key(name);
-        errs.extend(resource_name(name, &p));
-        errs.extend(quantity_value(name, &q.0, &p));
-    }
-    for (name, q) in requests {
-        let p = req_path.key(name);
-        errs.extend(resource_name(name, &p));
-        errs.extend(quantity_value(name, &q.0, &p));
-        match limits.get(name) {
-            Some(limit) => {
-                let (Some(req), Some(lim)) = (parse_quantity(&q.0), parse_quantity(&limit.0)) else { continue };
-                if req != lim && !overcommit_allowed(name) {
-                    errs.push(FieldError::invalid(&req_path, &q.0, format!("must be equal to {name} limit of {}", limit.0)));
-                } else if req > lim {
-                    errs.push(FieldError::invalid(&req_path, &q.0, format!("must be less than or equal to {name} limit of {}", limit.0)));
-                }
-            }
-            None if !overcommit_allowed(name) => {
-                errs.push(FieldError::required(&lim_path, "Limit must be set for non overcommitable resources"));
-            }
-            None => {}
+        if !matches!(
+            c.when_unsatisfiable.as_str(),
+            "DoNotSchedule" | "ScheduleAnyway"
+        ) {
+            errs.push(FieldError::not_supported(
+                p.child("whenUnsatisfiable"),
+                &c.when_unsatisfiable,
+                &["DoNotSchedule", "ScheduleAnyway"],
+            ));
         }
-    }
-    errs
-}
-
-fn resource_name(name: &str, path: &Path) -> FieldErrors {
-    let mut errs: FieldErrors = names::is_qualified_name(name).into_iter().map(|m| FieldError::invalid(path, name, m)).collect();
-    if !name.contains('/') {
-        if !matches!(name, "cpu" | "memory" | "ephemeral-storage") && !name.starts_with("hugepages-") {
-            errs.push(FieldError::invalid(path, name, "must be a standard resource for containers"));
+        let repeated = constraints[i + 1..].iter().any(|o| {
+            o.topology_key == c.topology_key && o.when_unsatisfiable == c.when_unsatisfiable
+        });
+        if repeated {
+            errs.push(FieldError::duplicate(
+                p.child("{topologyKey, whenUnsatisfiable}"),
+                format!("{}, {}", c.topology_key, c.when_unsatisfiable),
+            ));
         }
-    } else if !is_native_resource(name) && name.starts_with("requests.") {
-        errs.push(FieldError::invalid(path, name, "doesn't follow extended resource name standard"));
-    }
-    errs
-}
-
-/// `ValidateResourceQuantityValue`: parsable, non-negative, integral for extended resources.
-pub fn quantity_value(name: &str, q: &str, path: &Path) -> FieldErrors {
-    let Some(v) = parse_quantity(q) else { return vec![FieldError::invalid(path, q, QUANTITY_FORMAT_ERROR)] };
-    let mut errs = Vec::new();
-    if v < 0.0 {
-        errs.push(FieldError::invalid(path, q, "must be greater than or equal to 0"));
-    }
-    if !is_native_resource(name) && (v * 1000.0).round() % 1000.0 != 0.0 {
-        errs.push(FieldError::invalid(path, q, "must be an integer"));
+        errs.extend(meta::validate_label_selector(
+            c.label_selector.as_ref(),
+            &p.child("labelSelector"),
+        ));
     }
     errs
 }
@@ -570,24 +343,45 @@ pub fn validate_tolerations(tolerations: &[Toleration], path: &Path) -> FieldErr
             errs.push(FieldError::invalid(p.child("operator"), op, "operator must be Exists when `key` is empty, which means \"match all values and all keys\""));
         }
         if t.toleration_seconds.is_some() && effect != "NoExecute" {
-            errs.push(FieldError::invalid(p.child("effect"), effect, "effect must be 'NoExecute' when `tolerationSeconds` is set"));
+            errs.push(FieldError::invalid(
+                p.child("effect"),
+                effect,
+                "effect must be 'NoExecute' when `tolerationSeconds` is set",
+            ));
         }
         match op {
             "Equal" | "" => {
                 let msgs = names::is_valid_label_value(value);
                 if !msgs.is_empty() {
-                    errs.push(FieldError::invalid(p.child("operator"), value, msgs.join(";")));
+                    errs.push(FieldError::invalid(
+                        p.child("operator"),
+                        value,
+                        msgs.join(";"),
+                    ));
                 }
             }
             "Exists" => {
                 if !value.is_empty() {
-                    errs.push(FieldError::invalid_raw(p.child("operator"), meta::json_value(t), "value must be empty when `operator` is 'Exists'"));
+                    errs.push(FieldError::invalid_raw(
+                        p.child("operator"),
+                        meta::json_value(t),
+                        "value must be empty when `operator` is 'Exists'",
+                    ));
                 }
             }
-            other => errs.push(FieldError::not_supported(p.child("operator"), other, &["Equal", "Exists"])),
+            other => errs.push(FieldError::not_supported(
+                p.child("operator"),
+                other,
+                &["Equal", "Exists"],
+            )),
         }
-        if !effect.is_empty() && !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-            errs.push(FieldError::not_supported(p.child("effect"), effect, &["NoExecute", "NoSchedule", "PreferNoSchedule"]));
+        if !effect.is_empty() && !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+        {
+            errs.push(FieldError::not_supported(
+                p.child("effect"),
+                effect,
+                &["NoExecute", "NoSchedule", "PreferNoSchedule"],
+            ));
         }
     }
     errs
@@ -595,19 +389,34 @@ pub fn validate_tolerations(tolerations: &[Toleration], path: &Path) -> FieldErr
 
 /// `ValidatePodUpdate` (the status subresource and ephemeral containers have their own paths).
 pub fn validate_pod_update(new: &Pod, old: &Pod) -> FieldErrors {
-    let mut errs = meta::validate_object_meta_update(&new.metadata, &old.metadata, &Path::new("metadata"));
+    let mut errs =
+        meta::validate_object_meta_update(&new.metadata, &old.metadata, &Path::new("metadata"));
     errs.extend(pod_metadata_and_spec(new));
     let spec_path = Path::new("spec");
     let empty = PodSpec::default();
-    let (ns, os) = (new.spec.as_ref().unwrap_or(&empty), old.spec.as_ref().unwrap_or(&empty));
+    let (ns, os) = (
+        new.spec.as_ref().unwrap_or(&empty),
+        old.spec.as_ref().unwrap_or(&empty),
+    );
 
     for (field, n, o) in [
-        ("containers", ns.containers.as_slice(), os.containers.as_slice()),
-        ("initContainers", ns.init_containers.as_deref().unwrap_or(&[]), os.init_containers.as_deref().unwrap_or(&[])),
+        (
+            "containers",
+            ns.containers.as_slice(),
+            os.containers.as_slice(),
+        ),
+        (
+            "initContainers",
+            ns.init_containers.as_deref().unwrap_or(&[]),
+            os.init_containers.as_deref().unwrap_or(&[]),
+        ),
     ] {
         let p = spec_path.child(field);
         if n.len() != o.len() {
-            errs.push(FieldError::forbidden(p, "pod updates may not add or remove containers"));
+            errs.push(FieldError::forbidden(
+                p,
+                "pod updates may not add or remove containers",
+            ));
             return errs;
         }
         for (i, c) in n.iter().enumerate() {
@@ -616,7 +425,11 @@ pub fn validate_pod_update(new: &Pod, old: &Pod) -> FieldErrors {
                 errs.push(FieldError::required(p.index(i).child("image"), ""));
             }
             if image.trim() != image {
-                errs.push(FieldError::invalid(p.index(i).child("image"), image, "must not have leading or trailing whitespace"));
+                errs.push(FieldError::invalid(
+                    p.index(i).child("image"),
+                    image,
+                    "must not have leading or trailing whitespace",
+                ));
             }
         }
     }
@@ -624,16 +437,28 @@ pub fn validate_pod_update(new: &Pod, old: &Pod) -> FieldErrors {
     match (ns.active_deadline_seconds, os.active_deadline_seconds) {
         (Some(n), o) => {
             if !(0..=i32::MAX as i64).contains(&n) {
-                errs.push(FieldError::invalid_raw(spec_path.child("activeDeadlineSeconds"), n, names::inclusive_range_error(0, i32::MAX as i64)));
+                errs.push(FieldError::invalid_raw(
+                    spec_path.child("activeDeadlineSeconds"),
+                    n,
+                    names::inclusive_range_error(0, i32::MAX as i64),
+                ));
                 return errs;
             }
             if o.is_some_and(|o| o < n) {
-                errs.push(FieldError::invalid_raw(spec_path.child("activeDeadlineSeconds"), n, "must be less than or equal to previous value"));
+                errs.push(FieldError::invalid_raw(
+                    spec_path.child("activeDeadlineSeconds"),
+                    n,
+                    "must be less than or equal to previous value",
+                ));
                 return errs;
             }
         }
         (None, Some(_)) => {
-            errs.push(FieldError::invalid_raw(spec_path.child("activeDeadlineSeconds"), "null", "must not update from a positive integer to nil value"));
+            errs.push(FieldError::invalid_raw(
+                spec_path.child("activeDeadlineSeconds"),
+                "null",
+                "must not update from a positive integer to nil value",
+            ));
         }
         (None, None) => {}
     }
@@ -646,13 +471,24 @@ pub fn validate_pod_update(new: &Pod, old: &Pod) -> FieldErrors {
             &o == n
         });
         if !found {
-            errs.push(FieldError::forbidden(spec_path.child("tolerations"), "existing toleration can not be modified except its tolerationSeconds"));
+            errs.push(FieldError::forbidden(
+                spec_path.child("tolerations"),
+                "existing toleration can not be modified except its tolerationSeconds",
+            ));
             break;
         }
     }
     let old_gates = os.scheduling_gates.as_deref().unwrap_or(&[]);
-    if ns.scheduling_gates.iter().flatten().any(|g| !old_gates.contains(g)) {
-        errs.push(FieldError::forbidden(spec_path.child("schedulingGates"), "only deletion is allowed, but found new scheduling gate"));
+    if ns
+        .scheduling_gates
+        .iter()
+        .flatten()
+        .any(|g| !old_gates.contains(g))
+    {
+        errs.push(FieldError::forbidden(
+            spec_path.child("schedulingGates"),
+            "only deletion is allowed, but found new scheduling gate",
+        ));
     }
 
     if ns == os {
@@ -662,20 +498,29 @@ pub fn validate_pod_update(new: &Pod, old: &Pod) -> FieldErrors {
     for (c, o) in munged.containers.iter_mut().zip(&os.containers) {
         c.image = o.image.clone();
     }
-    for (c, o) in munged.init_containers.iter_mut().flatten().zip(os.init_containers.iter().flatten()) {
+    for (c, o) in munged
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .zip(os.init_containers.iter().flatten())
+    {
         c.image = o.image.clone();
     }
     munged.active_deadline_seconds = os.active_deadline_seconds;
     munged.scheduling_gates = os.scheduling_gates.clone();
     munged.tolerations = os.tolerations.clone();
-    if os.termination_grace_period_seconds.is_some_and(|t| t < 0) && munged.termination_grace_period_seconds == Some(1) {
+    if os.termination_grace_period_seconds.is_some_and(|t| t < 0)
+        && munged.termination_grace_period_seconds == Some(1)
+    {
         munged.termination_grace_period_seconds = os.termination_grace_period_seconds;
     }
     if &munged != os {
         let diff = spec_diff(os, &munged);
         errs.push(FieldError::forbidden(
             spec_path,
-            format!("pod updates may not change fields other than {UPDATABLE_POD_SPEC_FIELDS}\n{diff}"),
+            format!(
+                "pod updates may not change fields other than {UPDATABLE_POD_SPEC_FIELDS}\n{diff}"
+            ),
         ));
     }
     errs
@@ -683,7 +528,10 @@ pub fn validate_pod_update(new: &Pod, old: &Pod) -> FieldErrors {
 
 /// A short human-readable diff of two specs (upstream prints a `cmp.Diff`).
 pub fn spec_diff<T: serde::Serialize>(old: &T, new: &T) -> String {
-    let (o, n) = (serde_json::to_value(old).unwrap_or_default(), serde_json::to_value(new).unwrap_or_default());
+    let (o, n) = (
+        serde_json::to_value(old).unwrap_or_default(),
+        serde_json::to_value(new).unwrap_or_default(),
+    );
     let mut lines = Vec::new();
     diff_values("spec", &o, &n, &mut lines);
     lines.join("\n")
@@ -694,7 +542,12 @@ fn diff_values(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
-                diff_values(&format!("{path}.{k}"), a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), out);
+                diff_values(
+                    &format!("{path}.{k}"),
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
             }
         }
         (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {

@@ -17,7 +17,10 @@ static QUANTITY: Lazy<Regex> = Lazy::new(|| {
 pub fn parse_quantity(s: &str) -> Option<f64> {
     let caps = QUANTITY.captures(s.trim())?;
     let number = caps.get(1)?.as_str();
-    if number.matches('.').count() > 1 || number.trim_start_matches(['+', '-']).is_empty() || number == "." {
+    if number.matches('.').count() > 1
+        || number.trim_start_matches(['+', '-']).is_empty()
+        || number == "."
+    {
         return None;
     }
     let value: f64 = number.parse().ok()?;

@@ -16,7 +16,10 @@ fn create_errors(obj: Value) -> Vec<String> {
     let (group, version) = (group.to_string(), version.to_string());
     let kind = obj["kind"].as_str().expect("kind").to_string();
     defaults::apply(&group, &version, &kind, &mut obj);
-    validate_create(&group, &version, &kind, &obj).iter().map(|e| e.to_string()).collect()
+    validate_create(&group, &version, &kind, &obj)
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
 }
 
 fn update_errors(old: Value, new: Value) -> Vec<String> {
@@ -26,7 +29,10 @@ fn update_errors(old: Value, new: Value) -> Vec<String> {
     let kind = new["kind"].as_str().expect("kind").to_string();
     defaults::apply(&group, &version, &kind, &mut old);
     defaults::apply(&group, &version, &kind, &mut new);
-    validate_update(&group, &version, &kind, &new, &old).iter().map(|e| e.to_string()).collect()
+    validate_update(&group, &version, &kind, &new, &old)
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
 }
 
 fn pod(spec: Value) -> Value {
@@ -49,7 +55,10 @@ fn template(labels: Value) -> Value {
 fn check(cases: Vec<(&str, Vec<String>, Vec<&str>)>) {
     for (name, got, want) in cases {
         if want.len() == 1 && want[0].starts_with('~') {
-            assert!(got.iter().any(|g| g.contains(&want[0][1..])), "{name}: {got:#?}");
+            assert!(
+                got.iter().any(|g| g.contains(&want[0][1..])),
+                "{name}: {got:#?}"
+            );
         } else {
             assert_eq!(got, want, "{name}");
         }
@@ -152,7 +161,9 @@ fn stored_pod(spec: Value) -> Value {
 
 #[test]
 fn pod_update() {
-    let old = stored_pod(json!({"containers": [nginx()], "tolerations": [{"key": "k", "operator": "Exists"}]}));
+    let old = stored_pod(
+        json!({"containers": [nginx()], "tolerations": [{"key": "k", "operator": "Exists"}]}),
+    );
     let mut image = old.clone();
     image["spec"]["containers"][0]["image"] = json!("nginx:1.26");
     let mut labels = old.clone();
@@ -219,7 +230,9 @@ fn workloads() {
     check(vec![(
         "selector immutable",
         update_errors(deployment(ok.clone()), changed),
-        vec![r#"spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"web2"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"#],
+        vec![
+            r#"spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"web2"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"#,
+        ],
     )]);
 
     let ss = |spec: Value| json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "default", "resourceVersion": "1"}, "spec": spec});
@@ -263,17 +276,41 @@ fn jobs() {
     new_image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("perl:2");
     check(vec![
         ("job ok", create_errors(ok.clone()), vec![]),
-        ("job restart policy", create_errors(always), vec![r#"spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never""#]),
-        ("template immutable", update_errors(ok.clone(), new_image), vec!["~spec.template: Invalid value: "]),
+        (
+            "job restart policy",
+            create_errors(always),
+            vec![
+                r#"spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never""#,
+            ],
+        ),
+        (
+            "template immutable",
+            update_errors(ok.clone(), new_image),
+            vec!["~spec.template: Invalid value: "],
+        ),
     ]);
 
-    let cron = |schedule: &str| json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c", "namespace": "default"},
-        "spec": {"schedule": schedule, "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [nginx()]}}}}}});
+    let cron = |schedule: &str| {
+        json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c", "namespace": "default"},
+        "spec": {"schedule": schedule, "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [nginx()]}}}}}})
+    };
     check(vec![
         ("cron ok", create_errors(cron("*/5 * * * *")), vec![]),
         ("cron descriptor", create_errors(cron("@hourly")), vec![]),
-        ("cron fields", create_errors(cron("* * *")), vec![r#"spec.schedule: Invalid value: "* * *": expected exactly 5 fields, found 3: [* * *]"#]),
-        ("cron range", create_errors(cron("61 * * * *")), vec![r#"spec.schedule: Invalid value: "61 * * * *": end of range (61) above maximum (59): 61"#]),
+        (
+            "cron fields",
+            create_errors(cron("* * *")),
+            vec![
+                r#"spec.schedule: Invalid value: "* * *": expected exactly 5 fields, found 3: [* * *]"#,
+            ],
+        ),
+        (
+            "cron range",
+            create_errors(cron("61 * * * *")),
+            vec![
+                r#"spec.schedule: Invalid value: "61 * * * *": end of range (61) above maximum (59): 61"#,
+            ],
+        ),
     ]);
 }
 
@@ -318,7 +355,13 @@ fn services() {
     let mut new = old.clone();
     new["spec"]["clusterIP"] = json!("10.0.0.11");
     new["spec"]["clusterIPs"] = json!(["10.0.0.11"]);
-    check(vec![("cluster ip immutable", update_errors(old, new), vec![r#"spec.clusterIPs[0]: Invalid value: []string{"10.0.0.11"}: may not change once set"#])]);
+    check(vec![(
+        "cluster ip immutable",
+        update_errors(old, new),
+        vec![
+            r#"spec.clusterIPs[0]: Invalid value: []string{"10.0.0.11"}: may not change once set"#,
+        ],
+    )]);
 }
 
 #[test]
@@ -330,16 +373,44 @@ fn config_and_secrets() {
         (
             "bad key",
             create_errors(cm(json!({"a b": "1"}), false)),
-            vec![r#"data[a b]: Invalid value: "a b": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"#],
+            vec![
+                r#"data[a b]: Invalid value: "a b": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"#,
+            ],
         ),
-        ("too big", create_errors(cm(json!({"a": big}), false)), vec!["Too long: must have at most 1048576 bytes"]),
-        ("immutable", update_errors(cm(json!({"a": "1"}), true), cm(json!({"a": "2"}), true)), vec!["data: Forbidden: field is immutable when `immutable` is set"]),
+        (
+            "too big",
+            create_errors(cm(json!({"a": big}), false)),
+            vec!["Too long: must have at most 1048576 bytes"],
+        ),
+        (
+            "immutable",
+            update_errors(cm(json!({"a": "1"}), true), cm(json!({"a": "2"}), true)),
+            vec!["data: Forbidden: field is immutable when `immutable` is set"],
+        ),
     ]);
     let secret = |ty: &str, data: Value| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "d", "resourceVersion": "1"}, "type": ty, "data": data});
     check(vec![
-        ("opaque", create_errors(secret("Opaque", json!({"k": "dg=="}))), vec![]),
-        ("tls", create_errors(secret("kubernetes.io/tls", json!({}))), vec!["data[tls.crt]: Required value", "data[tls.key]: Required value"]),
-        ("type immutable", update_errors(secret("Opaque", json!({})), secret("kubernetes.io/basic-auth", json!({"username": "dQ=="}))), vec![r#"type: Invalid value: "kubernetes.io/basic-auth": field is immutable"#]),
+        (
+            "opaque",
+            create_errors(secret("Opaque", json!({"k": "dg=="}))),
+            vec![],
+        ),
+        (
+            "tls",
+            create_errors(secret("kubernetes.io/tls", json!({}))),
+            vec![
+                "data[tls.crt]: Required value",
+                "data[tls.key]: Required value",
+            ],
+        ),
+        (
+            "type immutable",
+            update_errors(
+                secret("Opaque", json!({})),
+                secret("kubernetes.io/basic-auth", json!({"username": "dQ=="})),
+            ),
+            vec![r#"type: Invalid value: "kubernetes.io/basic-auth": field is immutable"#],
+        ),
     ]);
 }
 
@@ -384,14 +455,72 @@ fn cluster_scoped_and_small_kinds() {
             vec!["metadata.name: Forbidden: priority class names with 'system-' prefix are reserved."],
         ),
     ]);
-    let rb = |role: &str| json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "b", "namespace": "d", "resourceVersion": "1"},
-        "roleRef": {"kind": "Role", "name": role}, "subjects": [{"kind": "User", "name": "u"}]});
+    let rb = |role: &str| {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "b", "namespace": "d", "resourceVersion": "1"},
+        "roleRef": {"kind": "Role", "name": role}, "subjects": [{"kind": "User", "name": "u"}]})
+    };
     check(vec![
         ("binding ok", create_errors(rb("r")), vec![]),
         (
             "roleRef immutable",
             update_errors(rb("r"), rb("s")),
-            vec![r#"roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"Role", Name:"s"}: cannot change roleRef"#],
+            vec![
+                r#"roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"Role", Name:"s"}: cannot change roleRef"#,
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn networking_storage_and_policy() {
+    let ing = |spec: Value| json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i", "namespace": "d"}, "spec": spec});
+    let backend = json!({"service": {"name": "web", "port": {"number": 80}}});
+    let np = |spec: Value| json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "n", "namespace": "d"}, "spec": spec});
+    let sc = |provisioner: &str, params: Value| {
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "fast", "resourceVersion": "1"}, "provisioner": provisioner, "parameters": params})
+    };
+    let pdb = |spec: Value| json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "p", "namespace": "d"}, "spec": spec});
+    let hpa = |spec: Value| json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h", "namespace": "d"}, "spec": spec});
+    check(vec![
+        ("ingress ok", create_errors(ing(json!({"rules": [{"host": "a.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}]}))), vec![]),
+        (
+            "ingress pathType",
+            create_errors(ing(json!({"rules": [{"http": {"paths": [{"path": "/", "backend": backend}]}}]}))),
+            vec!["spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified"],
+        ),
+        (
+            "ingress relative path",
+            create_errors(ing(json!({"rules": [{"http": {"paths": [{"path": "api", "pathType": "Prefix", "backend": backend}]}}]}))),
+            vec![r#"spec.rules[0].http.paths[0].path: Invalid value: "api": must be an absolute path"#],
+        ),
+        ("netpol ok", create_errors(np(json!({"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]}))), vec![]),
+        (
+            "netpol bad cidr",
+            create_errors(np(json!({"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}))),
+            vec![r#"spec.egress[0].to[0].ipBlock.cidr: Invalid value: "10.0.0.0/33": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"#],
+        ),
+        ("storage class ok", create_errors(sc("kubernetes.io/no-provisioner", json!({}))), vec![]),
+        (
+            "storage class parameters",
+            update_errors(sc("p", json!({"a": "1"})), sc("p", json!({"a": "2"}))),
+            vec!["parameters: Forbidden: updates to parameters are forbidden."],
+        ),
+        (
+            "pdb both",
+            create_errors(pdb(json!({"minAvailable": 1, "maxUnavailable": 1, "selector": {"matchLabels": {"a": "b"}}}))),
+            vec![r#"spec: Invalid value: {"maxUnavailable":1,"minAvailable":1,"selector":{"matchLabels":{"a":"b"}}}: minAvailable and maxUnavailable cannot be both set"#],
+        ),
+        (
+            "hpa bounds",
+            create_errors(hpa(json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 5, "maxReplicas": 2}))),
+            vec!["spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"],
+        ),
+        (
+            "pv without source",
+            create_errors(json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv"},
+                "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}})),
+            vec!["spec: Required value: must specify a volume type"],
         ),
     ]);
 }

@@ -22,7 +22,11 @@ pub fn validate_volumes(volumes: &[Volume], path: &Path) -> (BTreeSet<String>, F
         if vol.name.is_empty() {
             el.push(FieldError::required(&name_path, ""));
         } else {
-            el.extend(names::is_dns1123_label(&vol.name).into_iter().map(|m| FieldError::invalid(&name_path, &vol.name, m)));
+            el.extend(
+                names::is_dns1123_label(&vol.name)
+                    .into_iter()
+                    .map(|m| FieldError::invalid(&name_path, &vol.name, m)),
+            );
         }
         if all_names.contains(&vol.name) {
             el.push(FieldError::duplicate(&name_path, &vol.name));
@@ -103,8 +107,16 @@ fn validate_one_source(v: &Volume, source: &str, path: &Path) -> FieldErrors {
                 required_str(&h.path, path.child("path"), &mut errs);
                 errs.extend(path_no_backsteps(&h.path, &path.child("path")));
                 if let Some(t) = h.type_.as_deref() {
-                    const TYPES: &[&str] =
-                        &["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"];
+                    const TYPES: &[&str] = &[
+                        "",
+                        "BlockDevice",
+                        "CharDevice",
+                        "Directory",
+                        "DirectoryOrCreate",
+                        "File",
+                        "FileOrCreate",
+                        "Socket",
+                    ];
                     if !TYPES.contains(&t) {
                         errs.push(FieldError::not_supported(path.child("type"), t, TYPES));
                     }
@@ -114,13 +126,20 @@ fn validate_one_source(v: &Volume, source: &str, path: &Path) -> FieldErrors {
         "emptyDir" => {
             if let Some(limit) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) {
                 if super::quantity::parse_quantity(&limit.0).is_some_and(|q| q < 0.0) {
-                    errs.push(FieldError::forbidden(path.child("sizeLimit"), "SizeLimit field must be a valid resource quantity"));
+                    errs.push(FieldError::forbidden(
+                        path.child("sizeLimit"),
+                        "SizeLimit field must be a valid resource quantity",
+                    ));
                 }
             }
         }
         "secret" => {
             if let Some(s) = &v.secret {
-                required_str(s.secret_name.as_deref().unwrap_or(""), path.child("secretName"), &mut errs);
+                required_str(
+                    s.secret_name.as_deref().unwrap_or(""),
+                    path.child("secretName"),
+                    &mut errs,
+                );
                 errs.extend(default_mode(s.default_mode, &path.child("defaultMode")));
                 errs.extend(key_to_paths(s.items.as_deref(), &path.child("items")));
             }
@@ -142,7 +161,11 @@ fn validate_one_source(v: &Volume, source: &str, path: &Path) -> FieldErrors {
                 required_str(&n.server, path.child("server"), &mut errs);
                 required_str(&n.path, path.child("path"), &mut errs);
                 if !n.path.starts_with('/') {
-                    errs.push(FieldError::invalid(path.child("path"), &n.path, "must be an absolute path"));
+                    errs.push(FieldError::invalid(
+                        path.child("path"),
+                        &n.path,
+                        "must be an absolute path",
+                    ));
                 }
             }
         }
@@ -165,9 +188,18 @@ fn validate_one_source(v: &Volume, source: &str, path: &Path) -> FieldErrors {
                 errs.extend(default_mode(p.default_mode, &path.child("defaultMode")));
                 for (i, s) in p.sources.iter().flatten().enumerate() {
                     let sp = path.child("sources").index(i);
-                    let set = [s.secret.is_some(), s.config_map.is_some(), s.downward_api.is_some(), s.service_account_token.is_some(), s.cluster_trust_bundle.is_some()];
+                    let set = [
+                        s.secret.is_some(),
+                        s.config_map.is_some(),
+                        s.downward_api.is_some(),
+                        s.service_account_token.is_some(),
+                        s.cluster_trust_bundle.is_some(),
+                    ];
                     if set.iter().filter(|b| **b).count() > 1 {
-                        errs.push(FieldError::forbidden(&sp, "may not specify more than 1 volume type per source"));
+                        errs.push(FieldError::forbidden(
+                            &sp,
+                            "may not specify more than 1 volume type per source",
+                        ));
                     }
                     if let Some(t) = &s.service_account_token {
                         if t.expiration_seconds.is_some_and(|e| e < 600) {
@@ -177,7 +209,11 @@ fn validate_one_source(v: &Volume, source: &str, path: &Path) -> FieldErrors {
                                 "may not specify a duration less than 10 minutes",
                             ));
                         }
-                        required_str(&t.path, sp.child("serviceAccountToken").child("path"), &mut errs);
+                        required_str(
+                            &t.path,
+                            sp.child("serviceAccountToken").child("path"),
+                            &mut errs,
+                        );
                     }
                 }
             }
@@ -187,14 +223,20 @@ fn validate_one_source(v: &Volume, source: &str, path: &Path) -> FieldErrors {
                 required_str(&c.driver, path.child("driver"), &mut errs);
             }
         }
-        "ephemeral" => {
-            if v.ephemeral.as_ref().is_some_and(|e| e.volume_claim_template.is_none()) {
-                errs.push(FieldError::required(path.child("volumeClaimTemplate"), ""));
-            }
+        "ephemeral"
+            if v.ephemeral
+                .as_ref()
+                .is_some_and(|e| e.volume_claim_template.is_none()) =>
+        {
+            errs.push(FieldError::required(path.child("volumeClaimTemplate"), ""));
         }
         "image" => {
             if let Some(i) = &v.image {
-                required_str(i.reference.as_deref().unwrap_or(""), path.child("reference"), &mut errs);
+                required_str(
+                    i.reference.as_deref().unwrap_or(""),
+                    path.child("reference"),
+                    &mut errs,
+                );
             }
         }
         _ => {}
@@ -205,7 +247,11 @@ fn validate_one_source(v: &Volume, source: &str, path: &Path) -> FieldErrors {
 fn default_mode(mode: Option<i32>, path: &Path) -> FieldErrors {
     match mode {
         Some(m) if !(0..=0o777).contains(&m) => {
-            vec![FieldError::invalid_raw(path, m, "must be a number between 0 and 0777 (octal), both inclusive")]
+            vec![FieldError::invalid_raw(
+                path,
+                m,
+                "must be a number between 0 and 0777 (octal), both inclusive",
+            )]
         }
         _ => Vec::new(),
     }
@@ -244,13 +290,22 @@ pub fn local_descending_path(target: &str, path: &Path) -> FieldErrors {
 fn local_non_reserved_path(target: &str, path: &Path) -> FieldErrors {
     let mut errs = local_descending_path(target, path);
     if target.len() >= 2 && target.starts_with("..") {
-        errs.push(FieldError::invalid(path, target, "must not start with '..'"));
+        errs.push(FieldError::invalid(
+            path,
+            target,
+            "must not start with '..'",
+        ));
     }
     errs
 }
 
 /// `ValidateVolumeMounts` for one container.
-pub fn validate_volume_mounts(mounts: &[VolumeMount], volumes: &BTreeSet<String>, device_names: &BTreeSet<String>, path: &Path) -> FieldErrors {
+pub fn validate_volume_mounts(
+    mounts: &[VolumeMount],
+    volumes: &BTreeSet<String>,
+    device_names: &BTreeSet<String>,
+    path: &Path,
+) -> FieldErrors {
     let mut errs = Vec::new();
     let mut mount_points = BTreeSet::new();
     for (i, m) in mounts.iter().enumerate() {
@@ -265,10 +320,18 @@ pub fn validate_volume_mounts(mounts: &[VolumeMount], volumes: &BTreeSet<String>
             errs.push(FieldError::required(idx.child("mountPath"), ""));
         }
         if !mount_points.insert(m.mount_path.clone()) {
-            errs.push(FieldError::invalid(idx.child("mountPath"), &m.mount_path, "must be unique"));
+            errs.push(FieldError::invalid(
+                idx.child("mountPath"),
+                &m.mount_path,
+                "must be unique",
+            ));
         }
         if device_names.contains(&m.name) {
-            errs.push(FieldError::invalid(idx.child("name"), &m.name, "must not already exist in volumeDevices"));
+            errs.push(FieldError::invalid(
+                idx.child("name"),
+                &m.name,
+                "must not already exist in volumeDevices",
+            ));
         }
         let sub_path = m.sub_path.as_deref().unwrap_or("");
         if !sub_path.is_empty() {
@@ -277,22 +340,40 @@ pub fn validate_volume_mounts(mounts: &[VolumeMount], volumes: &BTreeSet<String>
         let sub_path_expr = m.sub_path_expr.as_deref().unwrap_or("");
         if !sub_path_expr.is_empty() {
             if !sub_path.is_empty() {
-                errs.push(FieldError::invalid(idx.child("subPathExpr"), sub_path_expr, "subPathExpr and subPath are mutually exclusive"));
+                errs.push(FieldError::invalid(
+                    idx.child("subPathExpr"),
+                    sub_path_expr,
+                    "subPathExpr and subPath are mutually exclusive",
+                ));
             }
-            errs.extend(local_descending_path(sub_path_expr, &path.child("subPathExpr")));
+            errs.extend(local_descending_path(
+                sub_path_expr,
+                &path.child("subPathExpr"),
+            ));
         }
         if let Some(p) = m.mount_propagation.as_deref() {
             const MODES: &[&str] = &["Bidirectional", "HostToContainer", "None"];
             if !MODES.contains(&p) {
-                errs.push(FieldError::not_supported(path.child("mountPropagation"), p, MODES));
+                errs.push(FieldError::not_supported(
+                    path.child("mountPropagation"),
+                    p,
+                    MODES,
+                ));
             }
         }
         if let Some(r) = m.recursive_read_only.as_deref() {
             const MODES: &[&str] = &["Disabled", "Enabled", "IfPossible"];
             if !MODES.contains(&r) {
-                errs.push(FieldError::not_supported(path.child("recursiveReadOnly"), r, MODES));
+                errs.push(FieldError::not_supported(
+                    path.child("recursiveReadOnly"),
+                    r,
+                    MODES,
+                ));
             } else if r != "Disabled" && m.read_only != Some(true) {
-                errs.push(FieldError::forbidden(path.child("recursiveReadOnly"), "may only be specified when readOnly is true"));
+                errs.push(FieldError::forbidden(
+                    path.child("recursiveReadOnly"),
+                    "may only be specified when readOnly is true",
+                ));
             }
         }
     }
@@ -312,15 +393,41 @@ mod tests {
     fn volume_errors_match_upstream() {
         let cases: Vec<(serde_json::Value, Vec<&str>)> = vec![
             (json!([{"name": "a", "emptyDir": {}}]), vec![]),
-            (json!([{"name": "a"}]), vec!["spec.volumes[0]: Required value: must specify a volume type"]),
-            (json!([{"name": "a", "emptyDir": {}, "hostPath": {"path": "/x"}}]), vec!["spec.volumes[0].hostPath: Forbidden: may not specify more than 1 volume type"]),
-            (json!([{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}}]), vec![r#"spec.volumes[1].name: Duplicate value: "a""#]),
-            (json!([{"name": "A", "emptyDir": {}}]), vec![r#"spec.volumes[0].name: Invalid value: "A": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"#]),
-            (json!([{"name": "a", "configMap": {}}]), vec!["spec.volumes[0].configMap.name: Required value"]),
-            (json!([{"name": "a", "persistentVolumeClaim": {"claimName": ""}}]), vec!["spec.volumes[0].persistentVolumeClaim.claimName: Required value"]),
-            (json!([{"name": "a", "secret": {"secretName": "s", "items": [{"key": "k", "path": "../x"}]}}]), vec![
-                r#"spec.volumes[0].secret.items[0].path: Invalid value: "../x": must not contain '..'"#,
-                r#"spec.volumes[0].secret.items[0].path: Invalid value: "../x": must not start with '..'"#]),
+            (
+                json!([{"name": "a"}]),
+                vec!["spec.volumes[0]: Required value: must specify a volume type"],
+            ),
+            (
+                json!([{"name": "a", "emptyDir": {}, "hostPath": {"path": "/x"}}]),
+                vec![
+                    "spec.volumes[0].hostPath: Forbidden: may not specify more than 1 volume type",
+                ],
+            ),
+            (
+                json!([{"name": "a", "emptyDir": {}}, {"name": "a", "emptyDir": {}}]),
+                vec![r#"spec.volumes[1].name: Duplicate value: "a""#],
+            ),
+            (
+                json!([{"name": "A", "emptyDir": {}}]),
+                vec![
+                    r#"spec.volumes[0].name: Invalid value: "A": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"#,
+                ],
+            ),
+            (
+                json!([{"name": "a", "configMap": {}}]),
+                vec!["spec.volumes[0].configMap.name: Required value"],
+            ),
+            (
+                json!([{"name": "a", "persistentVolumeClaim": {"claimName": ""}}]),
+                vec!["spec.volumes[0].persistentVolumeClaim.claimName: Required value"],
+            ),
+            (
+                json!([{"name": "a", "secret": {"secretName": "s", "items": [{"key": "k", "path": "../x"}]}}]),
+                vec![
+                    r#"spec.volumes[0].secret.items[0].path: Invalid value: "../x": must not contain '..'"#,
+                    r#"spec.volumes[0].secret.items[0].path: Invalid value: "../x": must not start with '..'"#,
+                ],
+            ),
         ];
         for (v, want) in cases {
             let (_, errs) = validate_volumes(&vols(v.clone()), &Path::new("spec.volumes"));
@@ -336,10 +443,15 @@ mod tests {
         ]))
         .expect("mounts");
         let volumes: BTreeSet<String> = ["data".to_string()].into();
-        let got: Vec<String> = validate_volume_mounts(&mounts, &volumes, &BTreeSet::new(), &Path::new("spec.containers[0].volumeMounts"))
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
+        let got: Vec<String> = validate_volume_mounts(
+            &mounts,
+            &volumes,
+            &BTreeSet::new(),
+            &Path::new("spec.containers[0].volumeMounts"),
+        )
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
         assert_eq!(
             got,
             vec![

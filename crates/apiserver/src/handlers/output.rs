@@ -148,15 +148,8 @@ pub fn selector_filter(ctx: &Ctx<'_>) -> Result<Filter, ApiError> {
     let field = match ctx.query.non_empty("fieldSelector") {
         Some(s) => {
             let sel = apis::selectors::FieldSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            let supported = registry::strategy::selectable_fields(&ctx.served.info.storage_group, &ctx.served.info.storage_resource);
-            for name in sel.field_names() {
-                let known = name == "metadata.name" || name == "metadata.namespace" || supported.iter().any(|(n, _)| *n == name);
-                if !known {
-                    return Err(ApiError::BadRequest(format!(
-                        "field label not supported: {name}"
-                    )));
-                }
-            }
+            let info = &ctx.served.info;
+            let sel = sel.convert_for(&info.storage_group, &info.storage_resource).map_err(|e| ApiError::BadRequest(e.to_string()))?;
             Some(sel)
         }
         None => None,

@@ -78,6 +78,6 @@ impl Strategy for NamespaceStrategy {
         }
     }
     fn attrs(&self, obj: &Value) -> ObjectAttrs {
-        default_attrs(obj, &[("status.phase", "status.phase")])
+        default_attrs(obj, "", "namespaces")
     }
 }
