@@ -7,6 +7,7 @@
 //! protected namespaces, and installing/removing the resources a
 //! CustomResourceDefinition declares.
 
+pub mod batch;
 pub mod cacher;
 pub mod core;
 pub mod crd;
@@ -89,6 +90,7 @@ impl Registry {
                     let s = core::service::ServiceStrategy::new(info.clone(), registry.service_ips.clone(), registry.node_ports.clone());
                     Arc::new(s)
                 }
+                ("batch", "jobs") => Arc::new(batch::JobStrategy::new(info.clone())),
                 ("apiextensions.k8s.io", "customresourcedefinitions") => Arc::new(crd::CrdStrategy::new(info.clone())),
                 _ => Arc::new(strategy::BuiltinStrategy::new(info.clone())),
             };

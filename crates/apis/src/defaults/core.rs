@@ -368,8 +368,24 @@ pub(crate) fn service(o: &mut Obj) {
     if matches!(ty.as_str(), "NodePort" | "LoadBalancer" | "ClusterIP") {
         default_ptr(spec, "internalTrafficPolicy", json!("Cluster"));
     }
+    let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None")
+        || spec
+            .get("clusterIPs")
+            .and_then(|c| c.get(0))
+            .and_then(Value::as_str)
+            == Some("None");
+    let no_selector = spec
+        .get("selector")
+        .and_then(Value::as_object)
+        .is_none_or(|m| m.is_empty());
     if ty != "ExternalName" {
-        default_ptr(spec, "ipFamilyPolicy", json!("SingleStack"));
+        // Headless services without a selector get endpoints of every family.
+        let policy = if headless && no_selector {
+            "RequireDualStack"
+        } else {
+            "SingleStack"
+        };
+        default_ptr(spec, "ipFamilyPolicy", json!(policy));
     }
     if ty == "LoadBalancer" {
         default_ptr(spec, "allocateLoadBalancerNodePorts", json!(true));
@@ -672,6 +688,9 @@ mod tests {
             svc["spec"]["sessionAffinityConfig"],
             json!({"clientIP": {"timeoutSeconds": 10800}})
         );
+
+        let svc = defaulted("", "Service", json!({"spec": {"clusterIP": "None"}}));
+        assert_eq!(svc["spec"]["ipFamilyPolicy"], json!("RequireDualStack"));
 
         let svc = defaulted(
             "",

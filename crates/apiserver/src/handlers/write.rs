@@ -48,6 +48,8 @@ fn truncate(s: &str) -> String {
 
 /// Applies `fieldValidation` (Strict / Warn (default) / Ignore); returns warnings.
 pub fn field_validation(ctx: &Ctx<'_>, obj: &Value, raw: Option<&[u8]>) -> Result<Vec<String>, ApiError> {
+    let info = &ctx.served.info;
+    apis::decode::type_check(&info.group, &info.version, &info.kind, obj).map_err(ApiError::BadRequest)?;
     let mode = ctx.query.non_empty("fieldValidation").unwrap_or("Warn");
     if !matches!(mode, "Strict" | "Warn" | "Ignore") {
         return Err(ApiError::BadRequest(format!(

@@ -36,16 +36,9 @@ impl Strategy for NamespaceStrategy {
     }
     fn default(&self, obj: &mut Value) {
         self.inner.default(obj);
-        if obj.pointer("/spec/finalizers").is_none() {
-            if let Some(m) = obj.as_object_mut() {
-                let spec = m.entry("spec").or_insert_with(|| json!({}));
-                if let Some(s) = spec.as_object_mut() {
-                    s.insert("finalizers".to_string(), json!(["kubernetes"]));
-                }
-            }
-        }
     }
     fn prepare_for_create(&self, obj: &mut Value) {
+        apis::defaults::namespace_prepare_for_create(obj);
         if let Some(m) = obj.as_object_mut() {
             m.insert("status".to_string(), json!({"phase": "Active"}));
         }
