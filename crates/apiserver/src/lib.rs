@@ -54,7 +54,15 @@ pub struct ApiServer {
     pub metrics: metrics::Metrics,
     pub openapi: openapi_docs::Cache,
     pub health: health::Health,
+    /// Which control-plane components run in this process (for `componentstatuses`).
+    pub components: parking_lot::RwLock<Components>,
     tls: Arc<rustls::ServerConfig>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Components {
+    pub controller_manager: bool,
+    pub scheduler: bool,
 }
 
 impl ApiServer {
@@ -66,6 +74,7 @@ impl ApiServer {
             metrics: metrics::Metrics::new(),
             openapi: openapi_docs::Cache::default(),
             health: health::Health::default(),
+            components: parking_lot::RwLock::new(Components::default()),
             tls: config.tls,
         })
     }
@@ -192,7 +201,7 @@ impl ApiServer {
                 }
                 Ok(json_response(StatusCode::OK, &discovery::api_group_list(&self.registry.resources())))
             }
-            p if p.starts_with("/openapi/") => self.openapi.respond(&self.registry, p, &query),
+            p if p.starts_with("/openapi/") => self.openapi.respond(&self.registry, p, &query, req.headers()),
             p => {
                 let parts: Vec<&str> = p.trim_start_matches('/').split('/').collect();
                 let resources = self.registry.resources();

@@ -48,6 +48,7 @@ impl ApiError {
                 }
                 RegistryError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 RegistryError::BadRequest(_) => StatusCode::BAD_REQUEST,
+                RegistryError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 RegistryError::Gone(_) | RegistryError::Expired(_) => StatusCode::GONE,
                 RegistryError::Forbidden(_) => StatusCode::FORBIDDEN,
                 RegistryError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -73,6 +74,7 @@ impl ApiError {
                 RegistryError::Conflict { .. } | RegistryError::ApplyConflict { .. } => "Conflict",
                 RegistryError::Invalid { .. } => "Invalid",
                 RegistryError::BadRequest(_) => "BadRequest",
+                RegistryError::Unprocessable(_) => "Invalid",
                 RegistryError::Gone(_) => "Expired",
                 RegistryError::Expired(_) => "Expired",
                 RegistryError::Forbidden(_) => "Forbidden",

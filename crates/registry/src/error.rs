@@ -17,6 +17,9 @@ pub enum RegistryError {
     Invalid { group: String, kind: String, name: String, errors: FieldErrors },
     #[error("{0}")]
     BadRequest(String),
+    /// 422 without field causes (e.g. a JSON patch whose `test` failed).
+    #[error("{0}")]
+    Unprocessable(String),
     /// 410: a watch or list asked for history that is gone.
     #[error("{0}")]
     Gone(String),

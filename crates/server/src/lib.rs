@@ -192,6 +192,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
 
     let client = loopback_client(&config.write_kubeconfig).await.context("building the loopback client")?;
     tasks.push(tokio::spawn(controllers::run_all(client, cancel.clone())));
+    api.components.write().controller_manager = true;
     Ok(RunningServer {
         address: local,
         kubeconfig: config.write_kubeconfig.clone(),

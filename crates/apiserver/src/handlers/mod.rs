@@ -1,6 +1,7 @@
 //! Resource request handlers: one function per verb and subresource, all funnelling
 //! errors into [`ApiError`] so the Status mapping stays in one place.
 
+mod componentstatus;
 mod managed;
 mod output;
 mod patch;
@@ -78,6 +79,7 @@ pub async fn handle(
         )));
     }
     let (parts, body) = req.into_parts();
+    let is_componentstatus = info.group.is_empty() && info.resource == "componentstatuses";
     let ctx = Ctx {
         server,
         info,
@@ -87,6 +89,9 @@ pub async fn handle(
         user,
         served,
     };
+    if is_componentstatus {
+        return componentstatus::handle(&ctx).await;
+    }
     match (info.subresource.as_str(), info.verb.as_str()) {
         ("", "get") => read::get(&ctx).await,
         ("", "list") => read::list(&ctx).await,

@@ -102,7 +102,11 @@ fn unreachable_apply() -> Result<Value, apis::patch::PatchError> {
 }
 
 fn patch_error(e: apis::patch::PatchError) -> RegistryError {
-    RegistryError::BadRequest(e.to_string())
+    match e.code() {
+        422 => RegistryError::Unprocessable(e.to_string()),
+        500 => RegistryError::Internal(e.to_string()),
+        _ => RegistryError::BadRequest(e.to_string()),
+    }
 }
 
 /// Carries an HTTP-level error through the registry's update closure.
