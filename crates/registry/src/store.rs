@@ -665,11 +665,14 @@ fn strip_rv(v: &Value) -> Value {
     v
 }
 
-fn merge_last_state(mut stored: Value, last: Value) -> Value {
-    if stored.is_null() {
-        stored = last;
+/// The object an update that completed a deletion answers with: the update's result
+/// (upstream returns the object as last written, e.g. with its finalizers removed) at
+/// the resourceVersion the store reported for the deletion.
+fn merge_last_state(stored: Value, mut last: Value) -> Value {
+    if let Some(rv) = meta::metadata(&stored).and_then(|m| m.get("resourceVersion")).cloned() {
+        meta::set_meta(&mut last, "resourceVersion", rv);
     }
-    stored
+    last
 }
 
 pub fn set_type_meta(obj: &mut Value, info: &ResourceInfo) {

@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server, store, controllers).
     Server(ServerArgs),
+    /// Run the controllers alone against an API server, under leader election.
+    ControllerManager(ControllerManagerArgs),
 }
 
 #[derive(clap::Args)]
@@ -55,6 +57,19 @@ struct ServerArgs {
     /// Run without the node agent.
     #[arg(long)]
     disable_agent: bool,
+    /// Run without the in-process controller manager.
+    #[arg(long)]
+    disable_controller_manager: bool,
+}
+
+#[derive(clap::Args)]
+struct ControllerManagerArgs {
+    /// Kubeconfig of the API server to manage.
+    #[arg(long, default_value = "/etc/rkube/rkube.yaml", env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Leader election lease name (in kube-system).
+    #[arg(long, default_value = "kube-controller-manager")]
+    leader_elect_resource_name: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,6 +85,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     match cli.command {
         Command::Server(args) => runtime.block_on(run_server(args)),
+        Command::ControllerManager(args) => runtime.block_on(run_controller_manager(args)),
     }
 }
 
@@ -88,6 +104,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         token_auth_file: args.token_auth_file,
         tls_san: args.tls_san,
         disable_agent: args.disable_agent,
+        disable_controller_manager: args.disable_controller_manager,
     };
     let running = server::start(config).await?;
     tracing::info!(address = %running.address, kubeconfig = %running.kubeconfig.display(), "rkube server ready");
@@ -95,6 +112,32 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;
+    Ok(())
+}
+
+async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
+    let client = client_from(&args.kubeconfig).await?;
+    let identity = leaderelection::default_identity();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let elector = leaderelection::LeaderElector::new(
+        client.clone(),
+        leaderelection::LeaderElectionConfig::new("kube-system", &args.leader_elect_resource_name, &identity),
+    );
+    tracing::info!(%identity, "controller-manager started; campaigning for leadership");
+    let task = tokio::spawn(elector.run(cancel.clone(), move |token| {
+        let client = client.clone();
+        async move { controllers::run_all(client, token).await }
+    }));
+    shutdown_signal().await;
+    cancel.cancel();
+    let _ = task.await;
     Ok(())
 }
 

@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub token_auth_file: Option<PathBuf>,
     pub tls_san: Vec<String>,
     pub disable_agent: bool,
+    /// Run without the in-process controller manager (`rkube controller-manager` elsewhere).
+    pub disable_controller_manager: bool,
 }
 
 impl ServerConfig {
@@ -44,6 +46,7 @@ impl ServerConfig {
             token_auth_file: None,
             tls_san: Vec::new(),
             disable_agent: true,
+            disable_controller_manager: false,
         }
     }
 }
@@ -191,8 +194,22 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     tracing::info!(kubeconfig = %config.write_kubeconfig.display(), "wrote kubeconfig");
 
     let client = loopback_client(&config.write_kubeconfig).await.context("building the loopback client")?;
-    tasks.push(tokio::spawn(controllers::run_all(client, cancel.clone())));
-    api.components.write().controller_manager = true;
+    if !config.disable_controller_manager {
+        let elector = leaderelection::LeaderElector::new(
+            client.clone(),
+            leaderelection::LeaderElectionConfig::new(
+                "kube-system",
+                "kube-controller-manager",
+                &leaderelection::default_identity(),
+            ),
+        );
+        let controller_client = client.clone();
+        tasks.push(tokio::spawn(elector.run(cancel.clone(), move |token| {
+            let client = controller_client.clone();
+            async move { controllers::run_all(client, token).await }
+        })));
+        api.components.write().controller_manager = true;
+    }
     Ok(RunningServer {
         address: local,
         kubeconfig: config.write_kubeconfig.clone(),

@@ -1,6 +1,8 @@
 //! TestServer on 127.0.0.1:0, etcd launcher, wait helpers.
 
 pub mod etcd;
+#[cfg(feature = "server")]
+pub mod server;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind to `:0`, read, release).
 /// Another process may grab it before the caller binds; callers that launch servers

@@ -73,7 +73,15 @@ pub async fn handle(
     if !info.subresource.is_empty() && !served.info.has_subresource(&info.subresource) {
         return Err(ApiError::NotFoundPath);
     }
-    if info.subresource.is_empty() && !served.info.has_verb(&info.verb) {
+    // Upstream registers POST only on collections and PUT/PATCH only on named objects,
+    // so the wrong shape is a 405 before the body is read.
+    let wrong_shape = info.subresource.is_empty()
+        && match info.verb.as_str() {
+            "create" => !info.name.is_empty(),
+            "update" | "patch" => info.name.is_empty(),
+            _ => false,
+        };
+    if wrong_shape || (info.subresource.is_empty() && !served.info.has_verb(&info.verb)) {
         return Err(ApiError::MethodNotSupported(format!(
             "the server does not allow this method on the requested resource"
         )));

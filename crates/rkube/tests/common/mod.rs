@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A running `rkube server`.
@@ -34,7 +37,13 @@ impl Rkube {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
-        let mut r = Rkube { dir, port, kubeconfig, child: None, extra_args: extra.iter().map(|s| s.to_string()).collect() };
+        let mut r = Rkube {
+            dir,
+            port,
+            kubeconfig,
+            child: None,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
         r.spawn();
         r
     }
@@ -122,11 +131,7 @@ impl Rkube {
     }
 
     pub fn kubectl_with(&self, bin: &str, args: &[&str]) -> Output {
-        Command::new(bin)
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("KUBECACHEDIR", self.dir.path().join("kube-cache"))
-            .env("HOME", self.dir.path())
+        self.kubectl_command(bin, args)
             .output()
             .expect("run kubectl")
     }
@@ -153,8 +158,158 @@ impl Rkube {
     /// Runs kubectl expecting failure; returns stderr.
     pub fn k_err(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(!out.status.success(), "kubectl {} unexpectedly succeeded: {}", args.join(" "), String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kubectl {} unexpectedly succeeded: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Runs kubectl with extra environment variables (e.g. `KUBE_EDITOR`).
+    pub fn kubectl_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let mut cmd = self.kubectl_command(KUBECTL, args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run kubectl")
+    }
+
+    /// A kubectl command with this server's kubeconfig, not yet started.
+    pub fn kubectl_command(&self, bin: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", self.dir.path().join("kube-cache"))
+            .env("HOME", self.dir.path());
+        cmd
+    }
+
+    /// Starts a long-running kubectl (`get -w`, `wait`) whose stdout lines arrive on a
+    /// channel; it is killed on drop.
+    pub fn spawn_kubectl(&self, args: &[&str]) -> Spawned {
+        let mut child = self
+            .kubectl_command(KUBECTL, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = child.stderr.take().expect("stderr");
+        let (etx, stderr_lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if etx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Spawned {
+            child,
+            lines,
+            stderr_lines,
+        }
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Writes the kubeconfig's CA, client certificate and key to PEM files (once) and
+    /// returns their paths.
+    pub fn client_cert_files(&self) -> (PathBuf, PathBuf, PathBuf) {
+        let files = [
+            ("certificate-authority-data", "ca.pem"),
+            ("client-certificate-data", "client.pem"),
+            ("client-key-data", "client-key.pem"),
+        ];
+        let kubeconfig = std::fs::read_to_string(&self.kubeconfig).expect("read kubeconfig");
+        for (field, file) in files {
+            let path = self.path(file);
+            if path.exists() {
+                continue;
+            }
+            let data = kubeconfig
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(&format!("{field}:")))
+                .unwrap_or_else(|| panic!("{field} missing in kubeconfig"))
+                .trim()
+                .to_string();
+            let mut child = Command::new("base64")
+                .arg("-d")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("run base64");
+            {
+                use std::io::Write;
+                let mut stdin = child.stdin.take().expect("stdin");
+                stdin
+                    .write_all(data.as_bytes())
+                    .expect("write base64 input");
+            }
+            let out = child.wait_with_output().expect("base64 output");
+            assert!(out.status.success(), "base64 -d failed for {field}");
+            std::fs::write(&path, out.stdout).expect("write pem");
+        }
+        (
+            self.path("ca.pem"),
+            self.path("client.pem"),
+            self.path("client-key.pem"),
+        )
+    }
+
+    /// curl against this server as the kubeconfig's admin user; returns (HTTP status, body).
+    /// `args` are extra curl arguments (method, headers, data) followed by the path.
+    pub fn curl(&self, args: &[&str], path: &str) -> (u16, String) {
+        let (ca, cert, key) = self.client_cert_files();
+        let creds = [
+            "--cacert",
+            path_str(&ca),
+            "--cert",
+            path_str(&cert),
+            "--key",
+            path_str(&key),
+        ];
+        let mut all: Vec<&str> = creds.to_vec();
+        all.extend_from_slice(args);
+        self.curl_raw(&all, path)
+    }
+
+    /// curl without any credentials (`-k`, no client certificate).
+    pub fn curl_anonymous(&self, args: &[&str], path: &str) -> (u16, String) {
+        let mut all = vec!["-k"];
+        all.extend_from_slice(args);
+        self.curl_raw(&all, path)
+    }
+
+    fn curl_raw(&self, args: &[&str], path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.url());
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}"])
+            .args(args)
+            .arg(&url)
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+        let code = code.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "curl {url}: no status code in {text:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (code, body.to_string())
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -168,6 +323,77 @@ impl Rkube {
     }
 }
 
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// A kubectl running in the background (see [`Rkube::spawn_kubectl`]).
+pub struct Spawned {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+impl Spawned {
+    /// The next stdout line, or None if none arrives within `timeout` (or stdout closed).
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+
+    /// Reads stdout lines until one contains `needle`; panics with what was seen otherwise.
+    pub fn expect_line(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!(
+                    "no line containing {needle:?} within {timeout:?}; saw {seen:#?}; stderr: {:#?}",
+                    self.stderr_lines.try_iter().collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Waits for the process to exit; returns its status and all remaining stdout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // The reader thread ends when stdout closes; give it the same deadline.
+                let mut out = Vec::new();
+                while let Ok(line) = self
+                    .lines
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
+                    out.push(line);
+                }
+                return (status, out.join("\n"));
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "kubectl did not exit within {timeout:?}; stderr: {:#?}",
+                    self.stderr_lines.try_iter().collect::<Vec<_>>()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr_lines.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Rkube {
     fn drop(&mut self) {
         self.stop();
@@ -176,7 +402,11 @@ impl Drop for Rkube {
 
 fn pump(r: impl std::io::Read, tx: mpsc::Sender<String>, log: &Path) {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log).ok();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .ok();
     for line in BufReader::new(r).lines().map_while(Result::ok) {
         if let Some(f) = f.as_mut() {
             let _ = writeln!(f, "{line}");
