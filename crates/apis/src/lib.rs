@@ -7,10 +7,12 @@ pub mod field_error;
 pub mod patch;
 pub mod managedfields;
 pub mod resources;
+pub mod conversion;
 pub mod crd;
 pub mod defaults;
 pub mod validation;
 pub mod decode;
+pub mod protobuf;
 pub mod schema;
 pub mod selectors;
 

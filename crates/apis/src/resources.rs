@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 /// All verbs of a normal read-write resource, in the order upstream lists them.
 pub const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+/// Verbs of create-only review resources.
+pub const CREATE_VERBS: &[&str] = &["create"];
 /// Verbs of a read-only list/get resource (componentstatuses).
 pub const READ_VERBS: &[&str] = &["get", "list"];
 
@@ -186,6 +188,13 @@ const DEFS: &[Def] = &[
     def("apps", "v1", "deployments", "Deployment", true, &["deploy"], ALL, &["scale", "status"]),
     def("apps", "v1", "replicasets", "ReplicaSet", true, &["rs"], ALL, &["scale", "status"]),
     def("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"], ALL, &["scale", "status"]),
+    // authentication.k8s.io/v1 and authorization.k8s.io/v1: create-only reviews
+    Def { verbs: CREATE_VERBS, ..def("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", false, NONE, NONE, NONE) },
+    Def { verbs: CREATE_VERBS, ..def("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", false, NONE, NONE, NONE) },
+    Def { verbs: CREATE_VERBS, ..def("authorization.k8s.io", "v1", "localsubjectaccessreviews", "LocalSubjectAccessReview", true, NONE, NONE, NONE) },
+    Def { verbs: CREATE_VERBS, ..def("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", false, NONE, NONE, NONE) },
+    Def { verbs: CREATE_VERBS, ..def("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", false, NONE, NONE, NONE) },
+    Def { verbs: CREATE_VERBS, ..def("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", false, NONE, NONE, NONE) },
     // events.k8s.io/v1
     def("events.k8s.io", "v1", "events", "Event", true, &["ev"], NONE, NONE),
     // autoscaling

@@ -150,6 +150,8 @@ impl ApiServer {
             || path.starts_with("/readyz/");
         let user = self.authenticator.authenticate(req.headers(), cert_user);
         let response = if user.is_none() && !public {
+            // Consume the body so the HTTP/2 stream is not reset under the 401.
+            let _ = handlers::read_body(req.into_body()).await;
             ApiError::Unauthorized.into_response()
         } else {
             let user = user.unwrap_or_else(|| UserInfo {

@@ -16,6 +16,15 @@ pub(crate) const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 pub(crate) const WATCH_EVENT: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent";
 pub(crate) const API_RESOURCE_LIST: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList";
 
+fn is_builtin(group: &str) -> bool {
+    apis::resources::BUILTIN_GROUPS.iter().any(|(g, _)| *g == group)
+}
+
+/// Content types of a PATCH body (strategic merge only for built-in kinds).
+pub(crate) fn patch_types(strategic: bool) -> Vec<&'static str> {
+    PATCH_TYPES.iter().copied().filter(|t| strategic || !t.starts_with("application/strategic")).collect()
+}
+
 /// Content types of a PATCH body.
 pub(crate) const PATCH_TYPES: &[&str] = &[
     "application/apply-patch+yaml",
@@ -80,8 +89,9 @@ pub(crate) enum Body {
     None,
     /// An object of the named schema.
     Object(String),
-    /// A patch document (`Patch` schema under every patch content type).
-    Patch,
+    /// A patch document (`Patch` schema under every patch content type); `false` for
+    /// custom resources, which do not accept strategic merge patches.
+    Patch(bool),
 }
 
 #[derive(Clone, Debug)]
@@ -431,7 +441,7 @@ pub(crate) fn resource_paths(r: &ResourceInfo, schemas: &mut Schemas) -> Vec<Pat
             "patch",
         );
         o.params = write_params(true);
-        o.body = Body::Patch;
+        o.body = Body::Patch(is_builtin(&r.group));
         o.responses = vec![
             ok(Payload::Object(kind_schema.clone())),
             created(&kind_schema),
@@ -631,7 +641,7 @@ fn subresource_path(
                             gvk.clone(),
                         );
                         o.params = write_params(true);
-                        o.body = Body::Patch;
+                        o.body = Body::Patch(is_builtin(&r.group));
                         o.responses = vec![ok(Payload::Object(schema.clone())), created(&schema)];
                         ops.push(o);
                     }

@@ -7,7 +7,7 @@ use apis::ResourceInfo;
 use serde_json::{json, Map, Value};
 
 use crate::canonicalize;
-use crate::operations::{self, Body, Operation, Param, PathItem, Payload, PATCH_TYPES};
+use crate::operations::{self, Body, Operation, Param, PathItem, Payload};
 use crate::schemas::{Schemas, Style};
 
 const PRODUCES: &[&str] = &[
@@ -49,9 +49,9 @@ fn operation(op: &Operation, schemas: &Schemas) -> Value {
             params.push(body);
             vec!["*/*"]
         }
-        Body::Patch => {
+        Body::Patch(strategic) => {
             params.push(json!({"name": "body", "in": "body", "required": true, "schema": schemas.reference(operations::PATCH)}));
-            PATCH_TYPES.to_vec()
+            operations::patch_types(*strategic)
         }
     };
     params.extend(op.params.iter().map(param));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use apis::ResourceInfo;
 use serde_json::{json, Map, Value};
 
-use crate::operations::{self, Body, Operation, Param, PathItem, Payload, PATCH_TYPES};
+use crate::operations::{self, Body, Operation, Param, PathItem, Payload};
 use crate::schemas::{Schemas, Style};
 use crate::{canonicalize, document_hash};
 
@@ -67,8 +67,8 @@ fn operation(op: &Operation, schemas: &Schemas) -> Value {
             }
             v["requestBody"] = body;
         }
-        Body::Patch => {
-            v["requestBody"] = json!({"content": content(PATCH_TYPES, &schemas.reference(operations::PATCH)), "required": true});
+        Body::Patch(strategic) => {
+            v["requestBody"] = json!({"content": content(&operations::patch_types(*strategic), &schemas.reference(operations::PATCH)), "required": true});
         }
     }
     let mut responses = Map::new();

@@ -15,6 +15,12 @@
 //!   gapless because the replay snapshot and the live subscription are taken under the
 //!   same lock the dispatcher holds while it applies and publishes an event. A watch from
 //!   before the history window gets `410 Gone` (`too old resource version`), as upstream.
+//! - **Resume across restarts**: a new hub starts [`STARTUP_REPLAY_REVISIONS`] behind the
+//!   store (never below its compaction horizon) and paused ([`CacheHub::start_paused`]).
+//!   Caches registered before [`CacheHub::follow`] are loaded at that past revision, and
+//!   following replays the store's history since then into them, so a client that saw
+//!   revision `rv` before the restart resumes from `rv` instead of getting 410 and
+//!   re-listing. (Upstream's cache starts at the current revision and answers 410.)
 //! - **Fan-out**: watchers share one `Arc<CacheEvent>` per change (with the object's JSON
 //!   already serialised), so 100 watchers cost 100 filter checks, not 100 decodes.
 //!
@@ -40,6 +46,9 @@ use crate::error::{RegistryError, Result};
 const HISTORY_CAPACITY: usize = 10_000;
 /// Buffered events per resource before a slow watcher is cut off.
 const BROADCAST_CAPACITY: usize = 16_384;
+/// Store revisions replayed into the caches when the server starts, so watchers can
+/// resume across a restart (bounded by the store's compaction).
+pub const STARTUP_REPLAY_REVISIONS: i64 = HISTORY_CAPACITY as i64;
 
 /// Labels and selectable fields of an object, extracted once when it enters the cache.
 #[derive(Clone, Debug, Default)]
@@ -206,6 +215,11 @@ impl Cacher {
 
     fn apply(&self, event: WatchEvent) {
         let mut state = self.state.write();
+        // A cache loaded later than the hub's revision (see `CacheHub::register`) already
+        // reflects these.
+        if event.revision() <= state.oldest {
+            return;
+        }
         let cache_event = match event {
             WatchEvent::Put { kv, .. } => {
                 let Some(obj) = decode(&kv.key, &kv.value, kv.mod_revision, &self.attrs) else { return };
@@ -258,6 +272,26 @@ fn decode(key: &str, value: &[u8], revision: i64, attrs: &AttrsFn) -> Option<Cac
     })
 }
 
+/// Where a hub replaying up to `replay` revisions starts: not below the store's
+/// compaction horizon, and not at 0, which a store watch reads as "from now on".
+async fn replay_start(storage: &dyn Storage, current: i64, replay: i64) -> i64 {
+    if replay <= 0 || current <= 1 {
+        return current;
+    }
+    let compacted = storage.compacted_revision().await.unwrap_or(current);
+    let mut from = (current - replay).max(compacted).max(1);
+    // A prefix can have a later horizon than the store's (SQLite compacts lease history
+    // sooner); a watch of the root reports the one that applies.
+    for _ in 0..3 {
+        match storage.watch(ROOT_PREFIX, from).await {
+            Ok(_) => return from,
+            Err(StorageError::Compacted { compacted, .. }) if compacted > from && compacted <= current => from = compacted,
+            Err(_) => return current,
+        }
+    }
+    current
+}
+
 /// One store watch feeding every resource's cache; see the module docs.
 pub struct CacheHub {
     storage: Arc<dyn Storage>,
@@ -266,6 +300,8 @@ pub struct CacheHub {
     dispatch: AsyncMutex<()>,
     revision: AtomicI64,
     advanced: Notify,
+    /// Released by [`CacheHub::follow`]; the store watch starts only then.
+    gate: Notify,
 }
 
 pub const ROOT_PREFIX: &str = "/registry/";
@@ -273,17 +309,43 @@ pub const ROOT_PREFIX: &str = "/registry/";
 impl CacheHub {
     /// Starts the hub: watches the whole store from its current revision.
     pub async fn start(storage: Arc<dyn Storage>, cancel: CancellationToken) -> Result<Arc<CacheHub>> {
-        let revision = storage.current_revision().await.map_err(RegistryError::internal)?;
+        let hub = Self::start_paused(storage, cancel, 0).await?;
+        hub.gate.notify_one();
+        Ok(hub)
+    }
+
+    /// Starts the hub up to `replay` revisions behind the store, paused: caches
+    /// registered before [`CacheHub::follow`] are loaded at that past revision and get
+    /// the history since then as watch history (see the module docs).
+    pub async fn start_paused(storage: Arc<dyn Storage>, cancel: CancellationToken, replay: i64) -> Result<Arc<CacheHub>> {
+        let current = storage.current_revision().await.map_err(RegistryError::internal)?;
+        let revision = replay_start(&*storage, current, replay).await;
         let hub = Arc::new(CacheHub {
             storage: storage.clone(),
             cachers: RwLock::new(Vec::new()),
             dispatch: AsyncMutex::new(()),
             revision: AtomicI64::new(revision),
             advanced: Notify::new(),
+            gate: Notify::new(),
         });
         let runner = hub.clone();
-        tokio::spawn(async move { runner.run(cancel).await });
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = runner.gate.notified() => {}
+            }
+            runner.run(cancel).await
+        });
         Ok(hub)
+    }
+
+    /// Starts following the store (a no-op after the first call) and waits until the
+    /// hub has caught up with the store's current revision.
+    pub async fn follow(&self, deadline: Duration) -> Result<i64> {
+        self.gate.notify_one();
+        let current = self.storage.current_revision().await.map_err(RegistryError::internal)?;
+        self.wait_for(current, deadline).await?;
+        Ok(self.revision())
     }
 
     async fn run(self: Arc<Self>, cancel: CancellationToken) {
@@ -291,6 +353,11 @@ impl CacheHub {
             let from = self.revision.load(Ordering::Acquire);
             let stream = match self.storage.watch(ROOT_PREFIX, from).await {
                 Ok(s) => s,
+                Err(StorageError::Compacted { .. }) => {
+                    tracing::error!("watch cache is behind compaction; rebuilding caches");
+                    self.rebuild().await;
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "watch cache cannot watch the store; retrying");
                     tokio::select! {
@@ -362,11 +429,16 @@ impl CacheHub {
             return Ok(c.clone());
         }
         let rev = self.revision.load(Ordering::Acquire);
-        let list = self
-            .storage
-            .list(prefix, rev, None, 0)
-            .await
-            .map_err(|e| RegistryError::from_storage(e, "", prefix, ""))?;
+        let (rev, list) = match self.storage.list(prefix, rev, None, 0).await {
+            // Compaction overtook a paused (replaying) hub: load the latest state; the
+            // cacher then ignores the replayed events it already reflects.
+            Err(StorageError::Compacted { .. }) => {
+                let latest = self.storage.list(prefix, 0, None, 0).await;
+                (latest.as_ref().map_or(rev, |l| l.revision), latest)
+            }
+            other => (rev, other),
+        };
+        let list = list.map_err(|e| RegistryError::from_storage(e, "", prefix, ""))?;
         let cacher = Arc::new(Cacher::new(prefix.to_string(), attrs, rev, list.items));
         self.cachers.write().push(cacher.clone());
         Ok(cacher)
@@ -403,5 +475,67 @@ impl CacheHub {
         let current = self.storage.current_revision().await.map_err(RegistryError::internal)?;
         self.wait_for(current, Duration::from_secs(3)).await?;
         Ok(self.revision())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CM: &str = "/registry/configmaps/";
+
+    fn attrs() -> AttrsFn {
+        Arc::new(|_: &Value| ObjectAttrs::default())
+    }
+
+    /// A store with configmaps at revisions 1..=5 and a secret at 6.
+    async fn store(dir: &std::path::Path) -> Arc<dyn Storage> {
+        let db = storage::sqlite::SqliteStorage::open(&dir.join("state.db")).expect("open sqlite");
+        for i in 1..=5 {
+            let obj = serde_json::json!({"metadata": {"name": format!("c{i}"), "namespace": "ns"}});
+            db.create(&format!("{CM}ns/c{i}"), Bytes::from(obj.to_string())).await.expect("create");
+        }
+        let secret = serde_json::json!({"metadata": {"name": "s", "namespace": "ns"}});
+        db.create("/registry/secrets/ns/s", Bytes::from(secret.to_string())).await.expect("create");
+        Arc::new(db)
+    }
+
+    fn revisions(sub: &WatchSubscription) -> Vec<i64> {
+        sub.initial.iter().map(|e| e.revision).collect()
+    }
+
+    #[tokio::test]
+    async fn a_paused_hub_replays_recent_history_so_watches_resume_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = store(dir.path()).await;
+        let cancel = CancellationToken::new();
+
+        // Without replay (upstream's behaviour) the window starts now.
+        let fresh = CacheHub::start(storage.clone(), cancel.clone()).await.expect("start");
+        let cacher = fresh.register(CM, attrs()).await.expect("register");
+        assert!(matches!(cacher.watch(CM, WatchStart::After(2), fresh.revision()), Err(RegistryError::Gone(_))));
+
+        let hub = CacheHub::start_paused(storage.clone(), cancel.clone(), 100).await.expect("start");
+        let cacher = hub.register(CM, attrs()).await.expect("register");
+        assert_eq!(hub.follow(Duration::from_secs(5)).await.expect("follow"), 6);
+        assert_eq!(cacher.len(), 5);
+        let sub = cacher.watch(CM, WatchStart::After(2), hub.revision()).expect("resume from 2");
+        assert_eq!(revisions(&sub), vec![3, 4, 5]);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn replay_stops_at_the_compaction_horizon() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = store(dir.path()).await;
+        storage.compact(4).await.expect("compact");
+        let cancel = CancellationToken::new();
+        let hub = CacheHub::start_paused(storage, cancel.clone(), 100).await.expect("start");
+        let cacher = hub.register(CM, attrs()).await.expect("register");
+        hub.follow(Duration::from_secs(5)).await.expect("follow");
+        assert!(matches!(cacher.watch(CM, WatchStart::After(3), hub.revision()), Err(RegistryError::Gone(_))));
+        let sub = cacher.watch(CM, WatchStart::After(4), hub.revision()).expect("resume from 4");
+        assert_eq!(revisions(&sub), vec![5]);
+        cancel.cancel();
     }
 }

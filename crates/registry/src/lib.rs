@@ -69,7 +69,7 @@ pub struct Registry {
 impl Registry {
     /// Loads every built-in resource (and installed CRDs) over `storage`.
     pub async fn new(storage: Arc<dyn Storage>, config: RegistryConfig, cancel: CancellationToken) -> Result<Arc<Registry>> {
-        let hub = CacheHub::start(storage.clone(), cancel.clone()).await?;
+        let hub = CacheHub::start_paused(storage.clone(), cancel.clone(), cacher::STARTUP_REPLAY_REVISIONS).await?;
         let service_ips = Arc::new(IpAllocator::new(config.service_cidr));
         let node_ports = Arc::new(PortAllocator::new(config.node_port_range.0, config.node_port_range.1));
         let registry = Arc::new(Registry {
@@ -90,12 +90,18 @@ impl Registry {
                     let s = core::service::ServiceStrategy::new(info.clone(), registry.service_ips.clone(), registry.node_ports.clone());
                     Arc::new(s)
                 }
+                ("events.k8s.io", "events") => {
+                    Arc::new(strategy::EventsV1Strategy { inner: strategy::BuiltinStrategy::new(info.clone()) })
+                }
                 ("batch", "jobs") => Arc::new(batch::JobStrategy::new(info.clone())),
                 ("apiextensions.k8s.io", "customresourcedefinitions") => Arc::new(crd::CrdStrategy::new(info.clone())),
                 _ => Arc::new(strategy::BuiltinStrategy::new(info.clone())),
             };
             registry.install(info, strategy).await?;
         }
+        // The built-in caches were loaded in the past to replay recent history into them
+        // (watch resume across restarts); catch up before reading them.
+        registry.hub.follow(std::time::Duration::from_secs(60)).await?;
         registry.restore_allocations()?;
         registry.install_existing_crds().await?;
         Ok(registry)

@@ -175,6 +175,25 @@ impl Store {
         }
     }
 
+    /// Decodes a stored object into the served version.
+    fn decode(&self, kv: &KeyValue) -> Result<Value> {
+        let mut obj = decode_kv(kv)?;
+        if self.strategy.converts() {
+            self.strategy.to_served(&mut obj);
+        }
+        Ok(obj)
+    }
+
+    /// Encodes an object in its stored form.
+    fn encode(&self, obj: &Value) -> Result<Bytes> {
+        if self.strategy.converts() {
+            let mut stored = obj.clone();
+            self.strategy.to_storage(&mut stored);
+            return encode(&stored);
+        }
+        encode(obj)
+    }
+
     /// The current object, from the store.
     pub async fn get(&self, namespace: &str, name: &str) -> Result<Value> {
         let kv = self
@@ -183,7 +202,7 @@ impl Store {
             .await
             .map_err(|e| self.storage_err(e, name))?
             .ok_or_else(|| self.not_found(name))?;
-        decode_kv(&kv)
+        self.decode(&kv)
     }
 
     async fn get_kv(&self, namespace: &str, name: &str) -> Result<Option<KeyValue>> {
@@ -252,7 +271,7 @@ impl Store {
             for kv in page.items {
                 consumed += 1;
                 last_key = Some(kv.key.clone());
-                let obj = decode_kv(&kv)?;
+                let obj = self.decode(&kv)?;
                 if !(opts.filter)(&self.strategy.attrs(&obj)) {
                     continue;
                 }
@@ -308,7 +327,7 @@ impl Store {
         }
         let name = meta::name(&obj).to_string();
         let key = self.key(namespace, &name);
-        let bytes = encode(&obj)?;
+        let bytes = self.encode(&obj)?;
         match self.storage.create(&key, bytes).await {
             Ok(kv) => {
                 meta::set_meta(&mut obj, "resourceVersion", Value::String(kv.mod_revision.to_string()));
@@ -426,7 +445,7 @@ impl Store {
                     Err(e) => Err(e),
                 };
             };
-            let old = decode_kv(&current)?;
+            let old = self.decode(&current)?;
             if let Some(rv) = &precondition_rv {
                 if rv != &current.mod_revision.to_string() {
                     return Err(self.conflict(name, OBJECT_MODIFIED));
@@ -471,11 +490,11 @@ impl Store {
                     Err(e) => return Err(self.storage_err(e, name)),
                 };
                 self.strategy.release(&new);
-                let mut gone = decode_kv(&kv)?;
+                let mut gone = self.decode(&kv)?;
                 gone = merge_last_state(gone, new);
                 return Ok((gone, false));
             }
-            match self.storage.update(&current.key, encode(&new)?, current.mod_revision).await {
+            match self.storage.update(&current.key, self.encode(&new)?, current.mod_revision).await {
                 Ok(kv) => {
                     meta::set_meta(&mut new, "resourceVersion", Value::String(kv.mod_revision.to_string()));
                     return Ok((new, false));
@@ -528,7 +547,7 @@ impl Store {
     pub async fn delete(&self, namespace: &str, name: &str, opts: &DeleteOptions) -> Result<DeleteOutcome> {
         for _ in 0..MAX_UPDATE_RETRIES {
             let current = self.get_kv(namespace, name).await?.ok_or_else(|| self.not_found(name))?;
-            let obj = decode_kv(&current)?;
+            let obj = self.decode(&current)?;
             if let Some(uid) = &opts.precondition_uid {
                 if uid != meta::uid(&obj) {
                     return Err(self.conflict(
@@ -587,7 +606,7 @@ impl Store {
                 if opts.dry_run {
                     return Ok(DeleteOutcome { object: marked, deleted: false });
                 }
-                match self.storage.update(&current.key, encode(&marked)?, current.mod_revision).await {
+                match self.storage.update(&current.key, self.encode(&marked)?, current.mod_revision).await {
                     Ok(kv) => {
                         meta::set_meta(&mut marked, "resourceVersion", Value::String(kv.mod_revision.to_string()));
                         return Ok(DeleteOutcome { object: marked, deleted: false });

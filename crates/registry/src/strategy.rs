@@ -95,6 +95,17 @@ pub trait Strategy: Send + Sync {
     /// Changes made when an object is marked for deletion (e.g. phase Terminating).
     fn prepare_for_delete(&self, _obj: &mut Value) {}
 
+    /// Whether the served version differs from the stored form.
+    fn converts(&self) -> bool {
+        false
+    }
+
+    /// Stored form → served version.
+    fn to_served(&self, _obj: &mut Value) {}
+
+    /// Served version → stored form.
+    fn to_storage(&self, _obj: &mut Value) {}
+
     /// Reserve resources (cluster IPs, node ports) for a new object.
     fn allocate(&self, _obj: &mut Value) -> Result<()> {
         Ok(())
@@ -180,7 +191,8 @@ impl Strategy for BuiltinStrategy {
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {
-        if self.info.has_subresource("status") && self.info.resource != "namespaces" {
+        // Nodes register with their status (upstream's node strategy keeps it).
+        if self.info.has_subresource("status") && !matches!(self.info.resource.as_str(), "namespaces" | "nodes") {
             if let Some(m) = obj.as_object_mut() {
                 m.remove("status");
             }
@@ -208,3 +220,35 @@ impl Strategy for BuiltinStrategy {
     }
 }
 
+
+/// `events.k8s.io/v1` Events, stored in core `v1` form (shared with core Events).
+pub struct EventsV1Strategy {
+    pub inner: BuiltinStrategy,
+}
+
+impl Strategy for EventsV1Strategy {
+    fn info(&self) -> &Arc<ResourceInfo> {
+        &self.inner.info
+    }
+    fn validate(&self, obj: &Value) -> FieldErrors {
+        apis::validation::validate_create("events.k8s.io", "v1", "Event", obj)
+    }
+    fn attrs(&self, obj: &Value) -> ObjectAttrs {
+        default_attrs(obj, "", "events")
+    }
+    fn allow_create_on_update(&self) -> bool {
+        true
+    }
+    fn unknown_fields(&self, obj: &Value) -> Vec<String> {
+        apis::decode::strict_unknown_fields("events.k8s.io", "v1", "Event", obj)
+    }
+    fn converts(&self) -> bool {
+        true
+    }
+    fn to_served(&self, obj: &mut Value) {
+        apis::conversion::event_from_core(obj);
+    }
+    fn to_storage(&self, obj: &mut Value) {
+        apis::conversion::event_to_core(obj);
+    }
+}

@@ -20,6 +20,26 @@ enum Command {
     Server(ServerArgs),
     /// Run the controllers alone against an API server, under leader election.
     ControllerManager(ControllerManagerArgs),
+    /// Register virtual nodes that run pods without containers (for tests and benchmarks).
+    VirtualNodes(VirtualNodesArgs),
+    /// Run the scheduler alone against an API server, under leader election.
+    Scheduler(SchedulerArgs),
+}
+
+#[derive(clap::Args)]
+struct SchedulerArgs {
+    /// Kubeconfig of the API server.
+    #[arg(long, default_value = "/etc/rkube/rkube.yaml", env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Pods with this `spec.schedulerName` are scheduled.
+    #[arg(long, default_value = scheduler::DEFAULT_SCHEDULER_NAME)]
+    scheduler_name: String,
+    /// Share of nodes to find feasible before scoring (0: adaptive, as upstream).
+    #[arg(long, default_value_t = 0)]
+    percentage_of_nodes_to_score: u32,
+    /// Leader election lease name (in kube-system).
+    #[arg(long, default_value = "kube-scheduler")]
+    leader_elect_resource_name: String,
 }
 
 #[derive(clap::Args)]
@@ -72,6 +92,46 @@ struct ControllerManagerArgs {
     leader_elect_resource_name: String,
 }
 
+#[derive(clap::Args)]
+struct VirtualNodesArgs {
+    /// How many nodes to register.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// Nodes are named `<prefix>-<index>`.
+    #[arg(long, default_value = "rkube-virtual")]
+    prefix: String,
+    /// CPU capacity of each node.
+    #[arg(long, default_value = "8")]
+    cpu: String,
+    /// Memory capacity of each node.
+    #[arg(long, default_value = "32Gi")]
+    memory: String,
+    /// Pod capacity of each node.
+    #[arg(long, default_value_t = 110)]
+    pods: u32,
+    /// Extra node labels (`k=v,…`).
+    #[arg(long, default_value = "")]
+    labels: String,
+    /// Taints instead of `virtual-kubelet.io/provider=rkube:NoSchedule` (`k=v:Effect,…`; "" for none).
+    #[arg(long)]
+    taints: Option<String>,
+    /// Pod CIDRs for nodes that have none are carved from here.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pod_cidr: ipnet::Ipv4Net,
+    /// Prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    pod_cidr_mask_size: u8,
+    /// Seconds between Lease renewals.
+    #[arg(long, default_value_t = 10)]
+    lease_interval: u64,
+    /// Record a `Started` event per container (turn off for thousands of pods).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pod_events: bool,
+    /// Kubeconfig of the API server.
+    #[arg(long, default_value = "/etc/rkube/rkube.yaml", env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -86,6 +146,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(run_server(args)),
         Command::ControllerManager(args) => runtime.block_on(run_controller_manager(args)),
+        Command::VirtualNodes(args) => runtime.block_on(run_virtual_nodes(args)),
+        Command::Scheduler(args) => runtime.block_on(run_scheduler(args)),
     }
 }
 
@@ -138,6 +200,67 @@ async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<(
     shutdown_signal().await;
     cancel.cancel();
     let _ = task.await;
+    Ok(())
+}
+
+async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let client = client_from(&args.kubeconfig).await?;
+    let identity = leaderelection::default_identity();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let elector = leaderelection::LeaderElector::new(
+        client.clone(),
+        leaderelection::LeaderElectionConfig::new("kube-system", &args.leader_elect_resource_name, &identity),
+    );
+    let config = scheduler::SchedulerConfig {
+        scheduler_name: args.scheduler_name,
+        percentage_of_nodes_to_score: args.percentage_of_nodes_to_score,
+        ..Default::default()
+    };
+    tracing::info!(%identity, "scheduler started; campaigning for leadership");
+    let task = tokio::spawn(elector.run(cancel.clone(), move |token| {
+        let scheduler = scheduler::Scheduler::new(client.clone(), config.clone());
+        async move { scheduler.run(token).await }
+    }));
+    shutdown_signal().await;
+    cancel.cancel();
+    let _ = task.await;
+    Ok(())
+}
+
+async fn run_virtual_nodes(args: VirtualNodesArgs) -> anyhow::Result<()> {
+    let client = client_from(&args.kubeconfig).await?;
+    let mut config = virtual_nodes::VirtualNodeConfig {
+        count: args.count,
+        prefix: args.prefix,
+        cpu: args.cpu,
+        memory: args.memory,
+        pods: args.pods,
+        labels: virtual_nodes::parse_labels(&args.labels)?,
+        pod_cidr_base: args.pod_cidr,
+        pod_cidr_mask_size: args.pod_cidr_mask_size,
+        lease_interval: std::time::Duration::from_secs(args.lease_interval),
+        record_pod_events: args.pod_events,
+        ..Default::default()
+    };
+    if let Some(taints) = &args.taints {
+        config.taints = virtual_nodes::parse_taints(taints)?;
+    }
+    let count = config.count;
+    let nodes = virtual_nodes::VirtualNodes::new(client, config)?;
+    let handle = nodes.handle();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut task = tokio::spawn(nodes.run(cancel.clone()));
+    tokio::spawn(async move {
+        if handle.wait_registered().await.is_ok() {
+            tracing::info!(count, "virtual nodes ready");
+        }
+    });
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        r = &mut task => return Ok(r.context("virtual nodes task")??),
+    }
+    cancel.cancel();
+    task.await.context("virtual nodes task")??;
     Ok(())
 }
 

@@ -210,6 +210,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         })));
         api.components.write().controller_manager = true;
     }
+    // The scheduler, under its own Lease as upstream's kube-scheduler.
+    let elector = leaderelection::LeaderElector::new(
+        client.clone(),
+        leaderelection::LeaderElectionConfig::new("kube-system", "kube-scheduler", &leaderelection::default_identity()),
+    );
+    let scheduler_client = client.clone();
+    tasks.push(tokio::spawn(elector.run(cancel.clone(), move |token| {
+        let scheduler = scheduler::Scheduler::new(scheduler_client.clone(), scheduler::SchedulerConfig::default());
+        async move { scheduler.run(token).await }
+    })));
+    api.components.write().scheduler = true;
     Ok(RunningServer {
         address: local,
         kubeconfig: config.write_kubeconfig.clone(),

@@ -76,18 +76,25 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn fixed64(&mut self) -> Result<u64, WireError> {
         let b = self.take(8)?;
-        Ok(u64::from_le_bytes(b.try_into().expect("invariant: take(8) returns 8 bytes")))
+        Ok(u64::from_le_bytes(
+            b.try_into().expect("invariant: take(8) returns 8 bytes"),
+        ))
     }
 
     fn fixed32(&mut self) -> Result<u32, WireError> {
         let b = self.take(4)?;
-        Ok(u32::from_le_bytes(b.try_into().expect("invariant: take(4) returns 4 bytes")))
+        Ok(u32::from_le_bytes(
+            b.try_into().expect("invariant: take(4) returns 4 bytes"),
+        ))
     }
 
     fn field(&mut self) -> Result<(u32, WireValue<'a>), WireError> {
         let at = self.pos;
         let key = self.varint()?;
-        let tag = u32::try_from(key >> 3).map_err(|_| WireError::WireType { wire_type: 0xff, at })?;
+        let tag = u32::try_from(key >> 3).map_err(|_| WireError::WireType {
+            wire_type: 0xff,
+            at,
+        })?;
         if tag == 0 {
             return Err(WireError::ZeroTag(at));
         }
@@ -95,12 +102,18 @@ impl<'a> Reader<'a> {
             0 => WireValue::Varint(self.varint()?),
             1 => WireValue::Fixed64(self.fixed64()?),
             2 => {
-                let len = usize::try_from(self.varint()?).map_err(|_| WireError::Truncated(self.buf.len()))?;
+                let len = usize::try_from(self.varint()?)
+                    .map_err(|_| WireError::Truncated(self.buf.len()))?;
                 WireValue::Bytes(self.take(len)?)
             }
             5 => WireValue::Fixed32(self.fixed32()?),
             // 3 and 4 are proto2 groups, which Kubernetes never uses.
-            wire_type => return Err(WireError::WireType { wire_type: wire_type as u8, at }),
+            wire_type => {
+                return Err(WireError::WireType {
+                    wire_type: wire_type as u8,
+                    at,
+                })
+            }
         };
         Ok((tag, value))
     }
@@ -151,8 +164,13 @@ mod tests {
 
     #[test]
     fn negative_int32_is_a_ten_byte_varint() {
-        let buf = [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
-        assert_eq!(fields(&buf).expect("well-formed"), vec![(1, WireValue::Varint(u64::MAX))]);
+        let buf = [
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
+        assert_eq!(
+            fields(&buf).expect("well-formed"),
+            vec![(1, WireValue::Varint(u64::MAX))]
+        );
         assert_eq!(u64::MAX as i32, -1);
     }
 
@@ -161,10 +179,24 @@ mod tests {
         let cases: &[(&[u8], WireError)] = &[
             (&[0x08], WireError::Truncated(1)),
             (&[0x0a, 0x05, b'a'], WireError::Truncated(3)),
-            (&[0x0b], WireError::WireType { wire_type: 3, at: 0 }),
+            (
+                &[0x0b],
+                WireError::WireType {
+                    wire_type: 3,
+                    at: 0,
+                },
+            ),
             (&[0x00, 0x01], WireError::ZeroTag(0)),
-            (&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], WireError::VarintOverflow(1)),
-            (&[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], WireError::Truncated(10)),
+            (
+                &[
+                    0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                ],
+                WireError::VarintOverflow(1),
+            ),
+            (
+                &[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+                WireError::Truncated(10),
+            ),
         ];
         for (buf, want) in cases {
             assert_eq!(fields(buf), Err(want.clone()), "{buf:?}");

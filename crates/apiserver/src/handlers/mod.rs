@@ -2,6 +2,7 @@
 //! errors into [`ApiError`] so the Status mapping stays in one place.
 
 mod componentstatus;
+mod reviews;
 mod managed;
 mod output;
 mod patch;
@@ -12,7 +13,7 @@ mod write;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use pki::UserInfo;
 use registry::{ListOptions, Served};
@@ -66,27 +67,16 @@ pub async fn handle(
     query: Query,
     user: UserInfo,
 ) -> Result<Response<Body>, ApiError> {
-    let served = server.registry.lookup(&info.group, &info.version, &info.resource).ok_or(ApiError::NotFoundPath)?;
-    if !served.info.namespaced && !info.namespace.is_empty() && info.resource != "namespaces" {
-        return Err(ApiError::NotFoundPath);
-    }
-    if !info.subresource.is_empty() && !served.info.has_subresource(&info.subresource) {
-        return Err(ApiError::NotFoundPath);
-    }
-    // Upstream registers POST only on collections and PUT/PATCH only on named objects,
-    // so the wrong shape is a 405 before the body is read.
-    let wrong_shape = info.subresource.is_empty()
-        && match info.verb.as_str() {
-            "create" => !info.name.is_empty(),
-            "update" | "patch" => info.name.is_empty(),
-            _ => false,
-        };
-    if wrong_shape || (info.subresource.is_empty() && !served.info.has_verb(&info.verb)) {
-        return Err(ApiError::MethodNotSupported(format!(
-            "the server does not allow this method on the requested resource"
-        )));
-    }
     let (parts, body) = req.into_parts();
+    let served = match route_resource(server, info) {
+        Ok(s) => s,
+        Err(e) => {
+            // Read (and drop) the body first: answering HTTP/2 before the request is
+            // complete resets the stream, and curl reports that instead of our Status.
+            let _ = read_body(body).await;
+            return Err(e);
+        }
+    };
     let is_componentstatus = info.group.is_empty() && info.resource == "componentstatuses";
     let ctx = Ctx {
         server,
@@ -97,6 +87,9 @@ pub async fn handle(
         user,
         served,
     };
+    if matches!(info.group.as_str(), "authentication.k8s.io" | "authorization.k8s.io") && info.verb == "create" {
+        return reviews::create(&ctx, read_body(body).await?).await;
+    }
     if is_componentstatus {
         return componentstatus::handle(&ctx).await;
     }
@@ -124,12 +117,54 @@ pub async fn handle(
     }
 }
 
-async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::TooLarge(MAX_BODY_BYTES)),
-        Err(e) => Err(ApiError::BadRequest(format!("unable to read request body: {e}"))),
+/// The served resource a request addresses, or why it cannot be served (404/405).
+fn route_resource(server: &ApiServer, info: &RequestInfo) -> Result<Served, ApiError> {
+    let served = server.registry.lookup(&info.group, &info.version, &info.resource).ok_or(ApiError::NotFoundPath)?;
+    if !served.info.namespaced && !info.namespace.is_empty() && info.resource != "namespaces" {
+        return Err(ApiError::NotFoundPath);
     }
+    if !info.subresource.is_empty() && !served.info.has_subresource(&info.subresource) {
+        return Err(ApiError::NotFoundPath);
+    }
+    // Upstream registers POST only on collections and PUT/PATCH only on named objects,
+    // so the wrong shape is a 405 before the body is looked at.
+    let wrong_shape = info.subresource.is_empty()
+        && match info.verb.as_str() {
+            "create" => !info.name.is_empty(),
+            "update" | "patch" => info.name.is_empty(),
+            _ => false,
+        };
+    if wrong_shape || (info.subresource.is_empty() && !served.info.has_verb(&info.verb)) {
+        return Err(ApiError::MethodNotSupported(
+            "the server does not allow this method on the requested resource".to_string(),
+        ));
+    }
+    Ok(served)
+}
+
+/// How much of an oversized body is still read (and discarded) before answering 413.
+/// Dropping an HTTP/2 request body that is still streaming resets the stream (CANCEL),
+/// and clients then report a framing error instead of our Status.
+const DRAIN_LIMIT: usize = 4 * MAX_BODY_BYTES;
+
+pub(crate) async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::BadRequest(format!("unable to read request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        total += data.len();
+        if total > DRAIN_LIMIT {
+            break;
+        }
+        if total <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&data);
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge(MAX_BODY_BYTES));
+    }
+    Ok(buf.freeze())
 }
 
 /// Decodes a create/update body (JSON or YAML) into an object.
@@ -140,9 +175,11 @@ pub fn decode_object(headers: &http::HeaderMap, body: &[u8]) -> Result<Value, Ap
             .map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))?,
         "application/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error converting YAML to JSON: yaml: {e}")))?,
+        // kubectl's typed clients send protobuf; we translate it to the JSON form.
+        apis::protobuf::MEDIA_TYPE => apis::protobuf::decode(body).map_err(|e| ApiError::BadRequest(e.to_string()))?,
         _ => {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
             )))
         }
     };

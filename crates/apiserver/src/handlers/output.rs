@@ -80,8 +80,14 @@ pub fn object_response(ctx: &Ctx<'_>, code: StatusCode, obj: &Value) -> Result<R
 
 /// A list in the negotiated representation. JSON lists are assembled from the cached
 /// object bytes without re-encoding them.
-pub fn list_response(ctx: &Ctx<'_>, list: ObjectList) -> Result<Response<Body>, ApiError> {
+pub fn list_response(ctx: &Ctx<'_>, mut list: ObjectList) -> Result<Response<Body>, ApiError> {
     let rv = list.resource_version.to_string();
+    let strategy = &ctx.served.store.strategy;
+    if strategy.converts() {
+        for item in list.items.iter_mut() {
+            *item = convert_bytes(&**strategy, item)?;
+        }
+    }
     match ctx.output {
         Output::Json => {
             let info = &ctx.served.info;
@@ -189,4 +195,11 @@ pub fn list_response_values(ctx: &Ctx<'_>, items: Vec<Value>) -> Result<Response
         .collect::<Result<_, _>>()?;
     let rv = ctx.server.registry.hub().revision();
     list_response(ctx, ObjectList { items: bytes, resource_version: rv, continue_token: None, remaining_item_count: None })
+}
+
+/// Re-encodes a cached (stored-form) object in the served version.
+pub fn convert_bytes(strategy: &dyn registry::Strategy, json: &Bytes) -> Result<Bytes, ApiError> {
+    let mut obj: Value = serde_json::from_slice(json).map_err(ApiError::internal)?;
+    strategy.to_served(&mut obj);
+    Ok(Bytes::from(serde_json::to_vec(&obj).map_err(ApiError::internal)?))
 }

@@ -162,6 +162,7 @@ fn classify<'e>(e: &'e CacheEvent, filter: &dyn Fn(&registry::ObjectAttrs) -> bo
 /// Encodes live events without borrowing the request.
 struct EventEncoder {
     output: super::Output,
+    convert: Option<std::sync::Arc<dyn registry::Strategy>>,
     table: Option<TableContext>,
 }
 
@@ -185,10 +186,20 @@ impl EventEncoder {
                 _ => printers::IncludeObject::Metadata,
             },
         });
-        EventEncoder { output: ctx.output.clone(), table }
+        let strategy = ctx.served.store.strategy.clone();
+        let convert = strategy.converts().then_some(strategy);
+        EventEncoder { output: ctx.output.clone(), convert, table }
     }
 
     fn encode(&self, kind: &str, json: &Bytes) -> Result<Bytes, ApiError> {
+        let converted;
+        let json = match &self.convert {
+            Some(s) => {
+                converted = super::output::convert_bytes(&**s, json)?;
+                &converted
+            }
+            None => json,
+        };
         let object: Bytes = match (&self.output, &self.table) {
             (super::Output::Table, Some(t)) => {
                 let obj: serde_json::Value = serde_json::from_slice(json).map_err(ApiError::internal)?;

@@ -342,15 +342,25 @@ impl Spawned {
 
     /// Reads stdout lines until one contains `needle`; panics with what was seen otherwise.
     pub fn expect_line(&self, needle: &str, timeout: Duration) -> String {
+        self.expect_line_where(needle, timeout, |l| l.contains(needle))
+    }
+
+    /// Reads stdout lines until one satisfies `pred` (`what` names it in the panic).
+    pub fn expect_line_where(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
+                Ok(line) if pred(&line) => return line,
                 Ok(line) => seen.push(line),
                 Err(_) => panic!(
-                    "no line containing {needle:?} within {timeout:?}; saw {seen:#?}; stderr: {:#?}",
+                    "no line matching {what:?} within {timeout:?}; saw {seen:#?}; stderr: {:#?}",
                     self.stderr_lines.try_iter().collect::<Vec<_>>()
                 ),
             }
