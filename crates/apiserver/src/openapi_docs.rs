@@ -23,6 +23,40 @@ pub struct Cache {
     docs: Mutex<HashMap<(u64, String), (Bytes, String)>>,
 }
 
+/// gnostic's `openapi.v2.Document` protobuf, which kubectl ≤ 1.28 asks for (as the
+/// deprecated `…spec.v2@v1.0+protobuf`). Like upstream we answer with this spelling
+/// either way: Go's `mime` parser rejects the `@` in a response's Content-Type.
+const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// Negotiates `/openapi/v2`'s Accept header: `Some(true)` for protobuf,
+/// `Some(false)` for JSON, `None` when neither is acceptable. The highest `q`
+/// wins, then the earliest listed.
+fn v2_wants_protobuf(accept: &str) -> Option<bool> {
+    if accept.trim().is_empty() {
+        return Some(false);
+    }
+    let mut best: Option<(f32, bool)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let protobuf = match media.as_str() {
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+            | "application/com.github.proto-openapi.spec.v2.v1.0+protobuf" => true,
+            "application/*" | "*/*" => false,
+            m if m.contains("json") => false,
+            _ => continue,
+        };
+        if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+            best = Some((q, protobuf));
+        }
+    }
+    best.map(|(_, protobuf)| protobuf)
+}
+
 fn fingerprint(resources: &[Arc<apis::ResourceInfo>]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -65,10 +99,24 @@ impl Cache {
         match path {
             "/openapi/v2" => {
                 let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-                if !accept.is_empty() && !accept.contains("json") && !accept.contains("*/*") {
-                    return Err(ApiError::NotAcceptable(
-                        "only the following media types are accepted: application/json".to_string(),
-                    ));
+                let Some(protobuf) = v2_wants_protobuf(accept) else {
+                    return Err(ApiError::NotAcceptable(format!(
+                        "only the following media types are accepted: application/json, {V2_PROTOBUF}"
+                    )));
+                };
+                if protobuf {
+                    let key = (fp, "/openapi/v2#protobuf".to_string());
+                    let hit = self.docs.lock().get(&key).map(|(b, _)| b.clone());
+                    let bytes = match hit {
+                        Some(b) => b,
+                        None => {
+                            let doc = openapi::v2_document(&resources, &crds);
+                            let b = Bytes::from(openapi::v2_protobuf(&doc));
+                            self.docs.lock().insert(key, (b.clone(), String::new()));
+                            b
+                        }
+                    };
+                    return Ok(bytes_response(StatusCode::OK, V2_PROTOBUF, bytes));
                 }
                 let (bytes, _) = self
                     .document(fp, path, || Some(openapi::v2_document(&resources, &crds)))?
@@ -94,6 +142,29 @@ impl Cache {
                     .ok_or(ApiError::NotFoundPath)?;
                 Ok(bytes_response(StatusCode::OK, "application/json", bytes))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_accept_negotiation() {
+        for (accept, want) in [
+            ("", Some(false)),
+            ("application/json", Some(false)),
+            ("*/*", Some(false)),
+            ("application/com.github.proto-openapi.spec.v2@v1.0+protobuf", Some(true)),
+            ("application/com.github.proto-openapi.spec.v2.v1.0+protobuf", Some(true)),
+            ("application/json;q=0.9, application/com.github.proto-openapi.spec.v2@v1.0+protobuf", Some(true)),
+            ("application/json, application/com.github.proto-openapi.spec.v2@v1.0+protobuf", Some(false)),
+            ("application/com.github.proto-openapi.spec.v2@v1.0+protobuf;q=0, application/json", Some(false)),
+            ("application/yaml", None),
+            ("application/vnd.kubernetes.protobuf", None),
+        ] {
+            assert_eq!(v2_wants_protobuf(accept), want, "Accept: {accept}");
         }
     }
 }

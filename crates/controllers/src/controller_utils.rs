@@ -8,11 +8,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::future::join_all;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource};
 use kube::runtime::events::EventType;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -375,24 +375,51 @@ const EVENT_CACHE_SIZE: usize = 4096;
 
 impl EventRecorder {
     pub fn new(client: Client, component: &str) -> Self {
-        EventRecorder { client, component: component.to_string(), seen: Default::default() }
+        EventRecorder {
+            client,
+            component: component.to_string(),
+            seen: Default::default(),
+        }
     }
 
     /// Publishes an event; failures are logged, never fatal (upstream drops them too).
     /// `_action` is kept for the events.k8s.io shape; core events have no such field.
-    pub async fn publish(&self, regarding: &ObjectReference, type_: EventType, reason: &str, _action: &str, note: String) {
+    pub async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        _action: &str,
+        note: String,
+    ) {
         let type_ = match type_ {
             EventType::Normal => "Normal",
             EventType::Warning => "Warning",
         };
-        let namespace = regarding.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".to_string());
+        let namespace = regarding
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".to_string());
         let api: Api<CoreEvent> = Api::namespaced(self.client.clone(), &namespace);
         let now = now_time();
-        let key = (regarding.uid.clone().unwrap_or_default(), type_.to_string(), reason.to_string(), note.clone());
+        let key = (
+            regarding.uid.clone().unwrap_or_default(),
+            type_.to_string(),
+            reason.to_string(),
+            note.clone(),
+        );
         let previous = self.lock_seen().get(&key).cloned();
         if let Some((ns, name, count)) = previous.filter(|(ns, _, _)| *ns == namespace) {
             let patch = serde_json::json!({"count": count + 1, "lastTimestamp": now});
-            match api.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await {
+            match api
+                .patch(
+                    &name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+            {
                 Ok(_) => {
                     self.lock_seen().insert(key, (ns, name, count + 1));
                     return;
@@ -402,14 +429,25 @@ impl EventRecorder {
             }
         }
         let nanos = k8s_openapi::jiff::Timestamp::now().as_nanosecond();
-        let name = format!("{}.{:x}", regarding.name.as_deref().unwrap_or(&self.component), nanos);
+        let name = format!(
+            "{}.{:x}",
+            regarding.name.as_deref().unwrap_or(&self.component),
+            nanos
+        );
         let event = CoreEvent {
-            metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace.clone()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
             involved_object: regarding.clone(),
             reason: Some(reason.to_string()),
             message: Some(note),
             type_: Some(type_.to_string()),
-            source: Some(EventSource { component: Some(self.component.clone()), host: None }),
+            source: Some(EventSource {
+                component: Some(self.component.clone()),
+                host: None,
+            }),
             first_timestamp: Some(now.clone()),
             last_timestamp: Some(now),
             count: Some(1),
@@ -430,7 +468,9 @@ impl EventRecorder {
     }
 
     fn lock_seen(&self) -> std::sync::MutexGuard<'_, HashMap<EventKey, SeenEvent>> {
-        self.seen.lock().expect("invariant: event cache lock is never poisoned")
+        self.seen
+            .lock()
+            .expect("invariant: event cache lock is never poisoned")
     }
 }
 

@@ -631,9 +631,11 @@ pub fn calculate_status(
     }
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     status.replicas = count(pods.len());
-    status.fully_labeled_replicas = Some(count(fully_labeled));
-    status.ready_replicas = Some(count(ready));
-    status.available_replicas = Some(count(available));
+    // Upstream leaves these out of the JSON when zero (`omitempty`); `replicas` stays.
+    let nz = |n: usize| (n > 0).then(|| count(n));
+    status.fully_labeled_replicas = nz(fully_labeled);
+    status.ready_replicas = nz(ready);
+    status.available_replicas = nz(available);
     status
 }
 

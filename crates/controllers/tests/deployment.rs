@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
@@ -452,6 +452,54 @@ async fn stuck_rollout_reports_progress_deadline_exceeded_and_pause_holds_rollou
         Ok((replica_sets(&client, ns).await?.len() == 2).then_some(()))
     })
     .await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn min_ready_seconds_delays_availability_and_history_is_limited() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client();
+    let ns = "history";
+    namespace(&client, ns).await?;
+    let kubelet = auto_ready(&client, ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let name = "nginx-deployment-example";
+    let mut d: Deployment = fixture("nginx-deployment.yaml");
+    if let Some(spec) = d.spec.as_mut() {
+        spec.replicas = Some(1);
+        spec.min_ready_seconds = Some(1);
+        spec.revision_history_limit = Some(1);
+    }
+    deployments.create(&PostParams::default(), &d).await?;
+    // Ready is not yet available: the status shows 1 ready, 0 available first.
+    wait_for("ready but not available", || async {
+        let s = deployments.get(name).await?.status.unwrap_or_default();
+        Ok((s.ready_replicas == Some(1) && s.available_replicas.is_none()).then_some(()))
+    })
+    .await?;
+    wait_for("available after minReadySeconds", || async {
+        Ok(rolled_out(&deployments.get(name).await?).then_some(()))
+    })
+    .await?;
+    // Three more templates; only the newest old ReplicaSet is kept.
+    for (i, image) in ["nginx:1.16", "nginx:1.15", "nginx:1.14"].iter().enumerate() {
+        set_image(&deployments, name, "nginx", image).await?;
+        let revision = (i + 2).to_string();
+        wait_for("rollout", || async {
+            let d = deployments.get(name).await?;
+            Ok((rolled_out(&d) && annotation(&d.metadata, REVISION) == Some(revision.clone())).then_some(()))
+        })
+        .await?;
+    }
+    wait_for("old replica sets cleaned up", || async {
+        let rss = replica_sets(&client, ns).await?;
+        let mut revisions: Vec<String> = rss.iter().filter_map(|r| annotation(&r.metadata, REVISION)).collect();
+        revisions.sort();
+        Ok((revisions == ["3", "4"]).then_some(()))
+    })
+    .await?;
+    kubelet.abort();
     server.shutdown().await;
     Ok(())
 }

@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
@@ -246,12 +246,18 @@ async fn replication_controllers_run_through_the_same_controller() -> anyhow::Re
     .await?;
     for p in &pods {
         let r = &p.metadata.owner_references.clone().unwrap_or_default()[0];
-        assert_eq!((r.api_version.as_str(), r.kind.as_str()), ("v1", "ReplicationController"));
+        assert_eq!(
+            (r.api_version.as_str(), r.kind.as_str()),
+            ("v1", "ReplicationController")
+        );
         mark_ready(&client, ns, p.metadata.name.as_deref().unwrap_or("")).await?;
     }
     wait_for("rc status", || async {
         let s = rcs.get("web").await?.status.unwrap_or_default();
-        Ok((s.replicas == 2 && s.ready_replicas == Some(2) && s.available_replicas == Some(2)).then_some(()))
+        Ok(
+            (s.replicas == 2 && s.ready_replicas == Some(2) && s.available_replicas == Some(2))
+                .then_some(()),
+        )
     })
     .await?;
     server.shutdown().await;

@@ -20,6 +20,7 @@ mod list_types;
 mod operations;
 mod schemas;
 mod v2;
+mod v2_protobuf;
 mod v3;
 
 use serde_json::Value;
@@ -27,6 +28,7 @@ use sha2::{Digest, Sha512};
 
 pub use crd::{crd_schema_document, merge_documents, CustomResourceSchema};
 pub use v2::v2_document;
+pub use v2_protobuf::v2_protobuf;
 pub use v3::{v3_document, v3_document_for_path, v3_index, v3_index_from_hashes, v3_index_paths};
 
 /// The bytes a document is served as (compact JSON); [`document_hash`] hashes exactly these.

@@ -17,12 +17,18 @@ pub(crate) const WATCH_EVENT: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Watch
 pub(crate) const API_RESOURCE_LIST: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList";
 
 fn is_builtin(group: &str) -> bool {
-    apis::resources::BUILTIN_GROUPS.iter().any(|(g, _)| *g == group)
+    apis::resources::BUILTIN_GROUPS
+        .iter()
+        .any(|(g, _)| *g == group)
 }
 
 /// Content types of a PATCH body (strategic merge only for built-in kinds).
 pub(crate) fn patch_types(strategic: bool) -> Vec<&'static str> {
-    PATCH_TYPES.iter().copied().filter(|t| strategic || !t.starts_with("application/strategic")).collect()
+    PATCH_TYPES
+        .iter()
+        .copied()
+        .filter(|t| strategic || !t.starts_with("application/strategic"))
+        .collect()
 }
 
 /// Content types of a PATCH body.

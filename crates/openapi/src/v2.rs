@@ -1,5 +1,6 @@
 //! The Swagger 2.0 document at `/openapi/v2`: every served group version in one
-//! document with `#/definitions/…` references, for older clients (JSON only).
+//! document with `#/definitions/…` references, for older clients (also served as
+//! protobuf, see [`crate::v2_protobuf`]).
 
 use std::sync::Arc;
 

@@ -29,7 +29,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -122,7 +122,9 @@ pub struct Cacher {
     prefix: String,
     attrs: AttrsFn,
     state: RwLock<State>,
-    tx: broadcast::Sender<Arc<CacheEvent>>,
+    /// Created on the first watch: a channel preallocates all its slots, which for
+    /// every resource at once would be most of an idle server's heap.
+    tx: OnceLock<broadcast::Sender<Arc<CacheEvent>>>,
 }
 
 /// Where a watch starts.
@@ -150,7 +152,7 @@ impl Cacher {
                 objects.insert(kv.key.clone(), Arc::new(obj));
             }
         }
-        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let tx = OnceLock::new();
         Cacher { prefix, attrs, state: RwLock::new(State { objects, history: VecDeque::new(), oldest: revision }), tx }
     }
 
@@ -185,7 +187,7 @@ impl Cacher {
     /// Subscribes a watcher; `hub_revision` is the revision the hub has applied.
     pub fn watch(&self, sub_prefix: &str, start: WatchStart, hub_revision: i64) -> Result<WatchSubscription> {
         let state = self.state.read();
-        let live = self.tx.subscribe();
+        let live = self.tx.get_or_init(|| broadcast::channel(BROADCAST_CAPACITY).0).subscribe();
         match start {
             WatchStart::InitialEvents => {
                 let initial = state
@@ -246,8 +248,10 @@ impl Cacher {
                 state.oldest = e.revision;
             }
         }
-        // No receivers is fine.
-        let _ = self.tx.send(cache_event);
+        // No channel yet or no receivers is fine: nobody is watching.
+        if let Some(tx) = self.tx.get() {
+            let _ = tx.send(cache_event);
+        }
     }
 }
 

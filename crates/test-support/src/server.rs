@@ -96,6 +96,7 @@ impl TestServer {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
         }
+        eprintln!("DBG shut down");
         let deadline = Instant::now() + REBIND_DEADLINE;
         let running = loop {
             match server::start(self.config.clone()).await {
@@ -162,10 +163,12 @@ mod tests {
     #[tokio::test]
     async fn starts_serves_and_restarts_on_the_same_port() {
         let mut server = TestServer::start().await.expect("start");
+        eprintln!("DBG started");
         let before = server.address();
         assert_eq!(before.ip(), IpAddr::from([127, 0, 0, 1]));
         assert_ne!(before.port(), 0);
         server.restart().await.expect("restart");
+        eprintln!("DBG restarted");
         assert_eq!(server.address(), before);
         server
             .client()

@@ -668,10 +668,14 @@ mod tests {
             "spec": {"containers": [{"name": "c", "image": "i", "resources": {}, "args": []}]}
         }))
         .expect("template");
-        let plain: PodTemplateSpec =
-            serde_json::from_value(serde_json::json!({"spec": {"containers": [{"name": "c", "image": "i"}]}})).expect("template");
-        let other: PodTemplateSpec =
-            serde_json::from_value(serde_json::json!({"spec": {"containers": [{"name": "c", "image": "j"}]}})).expect("template");
+        let plain: PodTemplateSpec = serde_json::from_value(
+            serde_json::json!({"spec": {"containers": [{"name": "c", "image": "i"}]}}),
+        )
+        .expect("template");
+        let other: PodTemplateSpec = serde_json::from_value(
+            serde_json::json!({"spec": {"containers": [{"name": "c", "image": "j"}]}}),
+        )
+        .expect("template");
         assert!(equal_ignore_hash(&with_empty, &plain));
         assert!(!equal_ignore_hash(&other, &plain));
     }

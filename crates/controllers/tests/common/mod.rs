@@ -88,7 +88,8 @@ pub async fn mark_ready(client: &Client, ns: &str, name: &str) -> anyhow::Result
         "phase": "Running",
         "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
     }});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+    // Strategic: conditions merge by type, so a scheduler's PodScheduled stays.
+    api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
         .await
         .with_context(|| format!("marking pod {name} ready"))?;
     Ok(())
