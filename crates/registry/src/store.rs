@@ -462,7 +462,9 @@ impl Store {
             }
             self.carry_system_metadata(&mut new, &old)?;
             self.strategy.default(&mut new);
-            let mut errors = self.strategy.validate_update(&new, &old);
+            // System updates (binding, finalize) set fields clients may not change.
+            let mut errors =
+                if mode == UpdateMode::Internal { Vec::new() } else { self.strategy.validate_update(&new, &old) };
             if errors.is_empty() && mode == UpdateMode::Main {
                 errors = self.strategy.validate(&new);
             }

@@ -240,7 +240,7 @@ fn load_shape(opts: &Options) -> Value {
 async fn rss_idle(opts: &Options) -> anyhow::Result<Vec<Value>> {
     let server = ServerProcess::start(&opts.launch)?;
     let rss = server.settled_rss_mib(Duration::from_secs(10)).await?;
-    let extra = json!({"vm_hwm_mib": server.hwm_mib()?});
+    let extra = server.memory_detail()?;
     Ok(vec![line("rss_idle", rss, "MiB", Some(Target::Below(40.0)), extra)])
 }
 
@@ -513,9 +513,15 @@ async fn list_pods(opts: &Options) -> anyhow::Result<Vec<Value>> {
     Ok(vec![line("list_10k_pods", median(&times).unwrap_or(0.0), "ms", Some(Target::Below(200.0)), extra)])
 }
 
+/// Overrides the 100,000 of `rss_100k_configmaps` (for profiling under valgrind).
+const RSS_OBJECTS_ENV: &str = "RKUBE_BENCH_RSS_OBJECTS";
+
 async fn rss_configmaps(opts: &Options) -> anyhow::Result<Vec<Value>> {
-    const COUNT: u64 = 100_000;
     const NAMESPACE: &str = "rss-bench";
+    let count: u64 = match std::env::var(RSS_OBJECTS_ENV) {
+        Ok(n) => n.parse().with_context(|| format!("{RSS_OBJECTS_ENV}={n}"))?,
+        Err(_) => 100_000,
+    };
     let server = ServerProcess::start(&opts.launch)?;
     create_namespace(&server.endpoint, NAMESPACE).await?;
     let clients = opts.clients.max(64);
@@ -525,21 +531,20 @@ async fn rss_configmaps(opts: &Options) -> anyhow::Result<Vec<Value>> {
         (format!("/api/v1/namespaces/{NAMESPACE}/configmaps"), configmap_body(&format!("cm-{seq:06}"), &payload))
     });
     let cpu = CpuMeter::start(&server)?;
-    let created = closed_loop(conns, Until::Count(COUNT), make).await?;
-    if created.ok != COUNT {
-        bail!("created {} of {COUNT} ConfigMaps: {}", created.ok, created.first_error.unwrap_or_default());
+    let created = closed_loop(conns, Until::Count(count), make).await?;
+    if created.ok != count {
+        bail!("created {} of {count} ConfigMaps: {}", created.ok, created.first_error.unwrap_or_default());
     }
     let cpu = cpu.read()?;
     let rss = server.settled_rss_mib(Duration::from_secs(10)).await?;
     let extra = merge(
         json!({
-            "configmaps": COUNT,
+            "configmaps": count,
             "clients": clients,
-            "create_rate": created.rate(Until::Count(COUNT)),
+            "create_rate": created.rate(Until::Count(count)),
             "create_seconds": created.elapsed.as_secs_f64(),
-            "vm_hwm_mib": server.hwm_mib()?,
         }),
-        cpu,
+        merge(server.memory_detail()?, cpu),
     );
     Ok(vec![line("rss_100k_configmaps", rss, "MiB", Some(Target::Below(400.0)), extra)])
 }

@@ -17,8 +17,10 @@ use crate::client::Endpoint;
 
 /// The line both `rkube server` and `rkube-bench __server` print once they serve.
 const READY_PREFIX: &str = "Wrote kubeconfig";
-/// How long a server gets to start.
-const START_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a server gets to start (generous: it may run under a profiler).
+const START_DEADLINE: Duration = Duration::from_secs(120);
+/// Environment variable with a command prefix for the server (a profiler).
+pub const WRAPPER_ENV: &str = "RKUBE_BENCH_SERVER_WRAPPER";
 /// Linux reports CPU times in `/proc` in USER_HZ units, which is 100 on every
 /// architecture we run on (it is part of the kernel ABI, not the configured HZ).
 const USER_HZ: f64 = 100.0;
@@ -43,9 +45,20 @@ impl ServerProcess {
     pub fn start(launch: &Launch) -> anyhow::Result<ServerProcess> {
         let dir = tempfile::Builder::new().prefix("rkube-bench-").tempdir().context("creating data dir")?;
         let kubeconfig = dir.path().join("kubeconfig.yaml");
+        // A profiler prefix, e.g. `valgrind --tool=massif --massif-out-file=/tmp/m.out`.
+        let wrapper: Vec<String> =
+            std::env::var(WRAPPER_ENV).map(|w| w.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+        let command = |program: &Path| match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
         let mut cmd = match &launch.server_bin {
             Some(bin) => {
-                let mut c = Command::new(bin);
+                let mut c = command(bin);
                 c.arg("server")
                     .arg("--bind-address=127.0.0.1")
                     .arg("--https-listen-port=0")
@@ -59,7 +72,7 @@ impl ServerProcess {
             }
             None => {
                 let me = std::env::current_exe().context("locating this binary")?;
-                let mut c = Command::new(me);
+                let mut c = command(&me);
                 c.arg("__server").arg(dir.path());
                 if let Some(ep) = &launch.datastore_endpoint {
                     c.arg(ep);
@@ -118,9 +131,15 @@ impl ServerProcess {
         status_kib(self.pid(), "VmRSS").map(kib_to_mib)
     }
 
-    /// Peak resident set size in MiB.
-    pub fn hwm_mib(&self) -> anyhow::Result<f64> {
-        status_kib(self.pid(), "VmHWM").map(kib_to_mib)
+    /// `{"vm_hwm_mib", "rss_anon_mib", "rss_file_mib"}`: peak RSS, and RSS split into heap
+    /// and stacks versus mapped files (mostly the binary's code).
+    pub fn memory_detail(&self) -> anyhow::Result<serde_json::Value> {
+        let pid = self.pid();
+        Ok(serde_json::json!({
+            "vm_hwm_mib": kib_to_mib(status_kib(pid, "VmHWM")?),
+            "rss_anon_mib": kib_to_mib(status_kib(pid, "RssAnon")?),
+            "rss_file_mib": kib_to_mib(status_kib(pid, "RssFile")?),
+        }))
     }
 
     /// User + system CPU seconds used so far.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use scheduler::{Scheduler, SchedulerConfig};
 use serde_json::json;
 use test_support::server::TestServer;
@@ -37,6 +37,9 @@ async fn ten_thousand_pods_onto_five_thousand_nodes_through_the_api() -> anyhow:
                         "conditions": [{"type": "Ready", "status": "True"}]},
                 }))?;
                 nodes.create(&PostParams::default(), &node).await?;
+                // Status is not taken on create; set it as a kubelet would.
+                let status = json!({"status": node.status});
+                nodes.patch_status(&format!("vn-{i}"), &PatchParams::default(), &Patch::Merge(status)).await?;
                 anyhow::Ok(())
             }
         })

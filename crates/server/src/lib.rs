@@ -51,6 +51,9 @@ impl ServerConfig {
     }
 }
 
+/// How long [`RunningServer::shutdown`] waits for components to stop.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A started server.
 pub struct RunningServer {
     pub address: SocketAddr,
@@ -62,11 +65,16 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Stops every component and waits for them.
+    /// Stops every component and waits for them, at most [`SHUTDOWN_GRACE`]: a
+    /// component stuck on cancellation must not keep the process (or a test) alive.
     pub async fn shutdown(self) {
         self.cancel.cancel();
-        for t in self.tasks {
-            let _ = t.await;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for (i, mut t) in self.tasks.into_iter().enumerate() {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                tracing::warn!(task = i, "component did not stop within the shutdown grace period; aborting it");
+                t.abort();
+            }
         }
     }
 

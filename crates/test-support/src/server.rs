@@ -96,7 +96,6 @@ impl TestServer {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
         }
-        eprintln!("DBG shut down");
         let deadline = Instant::now() + REBIND_DEADLINE;
         let running = loop {
             match server::start(self.config.clone()).await {
@@ -160,15 +159,13 @@ pub async fn ready_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn starts_serves_and_restarts_on_the_same_port() {
         let mut server = TestServer::start().await.expect("start");
-        eprintln!("DBG started");
         let before = server.address();
         assert_eq!(before.ip(), IpAddr::from([127, 0, 0, 1]));
         assert_ne!(before.port(), 0);
         server.restart().await.expect("restart");
-        eprintln!("DBG restarted");
         assert_eq!(server.address(), before);
         server
             .client()

@@ -65,12 +65,13 @@ pub fn select_victims_on_node(
     node: &NodeInfo,
 ) -> Result<Vec<Arc<PodInfo>>, Status> {
     let fw = ctx.framework;
-    let mut node = node.clone();
-    let mut state = state.clone();
     let mut potential: Vec<Arc<PodInfo>> = node.pods.iter().filter(|p| p.priority < pod.priority).cloned().collect();
     if potential.is_empty() {
         return Err(Status::unresolvable("No preemption victims found for incoming pod"));
     }
+    // Dry runs work on copies; the snapshot stays as it is.
+    let mut node = node.clone();
+    let mut state = state.clone();
     for p in &potential {
         node.remove_pod(&p.uid);
         let s = fw.run_pre_filter_extension_remove_pod(&mut state, pod, p, &node, ctx.snapshot);
