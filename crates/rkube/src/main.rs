@@ -40,12 +40,62 @@ struct SchedulerArgs {
     /// Leader election lease name (in kube-system).
     #[arg(long, default_value = "kube-scheduler")]
     leader_elect_resource_name: String,
+    #[command(flatten)]
+    leader_election: LeaderElectionArgs,
+}
+
+/// Leader election timing, with kube-controller-manager's flag names and defaults.
+#[derive(clap::Args)]
+struct LeaderElectionArgs {
+    /// How long a standby waits after the last renewal before taking over (e.g. `15s`).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: std::time::Duration,
+    /// How long the leader keeps trying to renew before it steps down.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: std::time::Duration,
+    /// Time between attempts to acquire or renew.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: std::time::Duration,
+}
+
+impl LeaderElectionArgs {
+    fn config(&self, name: &str, identity: &str) -> leaderelection::LeaderElectionConfig {
+        let mut config = leaderelection::LeaderElectionConfig::new("kube-system", name, identity);
+        config.lease_duration = self.leader_elect_lease_duration;
+        config.renew_deadline = self.leader_elect_renew_deadline;
+        config.retry_period = self.leader_elect_retry_period;
+        config
+    }
+}
+
+/// Go-style durations as upstream flags take them: `500ms`, `15s`, `2m`, `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
+    };
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 #[derive(clap::Args)]
 struct ServerArgs {
     /// Folder for state, certificates and the embedded datastore.
-    #[arg(long, short = 'd', default_value = "/var/lib/rkube", env = "RKUBE_DATA_DIR")]
+    #[arg(
+        long,
+        short = 'd',
+        default_value = "/var/lib/rkube",
+        env = "RKUBE_DATA_DIR"
+    )]
     data_dir: PathBuf,
     /// Address the API server listens on.
     #[arg(long, default_value = "0.0.0.0")]
@@ -54,7 +104,12 @@ struct ServerArgs {
     #[arg(long, default_value_t = 6443)]
     https_listen_port: u16,
     /// Where to write the admin kubeconfig.
-    #[arg(long, short = 'o', default_value = "/etc/rkube/rkube.yaml", env = "RKUBE_KUBECONFIG_OUTPUT")]
+    #[arg(
+        long,
+        short = 'o',
+        default_value = "/etc/rkube/rkube.yaml",
+        env = "RKUBE_KUBECONFIG_OUTPUT"
+    )]
     write_kubeconfig: PathBuf,
     /// File mode of the kubeconfig (octal).
     #[arg(long, default_value = "0600")]
@@ -80,6 +135,9 @@ struct ServerArgs {
     /// Run without the in-process controller manager.
     #[arg(long)]
     disable_controller_manager: bool,
+    /// Run without the in-process scheduler.
+    #[arg(long)]
+    disable_scheduler: bool,
 }
 
 #[derive(clap::Args)]
@@ -90,6 +148,8 @@ struct ControllerManagerArgs {
     /// Leader election lease name (in kube-system).
     #[arg(long, default_value = "kube-controller-manager")]
     leader_elect_resource_name: String,
+    #[command(flatten)]
+    leader_election: LeaderElectionArgs,
 }
 
 #[derive(clap::Args)]
@@ -136,13 +196,17 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("RKUBE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     match cli.command {
         Command::Server(args) => runtime.block_on(run_server(args)),
         Command::ControllerManager(args) => runtime.block_on(run_controller_manager(args)),
@@ -153,7 +217,12 @@ fn main() -> anyhow::Result<()> {
 
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let mode = u32::from_str_radix(args.write_kubeconfig_mode.trim_start_matches("0o"), 8)
-        .with_context(|| format!("invalid --write-kubeconfig-mode {}", args.write_kubeconfig_mode))?;
+        .with_context(|| {
+            format!(
+                "invalid --write-kubeconfig-mode {}",
+                args.write_kubeconfig_mode
+            )
+        })?;
     let config = server::ServerConfig {
         data_dir: args.data_dir,
         bind_address: args.bind_address,
@@ -167,6 +236,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         tls_san: args.tls_san,
         disable_agent: args.disable_agent,
         disable_controller_manager: args.disable_controller_manager,
+        disable_scheduler: args.disable_scheduler,
     };
     let running = server::start(config).await?;
     tracing::info!(address = %running.address, kubeconfig = %running.kubeconfig.display(), "rkube server ready");
@@ -190,7 +260,8 @@ async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<(
     let cancel = tokio_util::sync::CancellationToken::new();
     let elector = leaderelection::LeaderElector::new(
         client.clone(),
-        leaderelection::LeaderElectionConfig::new("kube-system", &args.leader_elect_resource_name, &identity),
+        args.leader_election
+            .config(&args.leader_elect_resource_name, &identity),
     );
     tracing::info!(%identity, "controller-manager started; campaigning for leadership");
     let task = tokio::spawn(elector.run(cancel.clone(), move |token| {
@@ -209,7 +280,8 @@ async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     let cancel = tokio_util::sync::CancellationToken::new();
     let elector = leaderelection::LeaderElector::new(
         client.clone(),
-        leaderelection::LeaderElectionConfig::new("kube-system", &args.leader_elect_resource_name, &identity),
+        args.leader_election
+            .config(&args.leader_elect_resource_name, &identity),
     );
     let config = scheduler::SchedulerConfig {
         scheduler_name: args.scheduler_name,

@@ -4,18 +4,26 @@
 use registry::{Registry, RegistryError, WriteOptions};
 use serde_json::json;
 
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 pub async fn ensure_system_objects(registry: &Registry) -> Result<(), RegistryError> {
-    let ns = registry.lookup("", "v1", "namespaces").ok_or_else(|| RegistryError::internal("namespaces not served"))?;
+    let ns = registry
+        .lookup("", "v1", "namespaces")
+        .ok_or_else(|| RegistryError::internal("namespaces not served"))?;
     for name in SYSTEM_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match registry.create(&ns, "", obj, &WriteOptions::default()).await {
+        match registry
+            .create(&ns, "", obj, &WriteOptions::default())
+            .await
+        {
             Ok(_) | Err(RegistryError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    let svc = registry.lookup("", "v1", "services").ok_or_else(|| RegistryError::internal("services not served"))?;
+    let svc = registry
+        .lookup("", "v1", "services")
+        .ok_or_else(|| RegistryError::internal("services not served"))?;
     if svc.store.get("default", "kubernetes").await.is_ok() {
         return Ok(());
     }
@@ -31,7 +39,10 @@ pub async fn ensure_system_objects(registry: &Registry) -> Result<(), RegistryEr
             "sessionAffinity": "None",
         }
     });
-    match registry.create(&svc, "default", kubernetes, &WriteOptions::default()).await {
+    match registry
+        .create(&svc, "default", kubernetes, &WriteOptions::default())
+        .await
+    {
         Ok(_) | Err(RegistryError::AlreadyExists { .. }) => {}
         Err(e) => return Err(e),
     }

@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub disable_agent: bool,
     /// Run without the in-process controller manager (`rkube controller-manager` elsewhere).
     pub disable_controller_manager: bool,
+    /// Run without the in-process scheduler (`rkube scheduler` elsewhere).
+    pub disable_scheduler: bool,
 }
 
 impl ServerConfig {
@@ -47,6 +49,7 @@ impl ServerConfig {
             tls_san: Vec::new(),
             disable_agent: true,
             disable_controller_manager: false,
+            disable_scheduler: false,
         }
     }
 }
@@ -72,7 +75,10 @@ impl RunningServer {
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         for (i, mut t) in self.tasks.into_iter().enumerate() {
             if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
-                tracing::warn!(task = i, "component did not stop within the shutdown grace period; aborting it");
+                tracing::warn!(
+                    task = i,
+                    "component did not stop within the shutdown grace period; aborting it"
+                );
                 t.abort();
             }
         }
@@ -83,7 +89,10 @@ impl RunningServer {
     }
 }
 
-async fn open_storage(config: &ServerConfig, cancel: &CancellationToken) -> anyhow::Result<Arc<dyn Storage>> {
+async fn open_storage(
+    config: &ServerConfig,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Arc<dyn Storage>> {
     match &config.datastore_endpoint {
         Some(ep) => {
             let endpoints: Vec<String> = ep
@@ -101,7 +110,10 @@ async fn open_storage(config: &ServerConfig, cancel: &CancellationToken) -> anyh
             let dir = config.data_dir.join("server").join("db");
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let path = dir.join("state.db");
-            let db = Arc::new(storage::sqlite::SqliteStorage::open(&path).with_context(|| format!("opening {}", path.display()))?);
+            let db = Arc::new(
+                storage::sqlite::SqliteStorage::open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?,
+            );
             db.start_compactor(std::time::Duration::from_secs(300), 1000, cancel.clone());
             tracing::info!(path = %path.display(), "using embedded SQLite datastore");
             Ok(db)
@@ -113,7 +125,9 @@ async fn open_storage(config: &ServerConfig, cancel: &CancellationToken) -> anyh
 /// other client, so each can also run as its own process).
 async fn loopback_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -141,35 +155,62 @@ fn host_ips() -> Vec<IpAddr> {
 /// Starts the control plane and returns once it serves requests.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let cancel = CancellationToken::new();
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let storage = open_storage(&config, &cancel).await?;
     let registry = Registry::new(
         storage,
-        RegistryConfig { service_cidr: config.service_cidr, node_port_range: (30000, 32767) },
+        RegistryConfig {
+            service_cidr: config.service_cidr,
+            node_port_range: (30000, 32767),
+        },
         cancel.clone(),
     )
     .await
     .context("loading the registry")?;
-    bootstrap::ensure_system_objects(&registry).await.context("creating system objects")?;
+    bootstrap::ensure_system_objects(&registry)
+        .await
+        .context("creating system objects")?;
 
-    let hostname = hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
+    let hostname = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
     let ips = host_ips();
     let first_service_ip = IpAddr::V4(registry.service_ips.nth(1));
     let sans = pki::default_sans(&hostname, &ips, first_service_ip, &config.tls_san);
     let tls_dir = config.data_dir.join("server").join("tls");
-    let pki = pki::ClusterPki::load_or_create(&tls_dir, &sans).context("preparing TLS certificates")?;
-    let tls = apiserver::tls::server_config(&pki.serving_cert_pem, &pki.serving_key_pem, &pki.ca_cert_pem)?;
+    let pki =
+        pki::ClusterPki::load_or_create(&tls_dir, &sans).context("preparing TLS certificates")?;
+    let tls = apiserver::tls::server_config(
+        &pki.serving_cert_pem,
+        &pki.serving_key_pem,
+        &pki.ca_cert_pem,
+    )?;
     let tokens = match &config.token_auth_file {
-        Some(p) => Some(pki::TokenFile::load(p).with_context(|| format!("reading token file {}", p.display()))?),
+        Some(p) => Some(
+            pki::TokenFile::load(p)
+                .with_context(|| format!("reading token file {}", p.display()))?,
+        ),
         None => None,
     };
 
-    let listener = TcpListener::bind(SocketAddr::new(config.bind_address, config.https_listen_port))
-        .await
-        .with_context(|| format!("binding {}:{}", config.bind_address, config.https_listen_port))?;
+    let listener = TcpListener::bind(SocketAddr::new(
+        config.bind_address,
+        config.https_listen_port,
+    ))
+    .await
+    .with_context(|| {
+        format!(
+            "binding {}:{}",
+            config.bind_address, config.https_listen_port
+        )
+    })?;
     let address = listener.local_addr()?;
     let advertise = match ips.first() {
-        Some(ip) if config.bind_address.is_unspecified() => SocketAddr::new(*ip, address.port()).to_string(),
+        Some(ip) if config.bind_address.is_unspecified() => {
+            SocketAddr::new(*ip, address.port()).to_string()
+        }
         _ => address.to_string(),
     };
     let api = apiserver::ApiServer::new(apiserver::Config {
@@ -179,7 +220,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         advertise_address: advertise,
     });
     api.health.register("etcd", true);
-    api.health.register("poststarthook/bootstrap-controller", true);
+    api.health
+        .register("poststarthook/bootstrap-controller", true);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(api.clone().serve(listener, cancel.clone())));
 
@@ -201,7 +243,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     .with_context(|| format!("writing kubeconfig {}", config.write_kubeconfig.display()))?;
     tracing::info!(kubeconfig = %config.write_kubeconfig.display(), "wrote kubeconfig");
 
-    let client = loopback_client(&config.write_kubeconfig).await.context("building the loopback client")?;
+    let client = loopback_client(&config.write_kubeconfig)
+        .await
+        .context("building the loopback client")?;
     if !config.disable_controller_manager {
         let elector = leaderelection::LeaderElector::new(
             client.clone(),
@@ -219,16 +263,25 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         api.components.write().controller_manager = true;
     }
     // The scheduler, under its own Lease as upstream's kube-scheduler.
-    let elector = leaderelection::LeaderElector::new(
-        client.clone(),
-        leaderelection::LeaderElectionConfig::new("kube-system", "kube-scheduler", &leaderelection::default_identity()),
-    );
-    let scheduler_client = client.clone();
-    tasks.push(tokio::spawn(elector.run(cancel.clone(), move |token| {
-        let scheduler = scheduler::Scheduler::new(scheduler_client.clone(), scheduler::SchedulerConfig::default());
-        async move { scheduler.run(token).await }
-    })));
-    api.components.write().scheduler = true;
+    if !config.disable_scheduler {
+        let elector = leaderelection::LeaderElector::new(
+            client.clone(),
+            leaderelection::LeaderElectionConfig::new(
+                "kube-system",
+                "kube-scheduler",
+                &leaderelection::default_identity(),
+            ),
+        );
+        let scheduler_client = client.clone();
+        tasks.push(tokio::spawn(elector.run(cancel.clone(), move |token| {
+            let scheduler = scheduler::Scheduler::new(
+                scheduler_client.clone(),
+                scheduler::SchedulerConfig::default(),
+            );
+            async move { scheduler.run(token).await }
+        })));
+        api.components.write().scheduler = true;
+    }
     Ok(RunningServer {
         address: local,
         kubeconfig: config.write_kubeconfig.clone(),

@@ -323,6 +323,75 @@ impl Rkube {
     }
 }
 
+impl Rkube {
+    /// Starts another rkube component (`virtual-nodes`, `controller-manager`, `scheduler`)
+    /// against this server, with `--kubeconfig` appended; its output goes to
+    /// `<dir>/<log_name>.log`. Stopped by PID on drop.
+    pub fn spawn_component(&self, log_name: &str, args: &[&str]) -> Component {
+        let log_path = self.dir.path().join(format!("{log_name}.log"));
+        let log = std::fs::File::create(&log_path).expect("component log");
+        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .env("RKUBE_LOG", "info")
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn rkube component");
+        Component {
+            child: Some(child),
+            log_path,
+        }
+    }
+}
+
+/// A background rkube process other than the server (see [`Rkube::spawn_component`]).
+pub struct Component {
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl Component {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("running")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within 15 s.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe_kill(child.id(), libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
