@@ -148,7 +148,8 @@ impl ApiServer {
             || path.starts_with("/healthz/")
             || path.starts_with("/livez/")
             || path.starts_with("/readyz/");
-        let user = self.authenticator.authenticate(req.headers(), cert_user);
+        let credential = self.authenticator.authenticate(req.headers(), cert_user);
+        let user = authn::resolve(&self.registry, credential).await;
         let response = if user.is_none() && !public {
             // Consume the body so the HTTP/2 stream is not reset under the 401.
             let _ = handlers::read_body(req.into_body()).await;

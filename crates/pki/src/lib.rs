@@ -13,6 +13,7 @@ mod issue;
 mod join;
 mod kubeconfig;
 mod sans;
+mod service_account;
 
 pub use authn::{user_from_client_cert, TokenFile, UserInfo, AUTHENTICATED_GROUP};
 pub use cluster::{
@@ -23,4 +24,7 @@ pub use error::PkiError;
 pub use fsutil::write_atomic;
 pub use join::{ca_cert_hash, generate_token};
 pub use kubeconfig::{write_kubeconfig, Kubeconfig};
+pub use service_account::{
+    BoundRef, Claims, KubernetesClaims, ServiceAccountKey, TokenError, ISSUER, SERVICE_ACCOUNT_KEY_FILE,
+};
 pub use sans::{default_sans, ServingSans, KUBERNETES_SERVICE_NAMES};

@@ -187,6 +187,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         &pki.serving_key_pem,
         &pki.ca_cert_pem,
     )?;
+    let service_accounts = std::sync::Arc::new(
+        pki::ServiceAccountKey::load_or_create(&tls_dir).context("preparing the service-account key")?,
+    );
     let tokens = match &config.token_auth_file {
         Some(p) => Some(
             pki::TokenFile::load(p)
@@ -216,7 +219,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let api = apiserver::ApiServer::new(apiserver::Config {
         registry: registry.clone(),
         tls,
-        authenticator: apiserver::authn::Authenticator { tokens },
+        authenticator: apiserver::authn::Authenticator::new(tokens, Some(service_accounts)),
         advertise_address: advertise,
     });
     api.health.register("etcd", true);

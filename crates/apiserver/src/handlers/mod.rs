@@ -8,6 +8,7 @@ mod output;
 mod patch;
 mod read;
 mod subresources;
+mod token;
 mod watch;
 mod write;
 
@@ -111,6 +112,7 @@ pub async fn handle(
         ("binding", "create") => subresources::bind(&ctx, read_body(body).await?).await,
         ("eviction", "create") => subresources::evict(&ctx, read_body(body).await?).await,
         ("finalize", "update") => subresources::finalize(&ctx, read_body(body).await?).await,
+        ("token", "create") => token::create(&ctx, read_body(body).await?).await,
         _ => Err(ApiError::MethodNotSupported(format!(
             "the server does not allow this method on the requested resource"
         ))),

@@ -17,7 +17,8 @@ pub async fn create(ctx: &Ctx<'_>, body: bytes::Bytes) -> Result<Response<Body>,
         "selfsubjectreviews" => json!({"userInfo": {"username": user.name, "uid": user.uid, "groups": user.groups}}),
         "tokenreviews" => {
             let token = obj.pointer("/spec/token").and_then(Value::as_str).unwrap_or("");
-            match ctx.server.authenticator.tokens.as_ref().and_then(|t| t.authenticate(token)) {
+            let credential = ctx.server.authenticator.authenticate_token(token);
+            match crate::authn::resolve(&ctx.server.registry, credential).await {
                 Some(u) => json!({"authenticated": true, "user": {"username": u.name, "uid": u.uid, "groups": u.groups}}),
                 None => json!({"authenticated": false}),
             }
