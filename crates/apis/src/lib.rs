@@ -13,6 +13,8 @@ pub mod defaults;
 pub mod validation;
 pub mod decode;
 pub mod protobuf;
+pub mod quota;
+pub mod resource;
 pub mod schema;
 pub mod selectors;
 
