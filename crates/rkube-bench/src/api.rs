@@ -2,7 +2,6 @@
 //! LIST, and the server's memory. Every metric starts its own server child so the
 //! metrics do not disturb one another.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,9 +12,13 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Mutex};
 
-use crate::client::{connect_many, Conn, Endpoint, Proto};
-use crate::process::{machine_busy_seconds, own_cpu_seconds, Launch, ServerProcess};
+use crate::client::{connect_many, Proto};
+use crate::load::{closed_loop, create_namespace, merge, MakeRequest, Until};
+use crate::meter::CpuMeter;
+use crate::process::{Launch, ServerProcess};
 use crate::stats::{line, median, percentile, Target};
+
+const SUITE: &str = "api";
 
 /// Every metric of the suite, in the order `api` runs them.
 pub const METRICS: &[&str] = &[
@@ -55,59 +58,6 @@ pub async fn run(metric: &str, opts: &Options) -> anyhow::Result<Vec<Value>> {
     }
 }
 
-/// CPU seconds used by the client (this process) and the server over a run.
-/// Also the CPU the rest of the machine used meanwhile (`other_cpu_s`): other
-/// people's builds on the same two cores make a run meaningless, and this shows it.
-struct CpuMeter<'a> {
-    server: &'a ServerProcess,
-    client0: f64,
-    server0: f64,
-    machine0: f64,
-    started: Instant,
-}
-
-impl<'a> CpuMeter<'a> {
-    fn start(server: &'a ServerProcess) -> anyhow::Result<Self> {
-        Ok(CpuMeter {
-            server,
-            client0: own_cpu_seconds()?,
-            server0: server.cpu_seconds()?,
-            machine0: machine_busy_seconds()?,
-            started: Instant::now(),
-        })
-    }
-
-    /// `{"client_cpu_s":…, "server_cpu_s":…, "other_cpu_s":…, "wall_s":…}` since start.
-    fn read(&self) -> anyhow::Result<Value> {
-        let client = own_cpu_seconds()? - self.client0;
-        let server = self.server.cpu_seconds()? - self.server0;
-        let machine = machine_busy_seconds()? - self.machine0;
-        Ok(json!({
-            "client_cpu_s": client,
-            "server_cpu_s": server,
-            "other_cpu_s": (machine - client - server).max(0.0),
-            "wall_s": self.started.elapsed().as_secs_f64(),
-        }))
-    }
-}
-
-fn merge(mut a: Value, b: Value) -> Value {
-    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
-        a.extend(b);
-    }
-    a
-}
-
-async fn create_namespace(endpoint: &Endpoint, name: &str) -> anyhow::Result<()> {
-    let mut conn = endpoint.connect(Proto::H1).await?;
-    let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-    let reply = conn.post("/api/v1/namespaces", Bytes::from(body.to_string())).await?;
-    if reply.status != StatusCode::CREATED {
-        bail!("creating namespace {name}: {} {}", reply.status, String::from_utf8_lossy(&reply.body));
-    }
-    Ok(())
-}
-
 fn configmap_body(name: &str, data: &str) -> Bytes {
     Bytes::from(format!(
         r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}},"data":{{"payload":"{data}"}}}}"#
@@ -118,115 +68,6 @@ fn pod_body(name: &str) -> Bytes {
     Bytes::from(format!(
         r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"containers":[{{"name":"c","image":"registry.k8s.io/pause:3.10"}}]}}}}"#
     ))
-}
-
-/// When a closed-loop run stops.
-#[derive(Clone, Copy)]
-enum Until {
-    /// Run `warmup + measure`; count completions inside the measured window.
-    Window { warmup: Duration, measure: Duration },
-    /// Create exactly this many objects.
-    Count(u64),
-}
-
-struct LoadResult {
-    /// Successful creates counted (in the window, or all for `Count`).
-    ok: u64,
-    errors: u64,
-    first_error: Option<String>,
-    latencies_ms: Vec<f64>,
-    elapsed: Duration,
-}
-
-impl LoadResult {
-    fn rate(&self, until: Until) -> f64 {
-        match until {
-            Until::Window { measure, .. } => self.ok as f64 / measure.as_secs_f64(),
-            Until::Count(_) => self.ok as f64 / self.elapsed.as_secs_f64(),
-        }
-    }
-
-    fn extra(&self) -> Value {
-        let mut v = json!({
-            "errors": self.errors,
-            "latency_p50_ms": percentile(&self.latencies_ms, 0.5).unwrap_or(0.0),
-            "latency_p99_ms": percentile(&self.latencies_ms, 0.99).unwrap_or(0.0),
-        });
-        if let Some(e) = &self.first_error {
-            v["first_error"] = json!(e);
-        }
-        v
-    }
-}
-
-type MakeRequest = Arc<dyn Fn(u64) -> (String, Bytes) + Send + Sync>;
-
-/// Each connection handle creates objects back to back until `until`.
-async fn closed_loop(conns: Vec<Conn>, until: Until, make: MakeRequest) -> anyhow::Result<LoadResult> {
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let (window_start, end) = match until {
-        Until::Window { warmup, measure } => (started + warmup, Some(started + warmup + measure)),
-        Until::Count(_) => (started, None),
-    };
-    let mut tasks = Vec::new();
-    for mut conn in conns {
-        let next = next.clone();
-        let make = make.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut ok = 0u64;
-            let mut errors = 0u64;
-            let mut first_error = None;
-            let mut latencies = Vec::new();
-            loop {
-                let seq = next.fetch_add(1, Ordering::Relaxed);
-                match (until, end) {
-                    (Until::Count(n), _) if seq >= n => break,
-                    (_, Some(end)) if Instant::now() >= end => break,
-                    _ => {}
-                }
-                let (path, body) = make(seq);
-                let t0 = Instant::now();
-                let result = conn.post(&path, body).await;
-                let t1 = Instant::now();
-                let in_window = t1 >= window_start && end.is_none_or(|e| t1 <= e);
-                match result {
-                    Ok(r) if r.status == StatusCode::CREATED => {
-                        if in_window {
-                            ok += 1;
-                            latencies.push((t1 - t0).as_secs_f64() * 1e3);
-                        }
-                    }
-                    Ok(r) => {
-                        errors += 1;
-                        first_error.get_or_insert_with(|| format!("{} {}", r.status, String::from_utf8_lossy(&r.body)));
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        first_error.get_or_insert_with(|| format!("{e:#}"));
-                        // A broken connection stays broken; stop this client.
-                        break;
-                    }
-                }
-            }
-            (ok, errors, first_error, latencies)
-        }));
-    }
-    let mut result = LoadResult { ok: 0, errors: 0, first_error: None, latencies_ms: Vec::new(), elapsed: Duration::ZERO };
-    for t in tasks {
-        let (ok, errors, first_error, latencies) = t.await.context("load task panicked")?;
-        result.ok += ok;
-        result.errors += errors;
-        if result.first_error.is_none() {
-            result.first_error = first_error;
-        }
-        result.latencies_ms.extend(latencies);
-    }
-    result.elapsed = started.elapsed();
-    if result.ok == 0 {
-        bail!("no request succeeded: {}", result.first_error.unwrap_or_default());
-    }
-    Ok(result)
 }
 
 fn load_shape(opts: &Options) -> Value {
@@ -241,7 +82,7 @@ async fn rss_idle(opts: &Options) -> anyhow::Result<Vec<Value>> {
     let server = ServerProcess::start(&opts.launch)?;
     let rss = server.settled_rss_mib(Duration::from_secs(10)).await?;
     let extra = server.memory_detail()?;
-    Ok(vec![line("rss_idle", rss, "MiB", Some(Target::Below(40.0)), extra)])
+    Ok(vec![line(SUITE, "rss_idle", rss, "MiB", Some(Target::Below(40.0)), extra)])
 }
 
 async fn create_throughput(opts: &Options, etcd: bool) -> anyhow::Result<Vec<Value>> {
@@ -253,12 +94,12 @@ async fn create_throughput(opts: &Options, etcd: bool) -> anyhow::Result<Vec<Val
     let until = Until::Window { warmup: Duration::from_millis(500), measure: opts.duration };
     let make: MakeRequest =
         Arc::new(|seq| ("/api/v1/namespaces/default/configmaps".to_string(), configmap_body(&format!("tp-{seq}"), "v")));
-    let cpu = CpuMeter::start(&server)?;
+    let cpu = CpuMeter::start(&[("server", server.pid())])?;
     let result = closed_loop(conns, until, make).await?;
     let extra = merge(merge(merge(load_shape(opts), result.extra()), cpu.read()?), json!({"seconds": opts.duration.as_secs_f64()}));
     let (metric, target) =
         if etcd { ("create_throughput_etcd", Target::AtLeast(2000.0)) } else { ("create_throughput", Target::AtLeast(5000.0)) };
-    Ok(vec![line(metric, result.rate(until), "ops/s", Some(target), extra)])
+    Ok(vec![line(SUITE, metric, result.rate(until), "ops/s", Some(target), extra)])
 }
 
 /// Creates at a fixed rate (open loop) and reports latency from each create's
@@ -272,7 +113,7 @@ async fn create_latency(opts: &Options) -> anyhow::Result<Vec<Value>> {
     let period = Duration::from_nanos(1_000_000_000 / RATE);
     let (tx, rx) = mpsc::channel::<(u64, Instant)>(total as usize);
     let rx = Arc::new(Mutex::new(rx));
-    let cpu = CpuMeter::start(&server)?;
+    let cpu = CpuMeter::start(&[("server", server.pid())])?;
     let mut workers = Vec::new();
     for mut conn in conns {
         let rx = rx.clone();
@@ -348,7 +189,7 @@ async fn create_latency(opts: &Options) -> anyhow::Result<Vec<Value>> {
         extra["first_error"] = json!(e);
     }
     let p99 = percentile(&from_schedule, 0.99).unwrap_or(0.0);
-    Ok(vec![line("create_latency_p99", p99, "ms", Some(Target::Below(20.0)), extra)])
+    Ok(vec![line(SUITE, "create_latency_p99", p99, "ms", Some(Target::Below(20.0)), extra)])
 }
 
 /// The `w-<n>` index in a watch event line, if it is one of ours.
@@ -404,7 +245,7 @@ async fn watch_delivery(opts: &Options) -> anyhow::Result<Vec<Value>> {
         }));
     }
 
-    let cpu = CpuMeter::start(&server)?;
+    let cpu = CpuMeter::start(&[("server", server.pid())])?;
     let mut writer = server.endpoint.connect(Proto::H1).await?;
     let mut sent = Vec::with_capacity(WRITES as usize);
     let mut acked = Vec::with_capacity(WRITES as usize);
@@ -463,8 +304,8 @@ async fn watch_delivery(opts: &Options) -> anyhow::Result<Vec<Value>> {
         "from": "write sent",
     });
     Ok(vec![
-        line("watch_delivery_p99", percentile(&from_ack, 0.99).unwrap_or(0.0), "ms", Some(Target::Below(10.0)), extra),
-        line("watch_delivery_p99_from_send", percentile(&from_send, 0.99).unwrap_or(0.0), "ms", None, extra_send),
+        line(SUITE, "watch_delivery_p99", percentile(&from_ack, 0.99).unwrap_or(0.0), "ms", Some(Target::Below(10.0)), extra),
+        line(SUITE, "watch_delivery_p99_from_send", percentile(&from_send, 0.99).unwrap_or(0.0), "ms", None, extra_send),
     ])
 }
 
@@ -488,7 +329,7 @@ async fn list_pods(opts: &Options) -> anyhow::Result<Vec<Value>> {
     if first.status != StatusCode::OK || items as u64 != PODS {
         bail!("LIST answered {} with {items} pods", first.status);
     }
-    let cpu = CpuMeter::start(&server)?;
+    let cpu = CpuMeter::start(&[("server", server.pid())])?;
     let mut times = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
         let t0 = Instant::now();
@@ -510,7 +351,7 @@ async fn list_pods(opts: &Options) -> anyhow::Result<Vec<Value>> {
         }),
         cpu.read()?,
     );
-    Ok(vec![line("list_10k_pods", median(&times).unwrap_or(0.0), "ms", Some(Target::Below(200.0)), extra)])
+    Ok(vec![line(SUITE, "list_10k_pods", median(&times).unwrap_or(0.0), "ms", Some(Target::Below(200.0)), extra)])
 }
 
 /// Overrides the 100,000 of `rss_100k_configmaps` (for profiling under valgrind).
@@ -530,7 +371,7 @@ async fn rss_configmaps(opts: &Options) -> anyhow::Result<Vec<Value>> {
     let make: MakeRequest = Arc::new(move |seq| {
         (format!("/api/v1/namespaces/{NAMESPACE}/configmaps"), configmap_body(&format!("cm-{seq:06}"), &payload))
     });
-    let cpu = CpuMeter::start(&server)?;
+    let cpu = CpuMeter::start(&[("server", server.pid())])?;
     let created = closed_loop(conns, Until::Count(count), make).await?;
     if created.ok != count {
         bail!("created {} of {count} ConfigMaps: {}", created.ok, created.first_error.unwrap_or_default());
@@ -546,7 +387,7 @@ async fn rss_configmaps(opts: &Options) -> anyhow::Result<Vec<Value>> {
         }),
         merge(server.memory_detail()?, cpu),
     );
-    Ok(vec![line("rss_100k_configmaps", rss, "MiB", Some(Target::Below(400.0)), extra)])
+    Ok(vec![line(SUITE, "rss_100k_configmaps", rss, "MiB", Some(Target::Below(400.0)), extra)])
 }
 
 #[cfg(test)]

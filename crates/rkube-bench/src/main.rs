@@ -1,14 +1,22 @@
 //! Benchmarks of rkube, printed as JSON lines:
-//! `{"bench":"api","metric":"…","value":…,"unit":"…",…}`. See BENCHMARKS.md.
+//! `{"bench":"<suite>","metric":"…","value":…,"unit":"…",…}`. See BENCHMARKS.md.
 //!
 //! `rkube-bench api` runs the whole API suite; `rkube-bench api list_10k_pods
-//! rss_idle` runs only the named metrics. The server under test runs as a child
-//! process (see [`process`]).
+//! rss_idle` runs only the named metrics. Suites: `api` ([`api`]), `scheduler`
+//! ([`scheduling`]) and `controllers` ([`workloads`]). The processes under test
+//! (server, virtual nodes, scheduler) run as children (see [`process`], [`children`]).
+//! Progress goes to stderr, results to stdout.
 
 mod api;
+mod children;
 mod client;
+mod cluster;
+mod load;
+mod meter;
 mod process;
+mod scheduling;
 mod stats;
+mod workloads;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,58 +24,99 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use serde_json::Value;
 
 #[derive(Parser, Debug)]
 #[command(name = "rkube-bench", about = "rkube benchmarks (JSON lines on stdout)")]
 struct Cli {
-    /// Suite to run (`api`).
+    /// Suite to run: `api`, `scheduler` or `controllers`.
     suite: String,
     /// Run only these metrics of the suite (default: all).
     metrics: Vec<String>,
     /// Run this `rkube` binary as the server instead of re-executing this one.
     #[arg(long)]
     server_bin: Option<PathBuf>,
-    /// HTTP version of the load clients: `h1` (one connection per client) or `h2`.
+    /// HTTP version of the load clients (`api`): `h1` (one connection per client) or `h2`.
     #[arg(long, default_value = "h1")]
     proto: client::Proto,
-    /// Concurrent clients of the throughput and latency runs.
+    /// Concurrent clients of the throughput and latency runs (`api`).
     #[arg(long, default_value_t = 32)]
     clients: usize,
-    /// With `--proto h2`: connections the clients are spread over.
+    /// With `--proto h2`: connections the clients are spread over (`api`).
     #[arg(long, default_value_t = 1)]
     h2_connections: usize,
-    /// Measured seconds of the throughput and latency runs.
+    /// Measured seconds of the throughput and latency runs (`api`).
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Virtual nodes instead of each metric's own count (`scheduler`, `controllers`;
+    /// for quick validation runs).
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Pods (replicas) instead of each metric's own count (`scheduler`, `controllers`).
+    #[arg(long)]
+    pods: Option<usize>,
     /// Before each metric, wait up to this many seconds for the machine to be idle
     /// (other builds and tests share the cores); 0 to start at once.
     #[arg(long, default_value_t = 60)]
     quiet_wait: u64,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("__server") {
-        return process::run_server_child(&args[2..]);
+/// One suite's metrics and how to run one of them.
+enum Suite {
+    Api(api::Options),
+    Scheduler(scheduling::Options),
+    Controllers(workloads::Options),
+}
+
+impl Suite {
+    fn from_cli(cli: &Cli) -> anyhow::Result<Suite> {
+        let launch = process::Launch { server_bin: cli.server_bin.clone(), ..Default::default() };
+        Ok(match cli.suite.as_str() {
+            "api" => Suite::Api(api::Options {
+                launch,
+                proto: cli.proto,
+                clients: cli.clients.max(1),
+                h2_connections: cli.h2_connections.max(1),
+                duration: Duration::from_secs(cli.seconds.max(1)),
+            }),
+            "scheduler" => Suite::Scheduler(scheduling::Options { launch, nodes: cli.nodes, pods: cli.pods }),
+            "controllers" => Suite::Controllers(workloads::Options { launch, nodes: cli.nodes, pods: cli.pods }),
+            other => bail!("unknown suite {other:?} (known: api, scheduler, controllers)"),
+        })
     }
-    let cli = Cli::parse();
-    if cli.suite != "api" {
-        bail!("unknown suite {:?} (known: api)", cli.suite);
-    }
-    let metrics: Vec<String> =
-        if cli.metrics.is_empty() { api::METRICS.iter().map(|m| m.to_string()).collect() } else { cli.metrics.clone() };
-    for m in &metrics {
-        if !api::METRICS.contains(&m.as_str()) {
-            bail!("unknown metric {m:?}; known: {}", api::METRICS.join(", "));
+
+    fn metrics(&self) -> &'static [&'static str] {
+        match self {
+            Suite::Api(_) => api::METRICS,
+            Suite::Scheduler(_) => scheduling::METRICS,
+            Suite::Controllers(_) => workloads::METRICS,
         }
     }
-    let opts = api::Options {
-        launch: process::Launch { server_bin: cli.server_bin.clone(), datastore_endpoint: None },
-        proto: cli.proto,
-        clients: cli.clients.max(1),
-        h2_connections: cli.h2_connections.max(1),
-        duration: Duration::from_secs(cli.seconds.max(1)),
-    };
+
+    async fn run(&self, metric: &str) -> anyhow::Result<Vec<Value>> {
+        match self {
+            Suite::Api(o) => api::run(metric, o).await,
+            Suite::Scheduler(o) => scheduling::run(metric, o).await,
+            Suite::Controllers(o) => workloads::run(metric, o).await,
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(result) = children::run(&args) {
+        return result;
+    }
+    let cli = Cli::parse();
+    let suite = Suite::from_cli(&cli)?;
+    let known = suite.metrics();
+    let metrics: Vec<String> =
+        if cli.metrics.is_empty() { known.iter().map(|m| m.to_string()).collect() } else { cli.metrics.clone() };
+    for m in &metrics {
+        if !known.contains(&m.as_str()) {
+            bail!("unknown metric {m:?} of suite {}; known: {}", cli.suite, known.join(", "));
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let mut failed = Vec::new();
     for metric in &metrics {
@@ -77,7 +126,7 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("{metric}: the machine is still {:.0}% busy with other work; measuring anyway", busy * 100.0);
             }
         }
-        match runtime.block_on(api::run(metric, &opts)) {
+        match runtime.block_on(suite.run(metric)) {
             Ok(lines) => {
                 let mut out = std::io::stdout().lock();
                 for l in lines {

@@ -1,12 +1,16 @@
-//! The server under test as a child process (so its RSS and CPU time are its own), and
-//! readings from `/proc`.
+//! The processes of a run, each a child of the benchmark (so RSS and CPU time are
+//! their own), and readings from `/proc`.
 //!
-//! By default the child is this very binary re-executed as `rkube-bench __server`, which
-//! runs `server::start` exactly as `rkube server` does; that way `cargo run --release -p
-//! rkube-bench` always measures the current code. `--server-bin target/release/rkube`
-//! runs the real binary instead.
+//! By default every child is this very binary re-executed in a hidden mode (see
+//! [`crate::children`]): `__server` runs `server::start` exactly as `rkube server` does,
+//! `__virtual_nodes` a fleet of virtual nodes as `rkube virtual-nodes` does, and
+//! `__scheduler` the scheduler as `rkube scheduler` does; that way `cargo run --release
+//! -p rkube-bench` always measures the current code. `--server-bin target/release/rkube`
+//! runs the real binary as the server instead. Children exit when their stdin (a pipe
+//! from us) closes, and are killed by PID when their handle is dropped.
 
 use std::io::{BufRead, BufReader};
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,7 +20,9 @@ use anyhow::{bail, Context};
 use crate::client::Endpoint;
 
 /// The line both `rkube server` and `rkube-bench __server` print once they serve.
-const READY_PREFIX: &str = "Wrote kubeconfig";
+pub const READY_PREFIX: &str = "Wrote kubeconfig";
+/// The line `__virtual_nodes` prints once every node is registered.
+pub const NODES_READY_PREFIX: &str = "Virtual nodes ready";
 /// How long a server gets to start (generous: it may run under a profiler).
 const START_DEADLINE: Duration = Duration::from_secs(120);
 /// Environment variable with a command prefix for the server (a profiler).
@@ -26,104 +32,91 @@ pub const WRAPPER_ENV: &str = "RKUBE_BENCH_SERVER_WRAPPER";
 const USER_HZ: f64 = 100.0;
 
 /// How to start a server.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Launch {
     /// `None`: re-execute this binary as `__server`; otherwise an `rkube` binary.
     pub server_bin: Option<PathBuf>,
     /// etcd client URL; the embedded SQLite store when unset.
     pub datastore_endpoint: Option<String>,
+    /// Run the server without its in-process scheduler.
+    pub disable_scheduler: bool,
+    /// Run the server without its in-process controller manager.
+    pub disable_controller_manager: bool,
 }
 
-/// A running server child; killed (by PID) on drop.
-pub struct ServerProcess {
+/// A child process of the benchmark; killed (by PID) on drop.
+pub struct ChildProcess {
     child: Child,
-    pub endpoint: Endpoint,
-    _dir: tempfile::TempDir,
+    name: &'static str,
+    log: PathBuf,
 }
 
-impl ServerProcess {
-    pub fn start(launch: &Launch) -> anyhow::Result<ServerProcess> {
-        let dir = tempfile::Builder::new().prefix("rkube-bench-").tempdir().context("creating data dir")?;
-        let kubeconfig = dir.path().join("kubeconfig.yaml");
-        // A profiler prefix, e.g. `valgrind --tool=massif --massif-out-file=/tmp/m.out`.
-        let wrapper: Vec<String> =
-            std::env::var(WRAPPER_ENV).map(|w| w.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
-        let command = |program: &Path| match wrapper.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(program);
-                c
-            }
-            None => Command::new(program),
-        };
-        let mut cmd = match &launch.server_bin {
-            Some(bin) => {
-                let mut c = command(bin);
-                c.arg("server")
-                    .arg("--bind-address=127.0.0.1")
-                    .arg("--https-listen-port=0")
-                    .arg("--disable-agent")
-                    .arg(format!("--data-dir={}", dir.path().display()))
-                    .arg(format!("--write-kubeconfig={}", kubeconfig.display()));
-                if let Some(ep) = &launch.datastore_endpoint {
-                    c.arg(format!("--datastore-endpoint={ep}"));
-                }
-                c
-            }
-            None => {
-                let me = std::env::current_exe().context("locating this binary")?;
-                let mut c = command(&me);
-                c.arg("__server").arg(dir.path());
-                if let Some(ep) = &launch.datastore_endpoint {
-                    c.arg(ep);
-                }
-                c
-            }
-        };
-        let log = std::fs::File::create(dir.path().join("server.log")).context("creating server log")?;
-        // stdin stays a pipe: the `__server` child exits when it closes (we died).
+impl ChildProcess {
+    /// Spawns `cmd` with its stderr in `log`; with `ready`, waits up to `deadline` for
+    /// a stdout line starting with it and returns that line.
+    fn spawn(
+        name: &'static str,
+        mut cmd: Command,
+        log: &Path,
+        ready: Option<&'static str>,
+        deadline: Duration,
+    ) -> anyhow::Result<(ChildProcess, String)> {
+        let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        // stdin stays a pipe: our children exit when it closes (we died).
         let mut child = cmd
             .env("RKUBE_LOG", std::env::var("RKUBE_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(log)
+            .stderr(log_file)
             .spawn()
-            .context("spawning the server")?;
+            .with_context(|| format!("spawning the {name}"))?;
         let stdout = child.stdout.take().context("invariant: piped stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
+            let mut sent = ready.is_none();
             loop {
                 line.clear();
                 match reader.read_line(&mut line) {
                     Ok(0) | Err(_) => {
-                        let _ = tx.send(false);
+                        let _ = tx.send(None);
                         return;
                     }
-                    Ok(_) if line.starts_with(READY_PREFIX) => {
-                        let _ = tx.send(true);
-                        // Keep draining so the child never blocks on a full pipe.
-                        let _ = std::io::copy(&mut reader, &mut std::io::sink());
-                        return;
+                    Ok(_) if !sent && ready.is_some_and(|r| line.starts_with(r)) => {
+                        let _ = tx.send(Some(line.trim_end().to_string()));
+                        sent = true;
                     }
+                    // Keep draining so the child never blocks on a full pipe.
                     Ok(_) => {}
                 }
             }
         });
-        let ready = rx.recv_timeout(START_DEADLINE).unwrap_or(false);
-        if !ready {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-            bail!("server did not become ready; its log:\n{}", tail(&log, 40));
+        let process = ChildProcess { child, name, log: log.to_path_buf() };
+        if ready.is_none() {
+            return Ok((process, String::new()));
         }
-        let endpoint = Endpoint::from_kubeconfig(&kubeconfig)?;
-        Ok(ServerProcess { child, endpoint, _dir: dir })
+        match rx.recv_timeout(deadline) {
+            Ok(Some(line)) => Ok((process, line)),
+            _ => bail!("the {name} did not become ready; its log:\n{}", process.log_tail(40)),
+        }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The last `lines` of the child's log (its stderr).
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), lines)
+    }
+
+    /// Fails, with the end of its log, if the child has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait().context("checking a child")? {
+            bail!("the {} exited ({status}); its log:\n{}", self.name, self.log_tail(40));
+        }
+        Ok(())
     }
 
     /// Resident set size in MiB.
@@ -142,11 +135,6 @@ impl ServerProcess {
         }))
     }
 
-    /// User + system CPU seconds used so far.
-    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        cpu_seconds(&format!("/proc/{}/stat", self.pid()))
-    }
-
     /// Waits until RSS changes by less than 1% between samples (or `deadline`), returns it.
     pub async fn settled_rss_mib(&self, deadline: Duration) -> anyhow::Result<f64> {
         let until = Instant::now() + deadline;
@@ -162,11 +150,126 @@ impl ServerProcess {
     }
 }
 
-impl Drop for ServerProcess {
+impl Drop for ChildProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A running server child with its data dir (also home of the other children's logs).
+pub struct ServerProcess {
+    process: ChildProcess,
+    pub endpoint: Endpoint,
+    pub kubeconfig: PathBuf,
+    // Dropped after `process`: the server is gone before its data dir is removed.
+    dir: tempfile::TempDir,
+}
+
+impl Deref for ServerProcess {
+    type Target = ChildProcess;
+    fn deref(&self) -> &ChildProcess {
+        &self.process
+    }
+}
+
+impl DerefMut for ServerProcess {
+    fn deref_mut(&mut self) -> &mut ChildProcess {
+        &mut self.process
+    }
+}
+
+impl ServerProcess {
+    pub fn start(launch: &Launch) -> anyhow::Result<ServerProcess> {
+        let dir = tempfile::Builder::new().prefix("rkube-bench-").tempdir().context("creating data dir")?;
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        // A profiler prefix, e.g. `valgrind --tool=massif --massif-out-file=/tmp/m.out`.
+        let wrapper: Vec<String> =
+            std::env::var(WRAPPER_ENV).map(|w| w.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+        let command = |program: &Path| match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        let cmd = match &launch.server_bin {
+            Some(bin) => {
+                let mut c = command(bin);
+                c.arg("server")
+                    .arg("--bind-address=127.0.0.1")
+                    .arg("--https-listen-port=0")
+                    .arg("--disable-agent")
+                    .arg(format!("--data-dir={}", dir.path().display()))
+                    .arg(format!("--write-kubeconfig={}", kubeconfig.display()));
+                if let Some(ep) = &launch.datastore_endpoint {
+                    c.arg(format!("--datastore-endpoint={ep}"));
+                }
+                if launch.disable_scheduler {
+                    c.arg("--disable-scheduler");
+                }
+                if launch.disable_controller_manager {
+                    c.arg("--disable-controller-manager");
+                }
+                c
+            }
+            None => {
+                let me = std::env::current_exe().context("locating this binary")?;
+                let mut c = command(&me);
+                c.arg("__server").arg(dir.path());
+                if let Some(ep) = &launch.datastore_endpoint {
+                    c.arg("--etcd").arg(ep);
+                }
+                if launch.disable_scheduler {
+                    c.arg("--disable-scheduler");
+                }
+                if launch.disable_controller_manager {
+                    c.arg("--disable-controller-manager");
+                }
+                c
+            }
+        };
+        let log = dir.path().join("server.log");
+        let (process, _) = ChildProcess::spawn("server", cmd, &log, Some(READY_PREFIX), START_DEADLINE)?;
+        let endpoint = Endpoint::from_kubeconfig(&kubeconfig)?;
+        Ok(ServerProcess { process, endpoint, kubeconfig, dir })
+    }
+
+    /// Starts `count` virtual nodes against this server in their own process and waits
+    /// until every one is registered (Node, status and Lease written).
+    pub fn start_virtual_nodes(&self, nodes: &VirtualNodesArgs) -> anyhow::Result<ChildProcess> {
+        let me = std::env::current_exe().context("locating this binary")?;
+        let mut cmd = Command::new(me);
+        cmd.arg("__virtual_nodes")
+            .arg(&self.kubeconfig)
+            .arg(nodes.count.to_string())
+            .arg("--lease-interval-ms")
+            .arg(nodes.lease_interval.as_millis().to_string());
+        // Registration is a few writes per node; leave room for a busy machine.
+        let deadline = START_DEADLINE + Duration::from_millis(50) * nodes.count as u32;
+        let log = self.dir.path().join("virtual-nodes.log");
+        let (process, _) = ChildProcess::spawn("virtual nodes", cmd, &log, Some(NODES_READY_PREFIX), deadline)?;
+        Ok(process)
+    }
+
+    /// Starts the scheduler against this server in its own process; returns at once.
+    pub fn start_scheduler(&self) -> anyhow::Result<ChildProcess> {
+        let me = std::env::current_exe().context("locating this binary")?;
+        let mut cmd = Command::new(me);
+        cmd.arg("__scheduler").arg(&self.kubeconfig);
+        let log = self.dir.path().join("scheduler.log");
+        let (process, _) = ChildProcess::spawn("scheduler", cmd, &log, None, START_DEADLINE)?;
+        Ok(process)
+    }
+}
+
+/// What the `__virtual_nodes` child is asked to run.
+#[derive(Clone, Debug)]
+pub struct VirtualNodesArgs {
+    pub count: usize,
+    /// How often each node renews its Lease.
+    pub lease_interval: Duration,
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -227,6 +330,11 @@ pub fn own_cpu_seconds() -> anyhow::Result<f64> {
     cpu_seconds("/proc/self/stat")
 }
 
+/// User + system CPU seconds of process `pid`.
+pub fn pid_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
 fn cpu_seconds(path: &str) -> anyhow::Result<f64> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     parse_stat_cpu(&text).with_context(|| format!("parsing {path}"))
@@ -241,37 +349,6 @@ fn parse_stat_cpu(text: &str) -> Option<f64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) as f64 / USER_HZ)
-}
-
-/// Runs the server in this process (the `__server` mode): `args` are the data dir and
-/// optionally an etcd endpoint.
-pub fn run_server_child(args: &[String]) -> anyhow::Result<()> {
-    let data_dir = PathBuf::from(args.first().context("usage: __server <data-dir> [etcd-endpoint]")?);
-    let filter = std::env::var("RKUBE_LOG").unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(async move {
-        let mut config = server::ServerConfig::with_data_dir(data_dir.clone());
-        config.bind_address = std::net::IpAddr::from([127, 0, 0, 1]);
-        config.https_listen_port = 0;
-        config.write_kubeconfig = kubeconfig_path(&data_dir);
-        config.datastore_endpoint = args.get(1).cloned();
-        let running = server::start(config).await?;
-        println!("{READY_PREFIX} {}", running.kubeconfig.display());
-        // Exit when the parent goes away (our stdin closes).
-        let mut stdin = tokio::io::stdin();
-        let _ = tokio::io::copy(&mut stdin, &mut tokio::io::sink()).await;
-        running.shutdown().await;
-        anyhow::Ok(())
-    })
-}
-
-fn kubeconfig_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("kubeconfig.yaml")
 }
 
 #[cfg(test)]

@@ -45,10 +45,10 @@ impl Target {
     }
 }
 
-/// One result line: `{"bench":"api","metric":…,"value":…,"unit":…,"target":…,"met":…, extra…}`.
-pub fn line(metric: &str, value: f64, unit: &str, target: Option<Target>, extra: Value) -> Value {
+/// One result line: `{"bench":<suite>,"metric":…,"value":…,"unit":…,"target":…,"met":…, extra…}`.
+pub fn line(suite: &str, metric: &str, value: f64, unit: &str, target: Option<Target>, extra: Value) -> Value {
     let mut m = Map::new();
-    m.insert("bench".into(), json!("api"));
+    m.insert("bench".into(), json!(suite));
     m.insert("metric".into(), json!(metric));
     m.insert("value".into(), json!(round3(value)));
     m.insert("unit".into(), json!(unit));
@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn line_has_fixed_fields_first() {
-        let l = line("rss_idle", 12.3456, "MiB", Some(Target::Below(40.0)), json!({"hwm": 20.12345}));
+        let l = line("api", "rss_idle", 12.3456, "MiB", Some(Target::Below(40.0)), json!({"hwm": 20.12345}));
         let text = l.to_string();
         assert!(text.starts_with(r#"{"bench":"api","metric":"rss_idle","value":12.346,"unit":"MiB""#), "{text}");
         assert_eq!(l["met"], json!(true));
