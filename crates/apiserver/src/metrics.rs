@@ -53,15 +53,19 @@ impl Default for Metrics {
 }
 
 fn buckets() -> impl Iterator<Item = f64> {
-    [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0]
-        .into_iter()
+    [
+        0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0,
+        10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+    ]
+    .into_iter()
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let durations = Family::<DurationLabels, Histogram>::new_with_constructor(|| Histogram::new(buckets()));
+        let durations =
+            Family::<DurationLabels, Histogram>::new_with_constructor(|| Histogram::new(buckets()));
         registry.register(
             "apiserver_request",
             "Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code.",
@@ -72,11 +76,19 @@ impl Metrics {
             "Response latency distribution in seconds for each verb, dry run value, group, version, resource, subresource, scope and component.",
             durations.clone(),
         );
-        Metrics { registry: Mutex::new(registry), requests, durations }
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            durations,
+        }
     }
 
     pub fn observe(&self, info: &RequestInfo, code: u16, elapsed: Duration) {
-        let verb = if info.is_resource { info.verb.to_ascii_uppercase() } else { "GET".to_string() };
+        let verb = if info.is_resource {
+            info.verb.to_ascii_uppercase()
+        } else {
+            "GET".to_string()
+        };
         let scope = if !info.is_resource {
             String::new()
         } else if !info.name.is_empty() {
@@ -96,7 +108,9 @@ impl Metrics {
             component: "apiserver".to_string(),
         };
         if info.verb != "watch" {
-            self.durations.get_or_create(&d).observe(elapsed.as_secs_f64());
+            self.durations
+                .get_or_create(&d)
+                .observe(elapsed.as_secs_f64());
         }
         let r = RequestLabels {
             verb: d.verb,
@@ -113,9 +127,18 @@ impl Metrics {
 
     pub fn respond(&self) -> Response<Body> {
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry.lock()).is_err() {
+        if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry.lock())
+            .is_err()
+        {
             out.clear();
         }
-        bytes_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", Bytes::from(out))
+        // Components running in this process (controllers, scheduler, leader election).
+        component_base::metrics::encode_into(&mut out);
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
+        bytes_response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            Bytes::from(out),
+        )
     }
 }

@@ -14,7 +14,41 @@ use futures::{StreamExt, TryFuture};
 use kube::runtime::controller::{applier, Action, Config};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct QueueLabels {
+    name: String,
+}
+
+/// client-go's workqueue metrics, labelled by controller name.
+struct QueueMetrics {
+    adds: Family<QueueLabels, Counter>,
+    retries: Family<QueueLabels, Counter>,
+}
+
+fn metrics() -> &'static QueueMetrics {
+    static METRICS: std::sync::OnceLock<QueueMetrics> = std::sync::OnceLock::new();
+    METRICS.get_or_init(|| {
+        let m = QueueMetrics {
+            adds: Family::default(),
+            retries: Family::default(),
+        };
+        component_base::metrics::register(
+            "workqueue_adds",
+            "Total number of adds handled by workqueue",
+            m.adds.clone(),
+        );
+        component_base::metrics::register(
+            "workqueue_retries",
+            "Total number of retries handled by workqueue",
+            m.retries.clone(),
+        );
+        m
+    })
+}
 
 /// The sending side of a controller's queue; cheap to clone into handlers.
 pub struct Queue<K: Resource<DynamicType = ()>> {
@@ -75,11 +109,19 @@ pub async fn run<K, C, R, RFut, E>(
     RFut: TryFuture<Ok = Action, Error = E> + Unpin,
     E: std::error::Error + 'static,
 {
+    let labels = QueueLabels {
+        name: name.to_string(),
+    };
+    let adds = metrics().adds.get_or_create(&labels).clone();
+    let retries = metrics().retries.get_or_create(&labels).clone();
     let queue = futures::stream::once(async move {
         ready.await;
         rx
     })
     .flatten()
+    .inspect(move |_| {
+        adds.inc();
+    })
     .map(Ok::<_, Infallible>);
     let results = applier(
         reconcile,
@@ -98,7 +140,10 @@ pub async fn run<K, C, R, RFut, E>(
                 Some(Ok(_)) => {}
                 // Objects deleted before their turn come back as ObjectNotFound: expected.
                 Some(Err(kube::runtime::controller::Error::ObjectNotFound(_))) => {}
-                Some(Err(e)) => tracing::debug!(controller = name, error = %e, "reconcile failed; requeued"),
+                Some(Err(e)) => {
+                    retries.inc();
+                    tracing::debug!(controller = name, error = %e, "reconcile failed; requeued")
+                }
             }
         }
     }

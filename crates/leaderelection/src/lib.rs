@@ -10,12 +10,39 @@
 
 use std::time::Duration;
 
-use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::Client;
 use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct LeaseLabels {
+    name: String,
+}
+
+/// `leader_election_master_status{name}`: 1 while this process leads on the Lease, as
+/// client-go reports it.
+fn master_status(name: &str) -> prometheus_client::metrics::gauge::Gauge {
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    static STATUS: std::sync::OnceLock<Family<LeaseLabels, Gauge>> = std::sync::OnceLock::new();
+    let family = STATUS.get_or_init(|| {
+        let family = Family::<LeaseLabels, Gauge>::default();
+        component_base::metrics::register(
+            "leader_election_master_status",
+            "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease.",
+            family.clone(),
+        );
+        family
+    });
+    family
+        .get_or_create(&LeaseLabels {
+            name: name.to_string(),
+        })
+        .clone()
+}
 
 #[derive(Clone, Debug)]
 pub struct LeaderElectionConfig {
@@ -90,6 +117,8 @@ impl LeaderElector {
                 }
             }
             tracing::info!(lease = %cfg.name, identity = %cfg.identity, "became leader");
+            let status = master_status(&cfg.name);
+            status.set(1);
             let leading = cancel.child_token();
             let work = tokio::spawn(lead(leading.clone()));
             // Renew.
@@ -100,6 +129,7 @@ impl LeaderElector {
                         leading.cancel();
                         let _ = work.await;
                         self.release().await;
+                        status.set(0);
                         return;
                     }
                     _ = tokio::time::sleep(cfg.retry_period) => {}
@@ -120,6 +150,7 @@ impl LeaderElector {
             }
             leading.cancel();
             let _ = work.await;
+            status.set(0);
         }
     }
 
@@ -137,12 +168,17 @@ impl LeaderElector {
         let existing = self.leases.get_opt(&cfg.name).await?;
         let Some(mut lease) = existing else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(cfg.name.clone()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(cfg.name.clone()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(spec(0, Some(MicroTime(now)))),
             };
             return match self.leases.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(Attempt::Held),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::HeldByOther(String::new())),
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    Ok(Attempt::HeldByOther(String::new()))
+                }
                 Err(e) => Err(e.into()),
             };
         };
@@ -159,10 +195,18 @@ impl LeaderElector {
             return Ok(Attempt::HeldByOther(holder));
         }
         let transitions = current.lease_transitions.unwrap_or(0) + if ours { 0 } else { 1 };
-        let acquire = if ours { current.acquire_time.clone() } else { Some(MicroTime(now)) };
+        let acquire = if ours {
+            current.acquire_time.clone()
+        } else {
+            Some(MicroTime(now))
+        };
         lease.spec = Some(spec(transitions, acquire));
         // The resourceVersion in `lease` makes this a compare-and-swap.
-        match self.leases.replace(&cfg.name, &PostParams::default(), &lease).await {
+        match self
+            .leases
+            .replace(&cfg.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(Attempt::Held),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::HeldByOther(holder)),
             Err(e) => Err(e.into()),
@@ -171,8 +215,12 @@ impl LeaderElector {
 
     /// Gives the lease up on clean shutdown so a standby takes over at once.
     async fn release(&self) {
-        let Ok(Some(mut lease)) = self.leases.get_opt(&self.config.name).await else { return };
-        let Some(spec) = lease.spec.as_mut() else { return };
+        let Ok(Some(mut lease)) = self.leases.get_opt(&self.config.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
         if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
             return;
         }
@@ -180,7 +228,11 @@ impl LeaderElector {
         spec.renew_time = None;
         spec.acquire_time = None;
         spec.lease_duration_seconds = Some(1);
-        if let Err(e) = self.leases.replace(&self.config.name, &PostParams::default(), &lease).await {
+        if let Err(e) = self
+            .leases
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
             tracing::debug!(error = %e, "could not release lease");
         }
     }
@@ -188,7 +240,12 @@ impl LeaderElector {
 
 /// `hostname_<random>` like upstream's default identity.
 pub fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
-    let suffix: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let suffix: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
     format!("{host}_{:x}", suffix ^ u64::from(std::process::id()))
 }

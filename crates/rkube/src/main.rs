@@ -40,6 +40,12 @@ struct SchedulerArgs {
     /// Leader election lease name (in kube-system).
     #[arg(long, default_value = "kube-scheduler")]
     leader_elect_resource_name: String,
+    /// HTTPS port for /metrics and /healthz (0: do not serve).
+    #[arg(long, default_value_t = 10259)]
+    secure_port: u16,
+    /// Address the /metrics and /healthz port listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
     #[command(flatten)]
     leader_election: LeaderElectionArgs,
 }
@@ -148,6 +154,12 @@ struct ControllerManagerArgs {
     /// Leader election lease name (in kube-system).
     #[arg(long, default_value = "kube-controller-manager")]
     leader_elect_resource_name: String,
+    /// HTTPS port for /metrics and /healthz (0: do not serve).
+    #[arg(long, default_value_t = 10257)]
+    secure_port: u16,
+    /// Address the /metrics and /healthz port listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
     #[command(flatten)]
     leader_election: LeaderElectionArgs,
 }
@@ -247,6 +259,20 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A component's own `/metrics` and `/healthz` port (`--secure-port 0` turns it off).
+async fn serve_component_endpoint(
+    bind: IpAddr,
+    port: u16,
+    component: &str,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    if port != 0 {
+        let addr = std::net::SocketAddr::new(bind, port);
+        component_base::serve(addr, component, cancel.clone()).await?;
+    }
+    Ok(())
+}
+
 async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
@@ -255,9 +281,11 @@ async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Clien
 }
 
 async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
+    const COMPONENT: &str = "kube-controller-manager";
     let client = client_from(&args.kubeconfig).await?;
     let identity = leaderelection::default_identity();
     let cancel = tokio_util::sync::CancellationToken::new();
+    serve_component_endpoint(args.bind_address, args.secure_port, COMPONENT, &cancel).await?;
     let elector = leaderelection::LeaderElector::new(
         client.clone(),
         args.leader_election
@@ -275,9 +303,11 @@ async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<(
 }
 
 async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    const COMPONENT: &str = "kube-scheduler";
     let client = client_from(&args.kubeconfig).await?;
     let identity = leaderelection::default_identity();
     let cancel = tokio_util::sync::CancellationToken::new();
+    serve_component_endpoint(args.bind_address, args.secure_port, COMPONENT, &cancel).await?;
     let elector = leaderelection::LeaderElector::new(
         client.clone(),
         args.leader_election

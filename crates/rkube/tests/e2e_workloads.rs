@@ -232,6 +232,16 @@ fn deployment_rolls_out_heals_rolls_back_and_cascades_on_virtual_nodes() {
     assert_eq!(live_pods(&r, "environment=test").len(), 3);
     let out = r.k(&["get", "deployments", "-o", "name"]);
     assert!(out.trim().is_empty(), "{out}");
+
+    // The in-process components' metrics are part of the API server's /metrics.
+    let metrics = r.k(&["get", "--raw", "/metrics"]);
+    for needle in [
+        "workqueue_adds_total{name=\"deployment-controller\"}",
+        "scheduler_schedule_attempts_total{result=\"scheduled\",profile=\"default-scheduler\"}",
+        "leader_election_master_status{name=\"kube-controller-manager\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from /metrics");
+    }
 }
 
 /// S12: a watch over the whole rollout of tapp-deployment.yaml sees at most
@@ -457,8 +467,35 @@ fn two_controller_managers_hand_over_on_the_lease() {
         "--leader-elect-retry-period",
         "500ms",
     ];
-    let mut args = vec!["controller-manager"];
-    args.extend_from_slice(&timing);
+    let ports = [free_port().to_string(), free_port().to_string()];
+    let args = |port: &str| {
+        let mut args = vec![
+            "controller-manager".to_string(),
+            "--secure-port".to_string(),
+            port.to_string(),
+        ];
+        args.extend(timing.iter().map(|s| s.to_string()));
+        args
+    };
+    // What a component's own /metrics says of its leadership.
+    let master_status = |port: &str| -> Option<String> {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sk",
+                "--max-time",
+                "5",
+                &format!("https://127.0.0.1:{port}/metrics"),
+            ])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| {
+                l.starts_with("leader_election_master_status{name=\"kube-controller-manager\"}")
+            })
+            .and_then(|l| l.split_whitespace().last())
+            .map(str::to_string)
+    };
     let holder = || {
         r.k(&[
             "get",
@@ -483,12 +520,16 @@ fn two_controller_managers_hand_over_on_the_lease() {
                     .to_string()
             })
     };
-    let mut first = r.spawn_component("cm-1", &args);
+    let first_args = args(&ports[0]);
+    let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();
+    let mut first = r.spawn_component("cm-1", &first_args);
     let first_id = eventually("first controller-manager leads", WAIT, || {
         let id = identity_in(&first.log())?;
         (holder() == id).then_some(id)
     });
-    let second = r.spawn_component("cm-2", &args);
+    let second_args = args(&ports[1]);
+    let second_args: Vec<&str> = second_args.iter().map(String::as_str).collect();
+    let second = r.spawn_component("cm-2", &second_args);
     let second_id = eventually("second controller-manager campaigns", WAIT, || {
         identity_in(&second.log())
     });
@@ -509,6 +550,14 @@ fn two_controller_managers_hand_over_on_the_lease() {
         first_id,
         "the standby did not take the Lease while the leader renews it"
     );
+    eventually("the leader's /metrics", WAIT, || {
+        (master_status(&ports[0]).as_deref() == Some("1")).then_some(())
+    });
+    assert_ne!(
+        master_status(&ports[1]).as_deref(),
+        Some("1"),
+        "the standby does not lead"
+    );
 
     first.kill();
     eventually("second controller-manager takes over", WAIT, || {
@@ -519,6 +568,7 @@ fn two_controller_managers_hand_over_on_the_lease() {
     eventually("rs-b pods from the new leader", WAIT, || {
         (live_pods(&r, "app=rs-b").len() == 2).then_some(())
     });
+    assert_eq!(master_status(&ports[1]).as_deref(), Some("1"));
     // The Lease records the hand-over.
     let transitions = r.k(&[
         "get",

@@ -10,6 +10,7 @@
 pub mod framework;
 pub mod plugins;
 pub mod cache;
+pub mod metrics;
 pub mod queue;
 pub mod schedule_one;
 pub mod scheduler;

@@ -508,6 +508,7 @@ impl Loop {
             return;
         }
         let outcome = self.algorithm.run_cycle(&self.framework, self.cache.snapshot(), &self.nominator, &pod);
+        crate::metrics::record_attempt(&outcome, now.elapsed());
         match outcome {
             CycleOutcome::Scheduled { node, evaluated_nodes, feasible_nodes } => {
                 tracing::debug!(%node, evaluated_nodes, feasible_nodes, "assumed");
