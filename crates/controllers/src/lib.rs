@@ -2,15 +2,21 @@
 //! time, and requeues with backoff on error. None of them touches the store, so each can
 //! run in-process under `rkube server` or alone.
 
+pub mod clock;
 pub mod controller_ref_manager;
 pub mod controller_utils;
+pub mod cronjob;
 pub mod deployment;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod informer;
+pub mod job;
 pub mod namespace;
+pub mod options;
+pub mod podgc;
 pub mod queue;
 pub mod replicaset;
+pub mod ttlafterfinished;
 pub mod workqueue;
 
 use kube::Client;
@@ -18,15 +24,25 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs every controller until `cancel` fires.
 pub async fn run_all(client: Client, cancel: CancellationToken) {
+    run_all_with(client, cancel, options::ControllerOptions::default()).await
+}
+
+/// [`run_all`] with settings other than upstream's defaults (flags, tests).
+pub async fn run_all_with(
+    client: Client,
+    cancel: CancellationToken,
+    options: options::ControllerOptions,
+) {
     let ns = tokio::spawn(namespace::run(client.clone(), cancel.clone()));
-    let workloads = tokio::spawn(run_workloads(client.clone(), cancel.clone()));
+    let workloads = tokio::spawn(run_workloads(client.clone(), cancel.clone(), options));
     let _ = ns.await;
     let _ = workloads.await;
 }
 
-/// The ReplicaSet, ReplicationController, Deployment and garbage-collector controllers,
+/// The workload controllers (ReplicaSet, ReplicationController, Deployment,
+/// StatefulSet, Job, CronJob, TTL-after-finished), PodGC and the garbage collector,
 /// sharing one informer per resource type.
-async fn run_workloads(client: Client, cancel: CancellationToken) {
+async fn run_workloads(client: Client, cancel: CancellationToken, options: options::ControllerOptions) {
     use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::api::core::v1::ReplicationController;
     let mut informers = informer::InformerFactory::new(client.clone());
@@ -36,7 +52,17 @@ async fn run_workloads(client: Client, cancel: CancellationToken) {
         &mut informers,
     );
     let deployments = deployment::DeploymentController::new(client.clone(), &mut informers);
+    let jobs = job::JobController::new(client.clone(), &mut informers, &options, &cancel);
+    let cronjobs =
+        cronjob::CronJobController::new(client.clone(), &mut informers, &options, &cancel);
+    let ttl =
+        ttlafterfinished::TtlAfterFinishedController::new(client.clone(), &mut informers, &cancel);
+    let podgc = podgc::PodGcController::new(client.clone(), &mut informers, &options);
     let mut tasks = informers.start(&cancel);
+    tasks.push(tokio::spawn(jobs.run(cancel.clone())));
+    tasks.push(tokio::spawn(cronjobs.run(cancel.clone())));
+    tasks.push(tokio::spawn(ttl.run(cancel.clone())));
+    tasks.push(tokio::spawn(podgc.run(cancel.clone())));
     tasks.push(tokio::spawn(deployments.run(cancel.clone())));
     tasks.push(tokio::spawn(garbagecollector::run(
         client.clone(),

@@ -28,15 +28,24 @@ pub struct TestServer {
 impl TestServer {
     /// A server over the embedded SQLite store.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_config(None).await
+        Self::start_config(None, |_| {}).await
+    }
+
+    /// A server without its in-process controller manager, for tests that run
+    /// `controllers::run_all_with` themselves (short periods, a test clock).
+    pub async fn start_without_controllers() -> anyhow::Result<Self> {
+        Self::start_config(None, |c| c.disable_controller_manager = true).await
     }
 
     /// A server over etcd at `endpoint` (e.g. `EtcdServer::endpoint`).
     pub async fn start_with_etcd(endpoint: &str) -> anyhow::Result<Self> {
-        Self::start_config(Some(endpoint.to_string())).await
+        Self::start_config(Some(endpoint.to_string()), |_| {}).await
     }
 
-    async fn start_config(datastore_endpoint: Option<String>) -> anyhow::Result<Self> {
+    async fn start_config(
+        datastore_endpoint: Option<String>,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("rkube-test-server-")
             .tempdir()
@@ -46,6 +55,7 @@ impl TestServer {
         config.https_listen_port = 0;
         config.write_kubeconfig = dir.path().join("kubeconfig.yaml");
         config.datastore_endpoint = datastore_endpoint;
+        configure(&mut config);
         let running = server::start(config.clone())
             .await
             .context("starting server")?;
