@@ -333,13 +333,8 @@ fn validate_cron_job_spec(cj: &CronJob, old: Option<&CronJob>) -> FieldErrors {
         errs.extend(nonnegative(s, &p.child("startingDeadlineSeconds")));
     }
     if let Some(tz) = spec.time_zone.as_deref() {
-        let valid = !tz.is_empty() && !tz.contains(' ') && !tz.starts_with('/') && tz != "Local";
-        if !valid {
-            errs.push(FieldError::invalid(
-                p.child("timeZone"),
-                tz,
-                "unknown time zone ".to_string() + tz,
-            ));
+        if let Some(msg) = time_zone_error(tz) {
+            errs.push(FieldError::invalid(p.child("timeZone"), tz, msg));
         }
     }
     match spec.concurrency_policy.as_deref().unwrap_or("") {
@@ -365,6 +360,33 @@ fn validate_cron_job_spec(cj: &CronJob, old: Option<&CronJob>) -> FieldErrors {
         errs.extend(nonnegative(l.into(), &p.child("failedJobsHistoryLimit")));
     }
     errs
+}
+
+/// Upstream `validateTimeZone` without the zone database lookup (validation does no
+/// IO here; the CronJob controller reports an unknown zone with an `UnknownTimeZone`
+/// event): IANA naming rules per `/`-separated component, and no `Local`.
+fn time_zone_error(tz: &str) -> Option<String> {
+    if tz.is_empty() {
+        return Some("timeZone must be nil or non-empty string".to_string());
+    }
+    let component_ok = |c: &str| {
+        c != "."
+            && c != ".."
+            && !c.starts_with('-')
+            && (1..=14).contains(&c.len())
+            && c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_' | '+'))
+    };
+    if !tz.split('/').all(component_ok) {
+        return Some(format!("unknown time zone {tz}"));
+    }
+    if tz.eq_ignore_ascii_case("Local") {
+        return Some(
+            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"
+                .to_string(),
+        );
+    }
+    None
 }
 
 pub fn validate_cron_job(cj: &CronJob) -> FieldErrors {
@@ -504,4 +526,37 @@ fn parse_cron_range(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod time_zone_tests {
+    use super::time_zone_error;
+
+    #[test]
+    fn time_zone_names_follow_iana_rules() {
+        for ok in [
+            "UTC",
+            "America/New_York",
+            "Etc/GMT+5",
+            "America/Argentina/Buenos_Aires",
+        ] {
+            assert_eq!(time_zone_error(ok), None, "{ok}");
+        }
+        let cases = [
+            ("", "timeZone must be nil or non-empty string"),
+            ("America//New_York", "unknown time zone America//New_York"),
+            ("/etc/localtime", "unknown time zone /etc/localtime"),
+            ("../etc", "unknown time zone ../etc"),
+            ("Europe/-Berlin", "unknown time zone Europe/-Berlin"),
+            ("America/Pleasant Valley", "unknown time zone America/Pleasant Valley"),
+            ("Antarctica/ThisNameIsTooLong", "unknown time zone Antarctica/ThisNameIsTooLong"),
+            (
+                "local",
+                "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
+            ),
+        ];
+        for (tz, want) in cases {
+            assert_eq!(time_zone_error(tz).as_deref(), Some(want), "{tz:?}");
+        }
+    }
 }

@@ -12,8 +12,9 @@
 pub mod schedule;
 pub mod utils;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -57,11 +58,28 @@ struct Ctx {
     queue: Arc<WorkQueue<String>>,
     recorder: EventRecorder,
     clock: Clock,
+    /// When each CronJob's pending timed requeue fires, so every sync asking for the
+    /// same next activation does not start another timer.
+    wakeups: Mutex<HashMap<String, Instant>>,
 }
 
 impl Ctx {
     fn requeue_after(&self, key: String, d: Duration) {
-        self.queue.add_after(key, self.clock.real_duration(d));
+        let real = self.clock.real_duration(d);
+        let now = Instant::now();
+        let at = now + real;
+        {
+            let mut wakeups = self
+                .wakeups
+                .lock()
+                .expect("invariant: wakeups lock is never poisoned");
+            if wakeups.get(&key).is_some_and(|w| *w > now && *w <= at) {
+                // An earlier wakeup is pending; its sync asks again.
+                return;
+            }
+            wakeups.insert(key.clone(), at);
+        }
+        self.queue.add_after(key, real);
     }
 
     fn resolve(&self, ns: &str, job: &Job) -> Option<Arc<CronJob>> {
@@ -112,6 +130,7 @@ impl CronJobController {
             jobs: informers.informer::<Job>().cache(),
             queue: WorkQueue::new(cancel.clone()),
             clock: options.clock.clone(),
+            wakeups: Mutex::new(HashMap::new()),
         });
         {
             let ctx = ctx.clone();
@@ -160,7 +179,15 @@ impl CronJobController {
 
 fn cronjob_changed(ctx: &Arc<Ctx>, change: &Change<'_, CronJob>) {
     match change {
-        Change::Added(cj) | Change::Deleted(cj) => ctx.queue.add(meta_key(&cj.metadata)),
+        Change::Added(cj) => ctx.queue.add(meta_key(&cj.metadata)),
+        Change::Deleted(cj) => {
+            let key = meta_key(&cj.metadata);
+            ctx.wakeups
+                .lock()
+                .expect("invariant: wakeups lock is never poisoned")
+                .remove(&key);
+            ctx.queue.add(key);
+        }
         Change::Updated { old, new } => {
             let (os, ns) = (
                 old.spec.clone().unwrap_or_default(),

@@ -19,6 +19,7 @@
 
 mod backoff;
 mod indexed;
+mod manage;
 mod pod_failure_policy;
 mod sync;
 mod tracking;
