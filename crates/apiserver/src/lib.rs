@@ -44,6 +44,8 @@ pub struct Config {
     pub authenticator: authn::Authenticator,
     /// `host:port` advertised in `/api`.
     pub advertise_address: String,
+    /// Client side towards node agents (logs, exec, attach, port-forward, node proxy).
+    pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Shared state of a running API server.
@@ -51,6 +53,7 @@ pub struct ApiServer {
     pub registry: Arc<Registry>,
     pub authenticator: authn::Authenticator,
     pub advertise_address: String,
+    pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
     pub metrics: metrics::Metrics,
     pub openapi: openapi_docs::Cache,
     pub health: health::Health,
@@ -71,6 +74,7 @@ impl ApiServer {
             registry: config.registry,
             authenticator: config.authenticator,
             advertise_address: config.advertise_address,
+            kubelet_client: config.kubelet_client,
             metrics: metrics::Metrics::new(),
             openapi: openapi_docs::Cache::default(),
             health: health::Health::default(),

@@ -187,6 +187,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         &pki.serving_key_pem,
         &pki.ca_cert_pem,
     )?;
+    // The API server's identity towards node agents (upstream's kubelet client cert).
+    let (kubelet_cert, kubelet_key) = pki
+        .issue_client_cert("kube-apiserver-kubelet-client", &[pki::MASTERS_GROUP])
+        .context("issuing the kubelet client certificate")?;
+    let kubelet_client = apiserver::tls::kubelet_client_config(&kubelet_cert, &kubelet_key)?;
     let service_accounts = std::sync::Arc::new(
         pki::ServiceAccountKey::load_or_create(&tls_dir).context("preparing the service-account key")?,
     );
@@ -221,6 +226,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         tls,
         authenticator: apiserver::authn::Authenticator::new(tokens, Some(service_accounts)),
         advertise_address: advertise,
+        kubelet_client: Some(kubelet_client),
     });
     api.health.register("etcd", true);
     api.health

@@ -7,6 +7,7 @@ mod managed;
 mod output;
 mod patch;
 mod read;
+mod streaming;
 mod subresources;
 mod token;
 mod watch;
@@ -68,6 +69,10 @@ pub async fn handle(
     query: Query,
     user: UserInfo,
 ) -> Result<Response<Body>, ApiError> {
+    if streaming::is_streaming(info) {
+        route_resource(server, info)?;
+        return streaming::handle(server, req, info).await;
+    }
     let (parts, body) = req.into_parts();
     let served = match route_resource(server, info) {
         Ok(s) => s,
