@@ -44,7 +44,10 @@ fn cronjob(name: &str, spec: Value, template: Value) -> CronJob {
 
 async fn jobs_of(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<Vec<Job>> {
     let api: Api<Job> = Api::namespaced(client.clone(), ns);
-    Ok(api.list(&ListParams::default().labels(&format!("cron={name}"))).await?.items)
+    Ok(api
+        .list(&ListParams::default().labels(&format!("cron={name}")))
+        .await?
+        .items)
 }
 
 fn finished(j: &Job, type_: &str) -> bool {
@@ -80,17 +83,27 @@ async fn every_minute_schedule_creates_jobs_and_keeps_history_limits() -> anyhow
     assert_eq!(stamp.as_second() % 60, 0, "activations are on the minute");
     assert_eq!(name, format!("tick-{}", stamp.as_second() / 60));
     let owner = &first.metadata.owner_references.clone().unwrap_or_default()[0];
-    assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("CronJob", uid.as_str(), Some(true)));
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("CronJob", uid.as_str(), Some(true))
+    );
 
     // Several activations later, only the two newest successful Jobs are kept.
     wait_for("five jobs created", || async {
         let events = events_for(&client, ns, "tick").await?;
-        let n = events.iter().filter(|(r, _)| r == "SuccessfulCreate").count();
+        let n = events
+            .iter()
+            .filter(|(r, _)| r == "SuccessfulCreate")
+            .count();
         Ok((n >= 5).then_some(()))
     })
     .await?;
-    cjs.patch("tick", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"suspend": true}})))
-        .await?;
+    cjs.patch(
+        "tick",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"suspend": true}})),
+    )
+    .await?;
     let kept = wait_for("history trimmed to 2", || async {
         let jobs = jobs_of(&client, ns, "tick").await?;
         let all_done = jobs.iter().all(|j| finished(j, "Complete"));
@@ -106,12 +119,25 @@ async fn every_minute_schedule_creates_jobs_and_keeps_history_limits() -> anyhow
     let mut newest = created.clone();
     newest.sort();
     let newest: Vec<String> = newest.into_iter().rev().take(2).collect();
-    let mut kept: Vec<String> = kept.iter().map(|j| j.metadata.name.clone().unwrap_or_default()).collect();
+    let mut kept: Vec<String> = kept
+        .iter()
+        .map(|j| j.metadata.name.clone().unwrap_or_default())
+        .collect();
     kept.sort();
     kept.reverse();
     assert_eq!(kept, newest, "the newest two are kept");
-    assert!(events.iter().any(|(r, m)| r == "SuccessfulDelete" && m.starts_with("Deleted job tick-")), "{events:?}");
-    assert!(events.iter().any(|(r, m)| r == "SawCompletedJob" && m.ends_with(", condition: Complete")), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "SuccessfulDelete" && m.starts_with("Deleted job tick-")),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(r, m)| r == "SawCompletedJob" && m.ends_with(", condition: Complete")),
+        "{events:?}"
+    );
 
     let status = wait_for("status settles", || async {
         let s = cjs.get("tick").await?.status.unwrap_or_default();
@@ -133,10 +159,18 @@ async fn failed_history_limit_and_forbid_policy() -> anyhow::Result<()> {
     namespace(&client, ns).await?;
     let cjs: Api<CronJob> = Api::namespaced(client.clone(), ns);
     // Every Job fails at once; only the newest failed one is kept.
-    let failing = cronjob("oops", json!({"failedJobsHistoryLimit": 1}), pod_template(Some(1), 0.0));
+    let failing = cronjob(
+        "oops",
+        json!({"failedJobsHistoryLimit": 1}),
+        pod_template(Some(1), 0.0),
+    );
     cjs.create(&PostParams::default(), &failing).await?;
     // Never finishes: Forbid keeps it the only one.
-    let forbid = cronjob("solo", json!({"concurrencyPolicy": "Forbid"}), pod_template(None, 0.0));
+    let forbid = cronjob(
+        "solo",
+        json!({"concurrencyPolicy": "Forbid"}),
+        pod_template(None, 0.0),
+    );
     cjs.create(&PostParams::default(), &forbid).await?;
 
     wait_for("forbid skips activations", || async {
@@ -149,17 +183,24 @@ async fn failed_history_limit_and_forbid_policy() -> anyhow::Result<()> {
     let events = events_for(&client, ns, "solo").await?;
     assert!(events.contains(&(
         "JobAlreadyActive".into(),
-        "Not starting job because prior execution is running and concurrency policy is Forbid".into()
+        "Not starting job because prior execution is running and concurrency policy is Forbid"
+            .into()
     )));
     let status = cjs.get("solo").await?.status.unwrap_or_default();
     let active = status.active.unwrap_or_default();
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].name, solo[0].metadata.name);
-    assert_eq!((active[0].kind.as_deref(), active[0].api_version.as_deref()), (Some("Job"), Some("batch/v1")));
+    assert_eq!(
+        (active[0].kind.as_deref(), active[0].api_version.as_deref()),
+        (Some("Job"), Some("batch/v1"))
+    );
 
     wait_for("failed jobs trimmed to 1", || async {
         let events = events_for(&client, ns, "oops").await?;
-        let created = events.iter().filter(|(r, _)| r == "SuccessfulCreate").count();
+        let created = events
+            .iter()
+            .filter(|(r, _)| r == "SuccessfulCreate")
+            .count();
         let jobs = jobs_of(&client, ns, "oops").await?;
         let failed = jobs.iter().filter(|j| finished(j, "Failed")).count();
         Ok((created >= 3 && failed == 1).then_some(()))
@@ -176,7 +217,11 @@ async fn replace_policy_deletes_the_running_job() -> anyhow::Result<()> {
     let ns = "cron-replace";
     namespace(&client, ns).await?;
     let cjs: Api<CronJob> = Api::namespaced(client.clone(), ns);
-    let cj = cronjob("swap", json!({"concurrencyPolicy": "Replace", "timeZone": "Asia/Kolkata"}), pod_template(None, 0.0));
+    let cj = cronjob(
+        "swap",
+        json!({"concurrencyPolicy": "Replace", "timeZone": "Asia/Kolkata"}),
+        pod_template(None, 0.0),
+    );
     cjs.create(&PostParams::default(), &cj).await?;
     let first = wait_for("first job", || async {
         Ok(jobs_of(&client, ns, "swap").await?.into_iter().next())
@@ -195,13 +240,22 @@ async fn replace_policy_deletes_the_running_job() -> anyhow::Result<()> {
     assert!(stamp.ends_with("+05:30"), "{stamp}");
     wait_for("first job replaced", || async {
         let events = events_for(&client, ns, "swap").await?;
-        let deleted = events.contains(&("SuccessfulDelete".into(), format!("Deleted job {first_name}")));
+        let deleted = events.contains(&(
+            "SuccessfulDelete".into(),
+            format!("Deleted job {first_name}"),
+        ));
         Ok(deleted.then_some(()))
     })
     .await?;
     // The status write follows the event: wait for it, then there is one active Job.
     wait_for("replacement in status", || async {
-        let active = cjs.get("swap").await?.status.unwrap_or_default().active.unwrap_or_default();
+        let active = cjs
+            .get("swap")
+            .await?
+            .status
+            .unwrap_or_default()
+            .active
+            .unwrap_or_default();
         let replaced = active.len() == 1 && active[0].name.as_deref() != Some(first_name.as_str());
         Ok(replaced.then_some(()))
     })

@@ -36,7 +36,10 @@ async fn job_completes_5_with_parallelism_2_never_more_than_2_active() -> anyhow
     let created = jobs.create(&PostParams::default(), &manifest).await?;
     let uid = created.metadata.uid.clone().unwrap_or_default();
 
-    let done = wait_job(&client, ns, "pi", "job complete", |j| is_true(j, "Complete")).await?;
+    let done = wait_job(&client, ns, "pi", "job complete", |j| {
+        is_true(j, "Complete")
+    })
+    .await?;
     let status = done.status.clone().unwrap_or_default();
     assert_eq!(status.succeeded, Some(5));
     assert_eq!(status.failed, None);
@@ -49,7 +52,10 @@ async fn job_completes_5_with_parallelism_2_never_more_than_2_active() -> anyhow
         let c = condition(&done, type_).unwrap_or_else(|| panic!("{type_} condition"));
         assert_eq!(c.status, "True");
         assert_eq!(c.reason.as_deref(), Some("CompletionsReached"));
-        assert_eq!(c.message.as_deref(), Some("Reached expected number of succeeded pods"));
+        assert_eq!(
+            c.message.as_deref(),
+            Some("Reached expected number of succeeded pods")
+        );
     }
 
     // Never more than parallelism at once, and parallelism was used.
@@ -59,7 +65,10 @@ async fn job_completes_5_with_parallelism_2_never_more_than_2_active() -> anyhow
     // Pods carry the Job's labels and owner; counted pods lose the tracking finalizer.
     let pods = wait_for("finalizers removed", || async {
         let pods = job_pods(&client, ns, "pi").await?;
-        let clean = pods.len() == 5 && pods.iter().all(|p| !finalizers(p).iter().any(|f| f == TRACKING));
+        let clean = pods.len() == 5
+            && pods
+                .iter()
+                .all(|p| !finalizers(p).iter().any(|f| f == TRACKING));
         Ok(clean.then_some(pods))
     })
     .await?;
@@ -74,16 +83,30 @@ async fn job_completes_5_with_parallelism_2_never_more_than_2_active() -> anyhow
             assert_eq!(labels.get(k).map(String::as_str), Some(v), "label {k}");
         }
         let owner = &p.metadata.owner_references.clone().unwrap_or_default()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Job", uid.as_str()));
-        assert_eq!((owner.controller, owner.block_owner_deletion), (Some(true), Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("Job", uid.as_str())
+        );
+        assert_eq!(
+            (owner.controller, owner.block_owner_deletion),
+            (Some(true), Some(true))
+        );
         assert!(p.metadata.name.as_deref().unwrap_or("").starts_with("pi-"));
     }
 
     let events = events_for(&client, ns, "pi").await?;
-    let created: Vec<&(String, String)> = events.iter().filter(|(r, _)| r == "SuccessfulCreate").collect();
+    let created: Vec<&(String, String)> = events
+        .iter()
+        .filter(|(r, _)| r == "SuccessfulCreate")
+        .collect();
     assert_eq!(created.len(), 5, "{events:?}");
-    assert!(created.iter().all(|(_, m)| m.starts_with("Created pod: pi-")));
-    assert!(events.contains(&("Completed".into(), "Job completed".into())), "{events:?}");
+    assert!(created
+        .iter()
+        .all(|(_, m)| m.starts_with("Created pod: pi-")));
+    assert!(
+        events.contains(&("Completed".into(), "Job completed".into())),
+        "{events:?}"
+    );
     cluster.stop().await;
     Ok(())
 }
@@ -95,13 +118,20 @@ async fn failing_job_stops_at_backoff_limit() -> anyhow::Result<()> {
     let ns = "job-backoff";
     namespace(&client, ns).await?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let manifest = job("fail", json!({"backoffLimit": 2}), pod_template(Some(1), 0.0));
+    let manifest = job(
+        "fail",
+        json!({"backoffLimit": 2}),
+        pod_template(Some(1), 0.0),
+    );
     jobs.create(&PostParams::default(), &manifest).await?;
 
     let failed = wait_job(&client, ns, "fail", "job failed", |j| is_true(j, "Failed")).await?;
     let c = condition(&failed, "Failed").unwrap_or_default();
     assert_eq!(c.reason.as_deref(), Some("BackoffLimitExceeded"));
-    assert_eq!(c.message.as_deref(), Some("Job has reached the specified backoff limit"));
+    assert_eq!(
+        c.message.as_deref(),
+        Some("Job has reached the specified backoff limit")
+    );
     assert!(is_true(&failed, "FailureTarget"), "interim condition first");
     assert!(!is_true(&failed, "Complete"));
     let status = failed.status.clone().unwrap_or_default();
@@ -111,7 +141,10 @@ async fn failing_job_stops_at_backoff_limit() -> anyhow::Result<()> {
     assert_eq!(job_pods(&client, ns, "fail").await?.len(), 3);
     let events = events_for(&client, ns, "fail").await?;
     assert!(
-        events.contains(&("BackoffLimitExceeded".into(), "Job has reached the specified backoff limit".into())),
+        events.contains(&(
+            "BackoffLimitExceeded".into(),
+            "Job has reached the specified backoff limit".into()
+        )),
         "{events:?}"
     );
     cluster.stop().await;
@@ -131,24 +164,54 @@ async fn indexed_job_runs_each_index_once() -> anyhow::Result<()> {
         pod_template(Some(0), 0.2),
     );
     jobs.create(&PostParams::default(), &manifest).await?;
-    let done = wait_job(&client, ns, "idx", "indexed job complete", |j| is_true(j, "Complete")).await?;
+    let done = wait_job(&client, ns, "idx", "indexed job complete", |j| {
+        is_true(j, "Complete")
+    })
+    .await?;
     let status = done.status.clone().unwrap_or_default();
     assert_eq!(status.completed_indexes.as_deref(), Some("0-3"));
     assert_eq!(status.succeeded, Some(4));
 
     let mut indexes = Vec::new();
     for p in job_pods(&client, ns, "idx").await? {
-        let ix = p.metadata.annotations.clone().unwrap_or_default().get(INDEX).cloned().unwrap_or_default();
-        let label = p.metadata.labels.clone().unwrap_or_default().get(INDEX).cloned();
-        assert_eq!(label.as_deref(), Some(ix.as_str()), "index label matches annotation");
+        let ix = p
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .get(INDEX)
+            .cloned()
+            .unwrap_or_default();
+        let label = p
+            .metadata
+            .labels
+            .clone()
+            .unwrap_or_default()
+            .get(INDEX)
+            .cloned();
+        assert_eq!(
+            label.as_deref(),
+            Some(ix.as_str()),
+            "index label matches annotation"
+        );
         let name = p.metadata.name.clone().unwrap_or_default();
         assert!(name.starts_with(&format!("idx-{ix}-")), "{name}");
         let spec = p.spec.clone().unwrap_or_default();
         assert_eq!(spec.hostname, Some(format!("idx-{ix}")));
         let env = spec.containers[0].env.clone().unwrap_or_default();
-        let var = env.iter().find(|e| e.name == "JOB_COMPLETION_INDEX").expect("index env");
-        let path = var.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.clone());
-        assert_eq!(path.as_deref(), Some("metadata.labels['batch.kubernetes.io/job-completion-index']"));
+        let var = env
+            .iter()
+            .find(|e| e.name == "JOB_COMPLETION_INDEX")
+            .expect("index env");
+        let path = var
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.clone());
+        assert_eq!(
+            path.as_deref(),
+            Some("metadata.labels['batch.kubernetes.io/job-completion-index']")
+        );
         indexes.push(ix.parse::<u32>()?);
     }
     indexes.sort_unstable();
@@ -165,7 +228,11 @@ async fn deadline_and_pod_failure_policy_fail_jobs() -> anyhow::Result<()> {
     namespace(&client, ns).await?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     // Runs forever, but may be active for 1 s only.
-    let slow = job("slow", json!({"activeDeadlineSeconds": 1, "parallelism": 2, "completions": 2}), pod_template(None, 0.0));
+    let slow = job(
+        "slow",
+        json!({"activeDeadlineSeconds": 1, "parallelism": 2, "completions": 2}),
+        pod_template(None, 0.0),
+    );
     jobs.create(&PostParams::default(), &slow).await?;
     // Exit code 42 fails the Job at once, whatever backoffLimit says.
     let policy = job(
@@ -180,10 +247,16 @@ async fn deadline_and_pod_failure_policy_fail_jobs() -> anyhow::Result<()> {
     );
     jobs.create(&PostParams::default(), &policy).await?;
 
-    let slow = wait_job(&client, ns, "slow", "deadline exceeded", |j| is_true(j, "Failed")).await?;
+    let slow = wait_job(&client, ns, "slow", "deadline exceeded", |j| {
+        is_true(j, "Failed")
+    })
+    .await?;
     let c = condition(&slow, "Failed").unwrap_or_default();
     assert_eq!(c.reason.as_deref(), Some("DeadlineExceeded"));
-    assert_eq!(c.message.as_deref(), Some("Job was active longer than specified deadline"));
+    assert_eq!(
+        c.message.as_deref(),
+        Some("Job was active longer than specified deadline")
+    );
     // Its running pods were stopped (and counted as failed).
     assert_eq!(slow.status.clone().unwrap_or_default().failed, Some(2));
     wait_for("deadline job pods gone", || async {
@@ -192,10 +265,16 @@ async fn deadline_and_pod_failure_policy_fail_jobs() -> anyhow::Result<()> {
     })
     .await?;
 
-    let policy = wait_job(&client, ns, "policy", "failed by policy", |j| is_true(j, "Failed")).await?;
+    let policy = wait_job(&client, ns, "policy", "failed by policy", |j| {
+        is_true(j, "Failed")
+    })
+    .await?;
     let c = condition(&policy, "Failed").unwrap_or_default();
     assert_eq!(c.reason.as_deref(), Some("PodFailurePolicy"));
-    let pod = job_pods(&client, ns, "policy").await?.pop().expect("the failed pod");
+    let pod = job_pods(&client, ns, "policy")
+        .await?
+        .pop()
+        .expect("the failed pod");
     let want = format!(
         "Container main for pod {ns}/{} failed with exit code 42 matching FailJob rule at index 0",
         pod.metadata.name.clone().unwrap_or_default()
@@ -213,7 +292,11 @@ async fn suspend_deletes_active_pods_and_resume_recreates_them() -> anyhow::Resu
     let ns = "job-suspend";
     namespace(&client, ns).await?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let manifest = job("sleepy", json!({"parallelism": 2, "completions": 4}), pod_template(None, 0.0));
+    let manifest = job(
+        "sleepy",
+        json!({"parallelism": 2, "completions": 4}),
+        pod_template(None, 0.0),
+    );
     jobs.create(&PostParams::default(), &manifest).await?;
     wait_job(&client, ns, "sleepy", "2 active", |j| {
         j.status.as_ref().and_then(|s| s.active) == Some(2)
@@ -221,31 +304,55 @@ async fn suspend_deletes_active_pods_and_resume_recreates_them() -> anyhow::Resu
     .await?;
 
     let suspend = |on: bool| json!({"spec": {"suspend": on}});
-    jobs.patch("sleepy", &PatchParams::default(), &Patch::Merge(&suspend(true))).await?;
+    jobs.patch(
+        "sleepy",
+        &PatchParams::default(),
+        &Patch::Merge(&suspend(true)),
+    )
+    .await?;
     let suspended = wait_job(&client, ns, "sleepy", "suspended", |j| {
         is_true(j, "Suspended") && j.status.as_ref().and_then(|s| s.active).is_none()
     })
     .await?;
     let c = condition(&suspended, "Suspended").unwrap_or_default();
-    assert_eq!((c.reason.as_deref(), c.message.as_deref()), (Some("JobSuspended"), Some("Job suspended")));
+    assert_eq!(
+        (c.reason.as_deref(), c.message.as_deref()),
+        (Some("JobSuspended"), Some("Job suspended"))
+    );
     wait_for("pods of the suspended job gone", || async {
-        Ok(job_pods(&client, ns, "sleepy").await?.is_empty().then_some(()))
+        Ok(job_pods(&client, ns, "sleepy")
+            .await?
+            .is_empty()
+            .then_some(()))
     })
     .await?;
 
-    jobs.patch("sleepy", &PatchParams::default(), &Patch::Merge(&suspend(false))).await?;
+    jobs.patch(
+        "sleepy",
+        &PatchParams::default(),
+        &Patch::Merge(&suspend(false)),
+    )
+    .await?;
     let resumed = wait_job(&client, ns, "sleepy", "resumed", |j| {
         condition(j, "Suspended").is_some_and(|c| c.status == "False")
             && j.status.as_ref().and_then(|s| s.active) == Some(2)
     })
     .await?;
     let c = condition(&resumed, "Suspended").unwrap_or_default();
-    assert_eq!((c.reason.as_deref(), c.message.as_deref()), (Some("JobResumed"), Some("Job resumed")));
+    assert_eq!(
+        (c.reason.as_deref(), c.message.as_deref()),
+        (Some("JobResumed"), Some("Job resumed"))
+    );
     let events = events_for(&client, ns, "sleepy").await?;
     for want in [("Suspended", "Job suspended"), ("Resumed", "Job resumed")] {
-        assert!(events.contains(&(want.0.into(), want.1.into())), "{want:?} in {events:?}");
+        assert!(
+            events.contains(&(want.0.into(), want.1.into())),
+            "{want:?} in {events:?}"
+        );
     }
-    assert!(events.iter().any(|(r, m)| r == "SuccessfulDelete" && m.starts_with("Deleted pod: sleepy-")));
+    assert!(events
+        .iter()
+        .any(|(r, m)| r == "SuccessfulDelete" && m.starts_with("Deleted pod: sleepy-")));
     cluster.stop().await;
     Ok(())
 }
@@ -257,10 +364,16 @@ async fn finished_job_is_deleted_after_its_ttl() -> anyhow::Result<()> {
     let ns = "job-ttl";
     namespace(&client, ns).await?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let manifest = job("short", json!({"ttlSecondsAfterFinished": 1}), pod_template(Some(0), 0.0));
+    let manifest = job(
+        "short",
+        json!({"ttlSecondsAfterFinished": 1}),
+        pod_template(Some(0), 0.0),
+    );
     jobs.create(&PostParams::default(), &manifest).await?;
     let done = wait_job(&client, ns, "short", "complete", |j| is_true(j, "Complete")).await?;
-    let finished = condition(&done, "Complete").and_then(|c| c.last_transition_time).expect("finish time");
+    let finished = condition(&done, "Complete")
+        .and_then(|c| c.last_transition_time)
+        .expect("finish time");
     wait_for("job deleted after its TTL", || async {
         match jobs.get_opt("short").await? {
             None => Ok(Some(())),
@@ -269,12 +382,105 @@ async fn finished_job_is_deleted_after_its_ttl() -> anyhow::Result<()> {
     })
     .await?;
     let now = k8s_openapi::jiff::Timestamp::now();
-    assert!(now.duration_since(finished.0).as_secs_f64() >= 1.0, "deleted before the TTL ran out");
+    assert!(
+        now.duration_since(finished.0).as_secs_f64() >= 1.0,
+        "deleted before the TTL ran out"
+    );
     // Foreground deletion took the pods with it.
     wait_for("pods deleted with the job", || async {
-        Ok(job_pods(&client, ns, "short").await?.is_empty().then_some(()))
+        Ok(job_pods(&client, ns, "short")
+            .await?
+            .is_empty()
+            .then_some(()))
     })
     .await?;
+    cluster.stop().await;
+    Ok(())
+}
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// Runs stock kubectl against the test server (stdin optional); fails on a non-zero exit.
+async fn kubectl(
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+    stdin: Option<String>,
+) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let (kc, args): (std::path::PathBuf, Vec<String>) = (
+        kubeconfig.to_path_buf(),
+        args.iter().map(|a| a.to_string()).collect(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        anyhow::ensure!(out.status.success(), "kubectl {args:?} failed: {text}");
+        Ok(text)
+    })
+    .await?
+}
+
+/// What a user does: apply a Job, wait for it, read it back — against the server's own
+/// controller manager with upstream's default settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_wait_get_and_describe_a_job() -> anyhow::Result<()> {
+    if !std::path::Path::new(KUBECTL).exists() {
+        eprintln!("skipping: {KUBECTL} not found");
+        return Ok(());
+    }
+    let cluster = Cluster::start_as_server(1).await?;
+    let kc = cluster.server.kubeconfig().to_path_buf();
+    let mut manifest = serde_json::to_value(job(
+        "hello",
+        json!({"completions": 2}),
+        pod_template(Some(0), 0.0),
+    ))?;
+    manifest["metadata"]["namespace"] = json!("default");
+    kubectl(&kc, &["apply", "-f", "-"], Some(manifest.to_string())).await?;
+    kubectl(
+        &kc,
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/hello",
+            "--timeout=30s",
+        ],
+        None,
+    )
+    .await?;
+    let get = kubectl(&kc, &["get", "job", "hello"], None).await?;
+    let row = get.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.starts_with("hello") && row.contains("Complete") && row.contains("2/2"),
+        "{get}"
+    );
+    let describe = kubectl(&kc, &["describe", "job", "hello"], None).await?;
+    for want in [
+        "0 Active (0 Ready) / 2 Succeeded / 0 Failed",
+        "2 Succeeded",
+        "SuccessfulCreate",
+        "Created pod: hello-",
+        "Completed",
+        "Job completed",
+    ] {
+        assert!(describe.contains(want), "{want:?} in:\n{describe}");
+    }
     cluster.stop().await;
     Ok(())
 }

@@ -34,17 +34,25 @@ fn pod(name: &str, node: Option<&str>, hold: bool) -> Pod {
 }
 
 fn phase(p: &Pod) -> String {
-    p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default()
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default()
 }
 
 async fn release(pods: &Api<Pod>, name: &str) -> anyhow::Result<()> {
-    pods.patch(name, &PatchParams::default(), &Patch::Merge(&json!({"metadata": {"finalizers": null}})))
-        .await?;
+    pods.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+    )
+    .await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn podgc_deletes_orphaned_terminated_and_unscheduled_terminating_pods() -> anyhow::Result<()> {
+async fn podgc_deletes_orphaned_terminated_and_unscheduled_terminating_pods() -> anyhow::Result<()>
+{
     let options = controllers::options::ControllerOptions {
         terminated_pod_gc_threshold: 2,
         pod_gc_period: Duration::from_millis(100),
@@ -61,8 +69,16 @@ async fn podgc_deletes_orphaned_terminated_and_unscheduled_terminating_pods() ->
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
 
     // Orphaned: bound to a node that does not exist. The finalizer keeps it visible.
-    pods.create(&PostParams::default(), &pod("orphan", Some("ghost-node"), true)).await?;
-    pods.create(&PostParams::default(), &pod("homed", Some("real-node"), false)).await?;
+    pods.create(
+        &PostParams::default(),
+        &pod("orphan", Some("ghost-node"), true),
+    )
+    .await?;
+    pods.create(
+        &PostParams::default(),
+        &pod("homed", Some("real-node"), false),
+    )
+    .await?;
     let orphan = wait_for("orphan marked failed and deleted", || async {
         let p = pods.get("orphan").await?;
         Ok((p.metadata.deletion_timestamp.is_some() && phase(&p) == "Failed").then_some(p))
@@ -77,12 +93,23 @@ async fn podgc_deletes_orphaned_terminated_and_unscheduled_terminating_pods() ->
         .expect("DisruptionTarget condition");
     assert_eq!(cond.status, "True");
     assert_eq!(cond.reason.as_deref(), Some("DeletionByPodGC"));
-    assert_eq!(cond.message.as_deref(), Some("PodGC: node no longer exists"));
+    assert_eq!(
+        cond.message.as_deref(),
+        Some("PodGC: node no longer exists")
+    );
     release(&pods, "orphan").await?;
-    assert!(pods.get("homed").await?.metadata.deletion_timestamp.is_none(), "a pod on a live node stays");
+    assert!(
+        pods.get("homed")
+            .await?
+            .metadata
+            .deletion_timestamp
+            .is_none(),
+        "a pod on a live node stays"
+    );
 
     // Unscheduled and terminating: no kubelet will ever finish it.
-    pods.create(&PostParams::default(), &pod("limbo", None, true)).await?;
+    pods.create(&PostParams::default(), &pod("limbo", None, true))
+        .await?;
     pods.delete("limbo", &DeleteParams::default()).await?;
     wait_for("unscheduled terminating pod marked failed", || async {
         Ok((phase(&pods.get("limbo").await?) == "Failed").then_some(()))
@@ -92,11 +119,13 @@ async fn podgc_deletes_orphaned_terminated_and_unscheduled_terminating_pods() ->
 
     // Terminated beyond the threshold of 2: the oldest go first.
     for name in ["t-a", "t-b", "t-c", "t-d"] {
-        pods.create(&PostParams::default(), &pod(name, Some("real-node"), false)).await?;
+        pods.create(&PostParams::default(), &pod(name, Some("real-node"), false))
+            .await?;
     }
     for name in ["t-a", "t-b", "t-c", "t-d"] {
         let status = json!({"status": {"phase": "Succeeded"}});
-        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
     }
     wait_for("two oldest terminated pods deleted", || async {
         let left: Vec<String> = pods
@@ -111,7 +140,12 @@ async fn podgc_deletes_orphaned_terminated_and_unscheduled_terminating_pods() ->
     })
     .await?;
     // The running pod was never counted.
-    assert!(pods.get("homed").await?.metadata.deletion_timestamp.is_none());
+    assert!(pods
+        .get("homed")
+        .await?
+        .metadata
+        .deletion_timestamp
+        .is_none());
     cluster.stop().await;
     Ok(())
 }

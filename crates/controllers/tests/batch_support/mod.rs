@@ -37,7 +37,8 @@ pub fn fast_options() -> ControllerOptions {
 pub struct Cluster {
     pub server: TestServer,
     cancel: CancellationToken,
-    controllers: tokio::task::JoinHandle<()>,
+    /// `None` when the server's own controller manager runs them (upstream defaults).
+    controllers: Option<tokio::task::JoinHandle<()>>,
     nodes: Option<tokio::task::JoinHandle<Result<(), virtual_nodes::Error>>>,
 }
 
@@ -51,13 +52,34 @@ impl Cluster {
             cancel.clone(),
             options,
         ));
+        Self::with_nodes(server, cancel, Some(controllers), nodes, true).await
+    }
+
+    /// The server as `rkube server` runs it (its controller manager, upstream
+    /// defaults), with untainted virtual nodes so any pod lands on them.
+    pub async fn start_as_server(nodes: usize) -> anyhow::Result<Self> {
+        crate::common::init_tracing();
+        let server = TestServer::start().await?;
+        Self::with_nodes(server, CancellationToken::new(), None, nodes, false).await
+    }
+
+    async fn with_nodes(
+        server: TestServer,
+        cancel: CancellationToken,
+        controllers: Option<tokio::task::JoinHandle<()>>,
+        nodes: usize,
+        tainted: bool,
+    ) -> anyhow::Result<Self> {
         let nodes = if nodes > 0 {
-            let config = VirtualNodeConfig {
+            let mut config = VirtualNodeConfig {
                 count: nodes,
                 lease_interval: Duration::from_secs(1),
                 record_node_events: false,
                 ..Default::default()
             };
+            if !tainted {
+                config.taints.clear();
+            }
             let vn = VirtualNodes::new(server.client(), config)?;
             let handle = vn.handle();
             let run = tokio::spawn(vn.run(cancel.clone()));
@@ -82,7 +104,9 @@ impl Cluster {
 
     pub async fn stop(self) {
         self.cancel.cancel();
-        let _ = self.controllers.await;
+        if let Some(c) = self.controllers {
+            let _ = c.await;
+        }
         if let Some(n) = self.nodes {
             let _ = n.await;
         }
@@ -152,7 +176,11 @@ pub async fn wait_job(
 }
 
 /// (reason, message) of the Events about `name` in `ns`, oldest first.
-pub async fn events_for(client: &Client, ns: &str, name: &str) -> anyhow::Result<Vec<(String, String)>> {
+pub async fn events_for(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
     let mut list: Vec<Event> = api
         .list(&ListParams::default())
@@ -170,7 +198,12 @@ pub async fn events_for(client: &Client, ns: &str, name: &str) -> anyhow::Result
 
 /// How many times an Event with `reason` was recorded about `name` (identical events
 /// are folded into one with a count).
-pub async fn event_count(client: &Client, ns: &str, name: &str, reason: &str) -> anyhow::Result<i32> {
+pub async fn event_count(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> anyhow::Result<i32> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
     Ok(api
         .list(&ListParams::default())
@@ -191,7 +224,11 @@ pub async fn job_pods(client: &Client, ns: &str, job: &str) -> anyhow::Result<Ve
 }
 
 fn is_active(p: &Pod) -> bool {
-    let phase = p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+    let phase = p
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("");
     p.metadata.deletion_timestamp.is_none() && phase != "Succeeded" && phase != "Failed"
 }
 
@@ -216,7 +253,10 @@ impl ActiveWatch {
             .resource_version
             .unwrap_or_default();
         let stream = api.watch(&WatchParams::default(), &rv).await?;
-        let (max, seen) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(HashSet::new())));
+        let (max, seen) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(Mutex::new(HashSet::new())),
+        );
         let (m, s) = (max.clone(), seen.clone());
         let task = tokio::spawn(async move {
             futures::pin_mut!(stream);
