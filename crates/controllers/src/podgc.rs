@@ -171,7 +171,7 @@ impl PodGcController {
             return;
         }
         let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        victims.sort_by(|a, b| created(a).cmp(&created(b)));
+        victims.sort_by_key(|p| created(p));
         tracing::info!(
             count = victims.len(),
             "garbage collecting terminating pods on out-of-service nodes"

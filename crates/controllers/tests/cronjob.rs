@@ -110,7 +110,14 @@ async fn every_minute_schedule_creates_jobs_and_keeps_history_limits() -> anyhow
         Ok((all_done && jobs.len() == 2).then_some(jobs))
     })
     .await?;
-    let events = events_for(&client, ns, "tick").await?;
+    // Events follow the deletions they report.
+    let events = wait_for("deletion events", || async {
+        let events = events_for(&client, ns, "tick").await?;
+        let deleted = events.iter().any(|(r, _)| r == "SuccessfulDelete");
+        let seen = events.iter().any(|(r, _)| r == "SawCompletedJob");
+        Ok((deleted && seen).then_some(events))
+    })
+    .await?;
     let created: Vec<String> = events
         .iter()
         .filter(|(r, _)| r == "SuccessfulCreate")

@@ -31,7 +31,7 @@ async fn job_completes_5_with_parallelism_2_never_more_than_2_active() -> anyhow
     let manifest = job(
         "pi",
         json!({"completions": 5, "parallelism": 2}),
-        pod_template(Some(0), 0.3),
+        pod_template(Some(0), 0.5),
     );
     let created = jobs.create(&PostParams::default(), &manifest).await?;
     let uid = created.metadata.uid.clone().unwrap_or_default();
@@ -94,7 +94,13 @@ async fn job_completes_5_with_parallelism_2_never_more_than_2_active() -> anyhow
         assert!(p.metadata.name.as_deref().unwrap_or("").starts_with("pi-"));
     }
 
-    let events = events_for(&client, ns, "pi").await?;
+    // Events are recorded just after the status write that finished the Job.
+    let events = wait_for("Completed event", || async {
+        let events = events_for(&client, ns, "pi").await?;
+        let done = events.contains(&("Completed".into(), "Job completed".into()));
+        Ok(done.then_some(events))
+    })
+    .await?;
     let created: Vec<&(String, String)> = events
         .iter()
         .filter(|(r, _)| r == "SuccessfulCreate")
@@ -103,10 +109,6 @@ async fn job_completes_5_with_parallelism_2_never_more_than_2_active() -> anyhow
     assert!(created
         .iter()
         .all(|(_, m)| m.starts_with("Created pod: pi-")));
-    assert!(
-        events.contains(&("Completed".into(), "Job completed".into())),
-        "{events:?}"
-    );
     cluster.stop().await;
     Ok(())
 }
@@ -139,14 +141,15 @@ async fn failing_job_stops_at_backoff_limit() -> anyhow::Result<()> {
     assert_eq!(status.failed, Some(3));
     assert_eq!(status.succeeded, None);
     assert_eq!(job_pods(&client, ns, "fail").await?.len(), 3);
-    let events = events_for(&client, ns, "fail").await?;
-    assert!(
-        events.contains(&(
-            "BackoffLimitExceeded".into(),
-            "Job has reached the specified backoff limit".into()
-        )),
-        "{events:?}"
-    );
+    wait_for("BackoffLimitExceeded event", || async {
+        let events = events_for(&client, ns, "fail").await?;
+        let want = (
+            "BackoffLimitExceeded".to_string(),
+            "Job has reached the specified backoff limit".to_string(),
+        );
+        Ok(events.contains(&want).then_some(()))
+    })
+    .await?;
     cluster.stop().await;
     Ok(())
 }

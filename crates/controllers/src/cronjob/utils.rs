@@ -274,7 +274,7 @@ pub fn finished_type(job: &Job) -> Option<&str> {
 }
 
 /// The oldest Jobs beyond `limit`, by start time (unstarted last), then name.
-pub fn oldest_beyond_limit<'a>(mut jobs: Vec<&'a Job>, limit: i32) -> Vec<&'a Job> {
+pub fn oldest_beyond_limit(mut jobs: Vec<&Job>, limit: i32) -> Vec<&Job> {
     let limit = usize::try_from(limit.max(0)).unwrap_or(0);
     if jobs.len() <= limit {
         return Vec::new();
