@@ -280,3 +280,44 @@ async fn replace_policy_deletes_the_running_job() -> anyhow::Result<()> {
     cluster.stop().await;
     Ok(())
 }
+
+/// The real clock end to end (`rkube server` defaults): a `* * * * *` CronJob has its
+/// first Job within 70 s. It can wait a whole minute, so it runs only when
+/// `RKUBE_SLOW_TESTS` is set; the tests above cover the same path on a fast clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_minute_schedule_fires_on_the_real_clock() -> anyhow::Result<()> {
+    if std::env::var_os("RKUBE_SLOW_TESTS").is_none() {
+        eprintln!("skipping: set RKUBE_SLOW_TESTS to wait for a real minute");
+        return Ok(());
+    }
+    let cluster = Cluster::start_as_server(1).await?;
+    let client = cluster.client();
+    let ns = "cron-real";
+    namespace(&client, ns).await?;
+    let cjs: Api<CronJob> = Api::namespaced(client.clone(), ns);
+    let cj = cronjob("minutely", json!({}), pod_template(Some(0), 0.0));
+    cjs.create(&PostParams::default(), &cj).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(70);
+    let job = loop {
+        if let Some(j) = jobs_of(&client, ns, "minutely").await?.into_iter().next() {
+            break j;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no Job within 70 s");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let stamp: Timestamp = job
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .get("batch.kubernetes.io/cronjob-scheduled-timestamp")
+        .cloned()
+        .unwrap_or_default()
+        .parse()?;
+    let late = Timestamp::now().duration_since(stamp).as_secs_f64();
+    assert!(
+        (0.0..10.0).contains(&late),
+        "created {late} s after its minute"
+    );
+    cluster.stop().await;
+    Ok(())
+}
