@@ -157,3 +157,45 @@ async fn dependents_lose_only_the_owners_that_are_gone() -> anyhow::Result<()> {
     server.shutdown().await;
     Ok(())
 }
+
+/// A v1 ReplicationController deleted without a propagation policy orphans its pods,
+/// as upstream keeps for old clients; with `Background` they go.
+#[tokio::test]
+async fn replication_controllers_orphan_their_pods_by_default() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::ReplicationController;
+    let server = TestServer::start().await?;
+    let client = server.client();
+    let ns = "gc-rc-default";
+    namespace(&client, ns).await?;
+    let rcs: Api<ReplicationController> = Api::namespaced(client.clone(), ns);
+    let rc = |name: &str| -> anyhow::Result<ReplicationController> {
+        Ok(serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"replicas": 2, "selector": {"app": name},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "nginx:1.17"}]}}},
+        }))?)
+    };
+    for name in ["legacy", "modern"] {
+        rcs.create(&PostParams::default(), &rc(name)?).await?;
+        wait_for("2 pods", || async {
+            Ok((active_pods(&client, ns, &format!("app={name}"))
+                .await?
+                .len()
+                == 2)
+                .then_some(()))
+        })
+        .await?;
+    }
+    rcs.delete("legacy", &DeleteParams::default()).await?;
+    rcs.delete("modern", &DeleteParams::background()).await?;
+    wait_for("legacy pods orphaned, modern pods gone", || async {
+        let legacy = active_pods(&client, ns, "app=legacy").await?;
+        let modern = active_pods(&client, ns, "app=modern").await?;
+        let orphaned = legacy.len() == 2 && legacy.iter().all(|p| controller_name(p).is_none());
+        let gone = rcs.get_opt("legacy").await?.is_none() && rcs.get_opt("modern").await?.is_none();
+        Ok((orphaned && gone && modern.is_empty()).then_some(()))
+    })
+    .await?;
+    server.shutdown().await;
+    Ok(())
+}

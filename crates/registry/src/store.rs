@@ -95,6 +95,13 @@ pub enum UpdateMode {
     Internal,
 }
 
+/// Validating admission for [`Store::create_admitted`] (upstream's `createValidation`):
+/// runs once the object is complete, before it is written; an error refuses the create.
+#[async_trait::async_trait]
+pub trait CreateValidation: Send + Sync {
+    async fn validate(&self, obj: &Value, dry_run: bool) -> Result<()>;
+}
+
 /// A mutation for [`Store::guaranteed_update`]: given the current object (None if absent),
 /// returns the desired object.
 pub type UpdateFn<'a> = dyn FnMut(Option<&Value>) -> Result<Value> + Send + 'a;
@@ -306,7 +313,19 @@ impl Store {
     }
 
     /// Creates `obj` in `namespace` (empty for cluster-scoped resources).
-    pub async fn create(&self, namespace: &str, mut obj: Value, opts: &WriteOptions) -> Result<Value> {
+    pub async fn create(&self, namespace: &str, obj: Value, opts: &WriteOptions) -> Result<Value> {
+        self.create_admitted(namespace, obj, opts, None).await
+    }
+
+    /// [`Store::create`] with validating admission: `admit` sees the final object
+    /// (defaulted, named, valid) before anything is reserved or written, and may refuse it.
+    pub async fn create_admitted(
+        &self,
+        namespace: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+        admit: Option<&dyn CreateValidation>,
+    ) -> Result<Value> {
         self.prepare_new_object(namespace, &mut obj)?;
         self.strategy.prepare_for_create(&mut obj);
         self.strategy.default(&mut obj);
@@ -319,6 +338,9 @@ impl Store {
         let errors = self.strategy.validate(&obj);
         if !errors.is_empty() {
             return Err(self.invalid(meta::name(&obj), errors));
+        }
+        if let Some(admit) = admit {
+            admit.validate(&obj, opts.dry_run).await?;
         }
         self.strategy.allocate(&mut obj)?;
         if opts.dry_run {
@@ -570,7 +592,11 @@ impl Store {
                 }
             }
             let mut finalizers = meta::finalizers(&obj);
-            match opts.propagation_policy.as_deref() {
+            let policy = match opts.propagation_policy.as_deref() {
+                None if self.strategy.orphans_dependents_by_default() => Some("Orphan"),
+                p => p,
+            };
+            match policy {
                 Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
                     finalizers.push("foregroundDeletion".to_string())
                 }

@@ -86,6 +86,14 @@ pub trait Strategy: Send + Sync {
         None
     }
 
+    /// Whether a delete without a propagation policy orphans dependents. Upstream keeps
+    /// this for `v1` ReplicationControllers and `batch/v1` Jobs, for compatibility with
+    /// clients from before garbage collection; everything else deletes in the background.
+    fn orphans_dependents_by_default(&self) -> bool {
+        let info = self.info();
+        matches!((info.group.as_str(), info.resource.as_str()), ("", "replicationcontrollers") | ("batch", "jobs"))
+    }
+
     /// Whether deletion must wait for something other than finalizers (namespaces
     /// wait for `spec.finalizers`).
     fn deletion_pending(&self, _obj: &Value) -> bool {
