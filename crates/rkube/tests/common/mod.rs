@@ -98,17 +98,8 @@ impl Rkube {
 
     /// Stops the server with SIGTERM and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            unsafe_kill(child.id(), libc::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            terminate(child);
         }
     }
 
@@ -371,17 +362,8 @@ impl Component {
 
     /// SIGTERM, then SIGKILL if it has not exited within 15 s.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            unsafe_kill(child.id(), libc::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            terminate(child);
         }
     }
 }
@@ -492,6 +474,20 @@ fn pump(r: impl std::io::Read, tx: mpsc::Sender<String>, log: &Path) {
         }
         let _ = tx.send(line);
     }
+}
+
+/// SIGTERM, then SIGKILL if the process has not exited within 15 s.
+fn terminate(mut child: Child) {
+    unsafe_kill(child.id(), libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[allow(unsafe_code)]
