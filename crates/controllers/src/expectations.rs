@@ -74,6 +74,24 @@ impl ControllerExpectations {
         );
     }
 
+    /// Adds `adds` creations and these deletions to whatever is already expected
+    /// (upstream `RaiseExpectations`), starting a record if there is none.
+    pub fn raise(&self, key: &str, adds: usize, object_keys: impl IntoIterator<Item = String>) {
+        let mut inner = self.lock();
+        let e = inner.entry(key.to_string()).or_insert_with(|| Expectation {
+            adds: 0,
+            deletes: HashSet::new(),
+            since: Instant::now(),
+        });
+        if e.adds <= 0 && e.deletes.is_empty() {
+            // A satisfied record restarts its clock.
+            e.adds = 0;
+            e.since = Instant::now();
+        }
+        e.adds = e.adds.saturating_add(i64::try_from(adds).unwrap_or(i64::MAX));
+        e.deletes.extend(object_keys);
+    }
+
     /// One expected creation was seen (or will never happen because the request failed).
     pub fn creation_observed(&self, key: &str) {
         if let Some(e) = self.lock().get_mut(key) {
@@ -231,6 +249,23 @@ mod tests {
         e.expect_creations("ns/rs", 1);
         e.delete("ns/rs");
         assert!(e.satisfied("ns/rs"));
+    }
+
+    #[test]
+    fn raise_adds_to_what_is_expected() {
+        let e = ControllerExpectations::new();
+        e.raise("ns/s", 1, []);
+        e.raise("ns/s", 1, ["ns/p".to_string()]);
+        e.creation_observed("ns/s");
+        assert!(!e.satisfied("ns/s"));
+        e.creation_observed("ns/s");
+        assert!(!e.satisfied("ns/s"));
+        e.deletion_observed("ns/s", "ns/p");
+        assert!(e.satisfied("ns/s"));
+        // An extra observation never lets a later raise count short.
+        e.creation_observed("ns/s");
+        e.raise("ns/s", 1, []);
+        assert!(!e.satisfied("ns/s"));
     }
 
     #[test]

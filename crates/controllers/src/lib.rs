@@ -5,10 +5,12 @@
 pub mod clock;
 pub mod controller_ref_manager;
 pub mod controller_utils;
+pub mod daemonset;
 pub mod cronjob;
 pub mod deployment;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod history;
 pub mod informer;
 pub mod job;
 pub mod namespace;
@@ -16,6 +18,7 @@ pub mod options;
 pub mod podgc;
 pub mod queue;
 pub mod replicaset;
+pub mod statefulset;
 pub mod ttlafterfinished;
 pub mod workqueue;
 
@@ -52,6 +55,8 @@ async fn run_workloads(client: Client, cancel: CancellationToken, options: optio
         &mut informers,
     );
     let deployments = deployment::DeploymentController::new(client.clone(), &mut informers);
+    let statefulsets = statefulset::StatefulSetController::new(client.clone(), &mut informers);
+    let daemonsets = daemonset::DaemonSetController::new(client.clone(), &mut informers);
     let jobs = job::JobController::new(client.clone(), &mut informers, &options, &cancel);
     let cronjobs =
         cronjob::CronJobController::new(client.clone(), &mut informers, &options, &cancel);
@@ -64,6 +69,8 @@ async fn run_workloads(client: Client, cancel: CancellationToken, options: optio
     tasks.push(tokio::spawn(ttl.run(cancel.clone())));
     tasks.push(tokio::spawn(podgc.run(cancel.clone())));
     tasks.push(tokio::spawn(deployments.run(cancel.clone())));
+    tasks.push(tokio::spawn(statefulsets.run(cancel.clone())));
+    tasks.push(tokio::spawn(daemonsets.run(cancel.clone())));
     tasks.push(tokio::spawn(garbagecollector::run(
         client.clone(),
         cancel.clone(),

@@ -3,7 +3,8 @@
 //! `spec.selector` is immutable in apps/v1).
 
 use k8s_openapi::api::apps::v1::{
-    DaemonSet, DaemonSetUpdateStrategy, Deployment, DeploymentStrategy, ReplicaSet, StatefulSet,
+    ControllerRevision, DaemonSet, DaemonSetUpdateStrategy, Deployment, DeploymentStrategy,
+    ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -47,6 +48,22 @@ fn selector_and_template(
     kind_lower: &str,
     spec: &Path,
 ) -> FieldErrors {
+    let empty = PodTemplateSpec::default();
+    let mut errs = selector_and_template_labels(selector, template, kind_lower, spec);
+    errs.extend(validate_pod_template_spec(
+        template.unwrap_or(&empty),
+        &spec.child("template"),
+    ));
+    errs
+}
+
+/// Selector present, valid and not empty; the template's labels match it.
+fn selector_and_template_labels(
+    selector: Option<&LabelSelector>,
+    template: Option<&PodTemplateSpec>,
+    kind_lower: &str,
+    spec: &Path,
+) -> FieldErrors {
     let mut errs = Vec::new();
     let Some(sel) = selector else {
         errs.push(FieldError::required(spec.child("selector"), ""));
@@ -78,10 +95,6 @@ fn selector_and_template(
             &spec.child("template"),
         ));
     }
-    errs.extend(validate_pod_template_spec(
-        template,
-        &spec.child("template"),
-    ));
     errs
 }
 
@@ -378,12 +391,19 @@ fn validate_stateful_set_spec(ss: &StatefulSet, selector_given: bool) -> FieldEr
             &p.child("ordinals").child("start"),
         ));
     }
-    errs.extend(selector_and_template(
+    // Upstream `ValidatePodTemplateSpecForStatefulSet` checks only the template's labels
+    // and annotations: its volume mounts name volumes (the claim templates) that only
+    // the pods will have.
+    errs.extend(selector_and_template_labels(
         Some(&spec.selector).filter(|_| selector_given),
         Some(&spec.template),
         "statefulset",
         &p,
     ));
+    let tmeta = spec.template.metadata.clone().unwrap_or_default();
+    let tpath = p.child("template");
+    errs.extend(meta::validate_labels(tmeta.labels.as_ref(), &tpath.child("labels")));
+    errs.extend(meta::validate_annotations(tmeta.annotations.as_ref(), &tpath.child("annotations")));
     errs.extend(workload_restart_rules(
         &spec.template,
         &p.child("template"),
@@ -558,5 +578,37 @@ pub fn validate_daemon_set_update(
     errs.extend(validate_daemon_set_spec(new, selector_given));
     let sel = |d: &DaemonSet| d.spec.as_ref().map(|s| s.selector.clone());
     errs.extend(selector_immutable(sel(new).as_ref(), sel(old).as_ref()));
+    errs
+}
+
+/// `ValidateControllerRevision`: a valid name, data present, a non-negative revision.
+pub fn validate_controller_revision(r: &ControllerRevision) -> FieldErrors {
+    let mut errs = meta::validate_object_meta(
+        &r.metadata,
+        true,
+        names::name_is_dns_subdomain,
+        &root("metadata"),
+    );
+    if r.data.as_ref().is_none_or(|d| d.0.is_null()) {
+        errs.push(FieldError::required("data", "data is mandatory"));
+    }
+    errs.extend(nonnegative(r.revision, &root("revision")));
+    errs
+}
+
+/// `ValidateControllerRevisionUpdate`: the data never changes.
+pub fn validate_controller_revision_update(
+    new: &ControllerRevision,
+    old: &ControllerRevision,
+) -> FieldErrors {
+    let mut errs =
+        meta::validate_object_meta_update(&new.metadata, &old.metadata, &root("metadata"));
+    errs.extend(validate_controller_revision(new));
+    errs.extend(meta::immutable(
+        &new.data,
+        &old.data,
+        || meta::json_value(&new.data),
+        &root("data"),
+    ));
     errs
 }

@@ -133,6 +133,7 @@ pub fn validate_create(group: &str, version: &str, kind: &str, obj: &Value) -> F
         ("apps", "DaemonSet") => run(obj, |d: &apps_v1::DaemonSet| {
             apps::validate_daemon_set(d, selector_given(obj))
         }),
+        ("apps", "ControllerRevision") => run(obj, apps::validate_controller_revision),
         ("batch", "Job") => run(obj, batch::validate_job),
         ("batch", "CronJob") => run(obj, batch::validate_cron_job),
         ("networking.k8s.io", "Ingress") => run(obj, networking::validate_ingress),
@@ -250,6 +251,7 @@ pub fn validate_update(
         ("apps", "DaemonSet") => run2(new, old, |n: &apps_v1::DaemonSet, o| {
             apps::validate_daemon_set_update(n, o, selector_given(new))
         }),
+        ("apps", "ControllerRevision") => run2(new, old, apps::validate_controller_revision_update),
         ("batch", "Job") => run2(new, old, batch::validate_job_update),
         ("batch", "CronJob") => run2(new, old, batch::validate_cron_job_update),
         ("rbac.authorization.k8s.io", "RoleBinding") => {

@@ -132,3 +132,81 @@ pub fn auto_ready(client: &Client, ns: &str) -> tokio::task::JoinHandle<()> {
         }
     })
 }
+
+/// One change to a pod as a single watch saw it, in resourceVersion order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PodChange {
+    Created(String),
+    /// First seen with `Ready=True`.
+    Ready(String),
+    /// Marked for deletion, or gone (whichever was seen first).
+    Deleted(String),
+}
+
+/// Records every pod change in a namespace from one watch, so a test can prove in which
+/// order things happened (one watch delivers events in resourceVersion order).
+pub struct PodLog {
+    changes: std::sync::Arc<std::sync::Mutex<Vec<PodChange>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PodLog {
+    /// Starts watching `ns`; returns once the watch is established.
+    pub async fn start(client: &Client, ns: &str) -> anyhow::Result<Self> {
+        use futures::StreamExt;
+        use kube::api::{WatchEvent, WatchParams};
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let rv = api
+            .list(&ListParams::default())
+            .await?
+            .metadata
+            .resource_version
+            .unwrap_or_default();
+        let stream = api.watch(&WatchParams::default(), &rv).await?;
+        let changes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = changes.clone();
+        let task = tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            let (mut seen, mut ready, mut gone) = (
+                std::collections::HashSet::new(),
+                std::collections::HashSet::new(),
+                std::collections::HashSet::new(),
+            );
+            while let Some(Ok(event)) = stream.next().await {
+                let (p, deleted) = match event {
+                    WatchEvent::Added(p) | WatchEvent::Modified(p) => (p, false),
+                    WatchEvent::Deleted(p) => (p, true),
+                    _ => continue,
+                };
+                let name = p.metadata.name.clone().unwrap_or_default();
+                let uid = p.metadata.uid.clone().unwrap_or_default();
+                let mut out = log.lock().expect("log lock");
+                if seen.insert(uid.clone()) {
+                    out.push(PodChange::Created(name.clone()));
+                }
+                if is_ready(&p) && ready.insert(uid.clone()) {
+                    out.push(PodChange::Ready(name.clone()));
+                }
+                if (deleted || p.metadata.deletion_timestamp.is_some()) && gone.insert(uid) {
+                    out.push(PodChange::Deleted(name));
+                }
+            }
+        });
+        Ok(PodLog { changes, task })
+    }
+
+    pub fn changes(&self) -> Vec<PodChange> {
+        self.changes.lock().expect("log lock").clone()
+    }
+
+    /// Position of the first `change`, if seen.
+    pub fn position(&self, change: &PodChange) -> Option<usize> {
+        self.changes().iter().position(|c| c == change)
+    }
+}
+
+impl Drop for PodLog {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
