@@ -584,3 +584,90 @@ fn two_controller_managers_hand_over_on_the_lease() {
         "leaseTransitions {transitions:?}"
     );
 }
+
+/// A DaemonSet runs one pod on every node it tolerates, including a node that joins
+/// later, and none on a node whose taint it does not tolerate; an image change rolls
+/// out node by node (`kubectl rollout status`).
+#[test]
+fn daemonset_covers_every_eligible_node_and_rolls_out() {
+    let r = Rkube::start();
+    let _nodes = virtual_nodes(&r, "dsn", 2, &[]);
+    let _tainted = r.spawn_component(
+        "tainted",
+        &[
+            "virtual-nodes",
+            "--count",
+            "1",
+            "--prefix",
+            "tainted",
+            "--taints",
+            "dedicated=gpu:NoSchedule",
+        ],
+    );
+    eventually("tainted node Ready", WAIT, || {
+        r.k(&[
+            "get",
+            "node",
+            "tainted-0",
+            "--no-headers",
+            "--ignore-not-found",
+        ])
+        .contains(" Ready ")
+        .then_some(())
+    });
+    let manifest = r.write(
+        "ds.yaml",
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: node-agent\nspec:\n  selector:\n    matchLabels:\n      app: node-agent\n  template:\n    metadata:\n      labels:\n        app: node-agent\n    spec:\n      containers:\n      - name: agent\n        image: busybox:1.36\n",
+    );
+    let out = r.k(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
+    assert!(out.contains("daemonset.apps/node-agent created"), "{out}");
+    let nodes_of_pods = || -> Vec<String> {
+        let out = r.k(&["get", "pods", "-l", "app=node-agent", "-o", "json"]);
+        let list: serde_json::Value = serde_json::from_str(&out).expect("pod list JSON");
+        let mut nodes: Vec<String> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| {
+                p["metadata"]["deletionTimestamp"].is_null() && p["status"]["phase"] == "Running"
+            })
+            .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+            .collect();
+        nodes.sort();
+        nodes
+    };
+    eventually("a pod on each untainted node", WAIT, || {
+        (nodes_of_pods() == ["dsn-0", "dsn-1"]).then_some(())
+    });
+    let out = r.k(&["get", "daemonset", "node-agent", "--no-headers"]);
+    let columns: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(
+        &columns[1..4],
+        ["2", "2", "2"],
+        "DESIRED CURRENT READY: {out}"
+    );
+
+    // A node that joins later gets its pod.
+    let _late = virtual_nodes(&r, "late", 1, &[]);
+    eventually("a pod on the new node", WAIT, || {
+        (nodes_of_pods() == ["dsn-0", "dsn-1", "late-0"]).then_some(())
+    });
+
+    // An image change rolls out; every pod ends on the new template.
+    r.k(&["set", "image", "daemonset/node-agent", "agent=busybox:1.37"]);
+    let out = r.k(&["rollout", "status", "daemonset/node-agent", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    eventually("three pods on the new image", WAIT, || {
+        let images = r.k(&[
+            "get",
+            "pods",
+            "-l",
+            "app=node-agent",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ]);
+        let images: Vec<&str> = images.split_whitespace().collect();
+        (images.len() == 3 && images.iter().all(|i| *i == "busybox:1.37")).then_some(())
+    });
+    assert_eq!(nodes_of_pods(), ["dsn-0", "dsn-1", "late-0"]);
+}
