@@ -8,6 +8,8 @@ pub mod controller_utils;
 pub mod daemonset;
 pub mod cronjob;
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod history;
@@ -63,7 +65,12 @@ async fn run_workloads(client: Client, cancel: CancellationToken, options: optio
     let ttl =
         ttlafterfinished::TtlAfterFinishedController::new(client.clone(), &mut informers, &cancel);
     let podgc = podgc::PodGcController::new(client.clone(), &mut informers, &options);
+    let endpoints = endpoints::EndpointsController::new(client.clone(), &mut informers, &cancel);
+    let endpoint_slices =
+        endpointslice::EndpointSliceController::new(client.clone(), &mut informers, &cancel);
     let mut tasks = informers.start(&cancel);
+    tasks.push(tokio::spawn(endpoints.run(cancel.clone())));
+    tasks.push(tokio::spawn(endpoint_slices.run(cancel.clone())));
     tasks.push(tokio::spawn(jobs.run(cancel.clone())));
     tasks.push(tokio::spawn(cronjobs.run(cancel.clone())));
     tasks.push(tokio::spawn(ttl.run(cancel.clone())));
