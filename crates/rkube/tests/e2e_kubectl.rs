@@ -109,6 +109,18 @@ fn discovery_version_cluster_info_and_health() {
     let version = r.k(&["version"]);
     assert_contains(&version, "Server Version: v1.33");
 
+    // The kubernetes Service points at this API server.
+    let endpoints = squash(&r.k(&["get", "endpoints", "kubernetes"]));
+    assert_contains(&endpoints, &format!("kubernetes 127.0.0.1:{}", r.port));
+    let slice = r.k(&[
+        "get",
+        "endpointslice",
+        "kubernetes",
+        "-o",
+        "jsonpath={.endpoints[0].addresses[0]} {.ports[0].port}",
+    ]);
+    assert_eq!(slice, format!("127.0.0.1 {}", r.port));
+
     let resources = squash(&r.k(&["api-resources"]));
     assert_contains(&resources, "NAME SHORTNAMES APIVERSION NAMESPACED KIND");
     assert_contains(&resources, "deployments deploy apps/v1 true Deployment");

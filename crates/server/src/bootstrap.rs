@@ -48,3 +48,67 @@ pub async fn ensure_system_objects(registry: &Registry) -> Result<(), RegistryEr
     }
     Ok(())
 }
+
+/// Points the `kubernetes` Service at this API server, as upstream's endpoint reconciler
+/// does: Endpoints `default/kubernetes` and the EndpointSlice of the same name, with the
+/// advertised address and the HTTPS port (port name `https`). Rewritten at every start,
+/// since the address may have changed.
+pub async fn ensure_kubernetes_endpoints(
+    registry: &Registry,
+    ip: std::net::IpAddr,
+    port: u16,
+) -> Result<(), RegistryError> {
+    let address_type = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+    let endpoints = json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": ip.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    });
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": address_type,
+        "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    });
+    for (group, version, resource, obj) in [
+        ("", "v1", "endpoints", endpoints),
+        ("discovery.k8s.io", "v1", "endpointslices", slice),
+    ] {
+        let served = registry
+            .lookup(group, version, resource)
+            .ok_or_else(|| RegistryError::internal(format!("{resource} not served")))?;
+        match registry
+            .create(&served, "default", obj.clone(), &WriteOptions::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(RegistryError::AlreadyExists { .. }) => {
+                served
+                    .store
+                    .guaranteed_update(
+                        "default",
+                        "kubernetes",
+                        registry::UpdateMode::Main,
+                        &WriteOptions::default(),
+                        &mut |old| {
+                            let mut new = old.cloned().unwrap_or_else(|| obj.clone());
+                            for field in ["subsets", "endpoints", "ports", "addressType"] {
+                                if let Some(v) = obj.get(field) {
+                                    new[field] = v.clone();
+                                }
+                            }
+                            Ok(new)
+                        },
+                    )
+                    .await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -193,7 +193,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("issuing the kubelet client certificate")?;
     let kubelet_client = apiserver::tls::kubelet_client_config(&kubelet_cert, &kubelet_key)?;
     let service_accounts = std::sync::Arc::new(
-        pki::ServiceAccountKey::load_or_create(&tls_dir).context("preparing the service-account key")?,
+        pki::ServiceAccountKey::load_or_create(&tls_dir)
+            .context("preparing the service-account key")?,
     );
     let tokens = match &config.token_auth_file {
         Some(p) => Some(
@@ -221,6 +222,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         }
         _ => address.to_string(),
     };
+    let advertise_ip = match ips.first() {
+        Some(ip) if config.bind_address.is_unspecified() => *ip,
+        _ => address.ip(),
+    };
+    bootstrap::ensure_kubernetes_endpoints(&registry, advertise_ip, address.port())
+        .await
+        .context("writing the kubernetes service's endpoints")?;
     let api = apiserver::ApiServer::new(apiserver::Config {
         registry: registry.clone(),
         tls,
