@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, Response, StatusCode};
 use rand::Rng;
-use registry::{CacheEvent, EventType};
+use registry::{CacheEvent, EventType, RegistryError};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -24,6 +24,17 @@ use crate::body::{channel, Body};
 use crate::status::ApiError;
 
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A watch stream of one `ERROR` event with `err`'s Status.
+fn expired_response(err: ApiError) -> Response<Body> {
+    let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": err.status()})).unwrap_or_default();
+    line.push(b'\n');
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(crate::body::full(Bytes::from(line)))
+        .unwrap_or_else(|_| err.into_response())
+}
 
 pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let q = &ctx.query;
@@ -58,7 +69,14 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         None => Duration::from_secs(rand::thread_rng().gen_range(1800..3600)),
     };
     let rv = q.get("resourceVersion");
-    let sub = ctx.served.store.watch(&ctx.info.namespace, rv, send_initial).await?;
+    let sub = match ctx.served.store.watch(&ctx.info.namespace, rv, send_initial).await {
+        Ok(sub) => sub,
+        // Upstream answers a resourceVersion older than the watch window with 200 and one
+        // ERROR event carrying the 410 Status; reflectors relist on that event, whereas a
+        // 410 response to the request makes some clients retry the same version forever.
+        Err(e @ (RegistryError::Gone(_) | RegistryError::Expired(_))) => return Ok(expired_response(ApiError::from(e))),
+        Err(e) => return Err(e.into()),
+    };
     let scope = ctx.served.store.scope_prefix(&ctx.info.namespace);
     let info = ctx.served.info.clone();
     let (tx, rx) = mpsc::channel::<Bytes>(256);
