@@ -1,0 +1,208 @@
+//! Starting one container of a pod: image (by pull policy), environment, mounts, resources
+//! and security context → a CRI `ContainerConfig`, then create and start. Failures carry
+//! the waiting reason the pod status shows (ErrImagePull, CreateContainerConfigError, …).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use cri::v1 as c;
+use cri::CallExt;
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use crate::kuberuntime::{self, CONTAINER_NAME_LABEL, GRACE_ANNOTATION, INIT_ANNOTATION, RESTART_COUNT_ANNOTATION};
+use crate::volumes::VolumePaths;
+use crate::worker::Ctx;
+
+/// Why a container could not be started, with the waiting reason it shows.
+#[derive(Debug)]
+pub struct StartError {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl StartError {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        StartError { reason, message: message.into() }
+    }
+}
+
+pub struct StartRequest<'a> {
+    pub pod: &'a Pod,
+    pub container: &'a Container,
+    pub init: bool,
+    pub sandbox_id: &'a str,
+    pub sandbox_config: &'a c::PodSandboxConfig,
+    pub restart_count: i32,
+    pub volumes: &'a VolumePaths,
+    pub etc_hosts: Option<&'a Path>,
+}
+
+/// Creates and starts the container; returns its ID.
+pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartError> {
+    let mut cri = ctx.cri.clone();
+    let ctr = req.container;
+    let pod = req.pod;
+    let image = ctr.image.as_deref().unwrap_or_default();
+    let policy = crate::images::pull_policy(image, ctr.image_pull_policy.as_deref());
+    let reference = crate::worker::object_ref(pod, Some(&ctr.name), req.init);
+    let started = std::time::Instant::now();
+    let (image_ref, pulled) = match crate::images::ensure_image(&mut cri, image, &policy).await {
+        Ok(r) => r,
+        Err(crate::images::PullError::NeverPull(img)) => {
+            let msg = format!("Container image \"{img}\" is not present with pull policy of Never");
+            ctx.warn(&reference, "ErrImageNeverPull", msg.clone()).await;
+            return Err(StartError::new("ErrImageNeverPull", msg));
+        }
+        Err(crate::images::PullError::Pull(msg)) => {
+            ctx.warn(&reference, "Failed", format!("Failed to pull image \"{}\": {msg}", image)).await;
+            ctx.warn(&reference, "Failed", "Error: ErrImagePull".to_string()).await;
+            return Err(StartError::new("ErrImagePull", msg));
+        }
+    };
+    if pulled {
+        let secs = started.elapsed().as_secs_f64();
+        ctx.normal(&reference, "Pulling", format!("Pulling image \"{}\"", image)).await;
+        ctx.normal(&reference, "Pulled", format!("Successfully pulled image \"{}\" in {secs:.3}s", image)).await;
+    } else {
+        ctx.normal(&reference, "Pulled", format!("Container image \"{}\" already present on machine", image)).await;
+    }
+
+    let env = match crate::envvars::container_env(&ctx.client, pod, ctr).await {
+        Ok(e) => e,
+        Err(e) => {
+            ctx.warn(&reference, "Failed", format!("Error: {e}")).await;
+            return Err(StartError::new("CreateContainerConfigError", e.to_string()));
+        }
+    };
+    let vars: std::collections::BTreeMap<String, String> = env.iter().cloned().collect();
+    let command: Vec<String> = ctr.command.iter().flatten().map(|s| crate::envvars::expand(s, &vars)).collect();
+    let args: Vec<String> = ctr.args.iter().flatten().map(|s| crate::envvars::expand(s, &vars)).collect();
+
+    let mut mounts = Vec::new();
+    for m in ctr.volume_mounts.iter().flatten() {
+        let Some(host) = req.volumes.get(&m.name) else {
+            let msg = format!("cannot find volume \"{}\" to mount into container \"{}\"", m.name, ctr.name);
+            ctx.warn(&reference, "Failed", format!("Error: {msg}")).await;
+            return Err(StartError::new("CreateContainerConfigError", msg));
+        };
+        let mut host_path = host.clone();
+        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            if sub.split('/').any(|c| c == "..") {
+                return Err(StartError::new("CreateContainerConfigError", format!("invalid subPath {sub:?}")));
+            }
+            host_path = host_path.join(sub);
+            if !host_path.exists() {
+                let _ = std::fs::create_dir_all(&host_path);
+            }
+        }
+        mounts.push(c::Mount {
+            container_path: m.mount_path.clone(),
+            host_path: host_path.display().to_string(),
+            readonly: m.read_only.unwrap_or(false),
+            propagation: match m.mount_propagation.as_deref() {
+                Some("HostToContainer") => c::MountPropagation::PropagationHostToContainer as i32,
+                Some("Bidirectional") => c::MountPropagation::PropagationBidirectional as i32,
+                _ => c::MountPropagation::PropagationPrivate as i32,
+            },
+            ..Default::default()
+        });
+    }
+    if let Some(hosts) = req.etc_hosts {
+        if !mounts.iter().any(|m| m.container_path == "/etc/hosts") {
+            mounts.push(c::Mount {
+                container_path: "/etc/hosts".into(),
+                host_path: hosts.display().to_string(),
+                ..Default::default()
+            });
+        }
+    }
+
+    let mut labels: HashMap<String, String> = kuberuntime::pod_labels(pod);
+    labels.insert(CONTAINER_NAME_LABEL.to_string(), ctr.name.clone());
+    let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+    let mut annotations = HashMap::from([
+        (RESTART_COUNT_ANNOTATION.to_string(), req.restart_count.to_string()),
+        (GRACE_ANNOTATION.to_string(), grace.to_string()),
+        ("io.kubernetes.container.terminationMessagePath".to_string(), ctr.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into())),
+    ]);
+    if req.init {
+        annotations.insert(INIT_ANNOTATION.to_string(), "true".to_string());
+    }
+    let sc = ctr.security_context.clone().unwrap_or_default();
+    let psc = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+    let caps = sc.capabilities.clone().unwrap_or_default();
+    let host_pid = pod.spec.as_ref().and_then(|s| s.host_pid).unwrap_or(false);
+    let host_net = kuberuntime::host_network(pod);
+    let host_ipc = pod.spec.as_ref().and_then(|s| s.host_ipc).unwrap_or(false);
+    let mode = |host: bool| if host { c::NamespaceMode::Node as i32 } else { c::NamespaceMode::Pod as i32 };
+    let config = c::ContainerConfig {
+        metadata: Some(c::ContainerMetadata { name: ctr.name.clone(), attempt: req.restart_count as u32 }),
+        image: Some(c::ImageSpec { image: image_ref, user_specified_image: ctr.image.clone().unwrap_or_default(), ..Default::default() }),
+        command,
+        args,
+        working_dir: ctr.working_dir.clone().unwrap_or_default(),
+        envs: env.into_iter().map(|(key, value)| c::KeyValue { key, value }).collect(),
+        mounts,
+        labels,
+        annotations,
+        log_path: format!("{}/{}.log", ctr.name, req.restart_count),
+        stdin: ctr.stdin.unwrap_or(false),
+        stdin_once: ctr.stdin_once.unwrap_or(false),
+        tty: ctr.tty.unwrap_or(false),
+        linux: Some(c::LinuxContainerConfig {
+            resources: Some(crate::resources::linux_resources(pod, ctr, ctx.machine_memory)),
+            security_context: Some(c::LinuxContainerSecurityContext {
+                capabilities: Some(c::Capability {
+                    add_capabilities: caps.add.unwrap_or_default(),
+                    drop_capabilities: caps.drop.unwrap_or_default(),
+                    ..Default::default()
+                }),
+                privileged: sc.privileged.unwrap_or(false),
+                namespace_options: Some(c::NamespaceOption {
+                    network: mode(host_net),
+                    pid: if host_pid { c::NamespaceMode::Node as i32 } else { c::NamespaceMode::Container as i32 },
+                    ipc: mode(host_ipc),
+                    target_id: String::new(),
+                }),
+                run_as_user: sc.run_as_user.or(psc.run_as_user).map(|value| c::Int64Value { value }),
+                run_as_group: sc.run_as_group.or(psc.run_as_group).map(|value| c::Int64Value { value }),
+                readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
+                supplemental_groups: {
+                    let mut g = psc.supplemental_groups.clone().unwrap_or_default();
+                    if let Some(fs) = psc.fs_group {
+                        g.push(fs);
+                    }
+                    g
+                },
+                no_new_privs: !sc.allow_privilege_escalation.unwrap_or(true),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    };
+    let created = cri
+        .runtime
+        .create_container(c::CreateContainerRequest {
+            pod_sandbox_id: req.sandbox_id.to_string(),
+            config: Some(config),
+            sandbox_config: Some(req.sandbox_config.clone()),
+        })
+        .await
+        .call("CreateContainer");
+    let id = match created {
+        Ok(r) => r.container_id,
+        Err(e) => {
+            let msg = e.status().map(|s| s.message().to_string()).unwrap_or_else(|| e.to_string());
+            ctx.warn(&reference, "Failed", format!("Error: {msg}")).await;
+            return Err(StartError::new("CreateContainerError", msg));
+        }
+    };
+    ctx.normal(&reference, "Created", format!("Created container: {}", ctr.name)).await;
+    if let Err(e) = cri.runtime.start_container(c::StartContainerRequest { container_id: id.clone() }).await.call("StartContainer") {
+        let msg = e.status().map(|s| s.message().to_string()).unwrap_or_else(|| e.to_string());
+        ctx.warn(&reference, "Failed", format!("Error: {msg}")).await;
+        return Err(StartError::new("RunContainerError", msg));
+    }
+    ctx.normal(&reference, "Started", format!("Started container {}", ctr.name)).await;
+    Ok(id)
+}
