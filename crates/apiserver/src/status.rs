@@ -53,6 +53,7 @@ impl ApiError {
                 RegistryError::Forbidden(_) => StatusCode::FORBIDDEN,
                 RegistryError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
                 RegistryError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                RegistryError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
                 RegistryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -80,6 +81,7 @@ impl ApiError {
                 RegistryError::Forbidden(_) => "Forbidden",
                 RegistryError::MethodNotAllowed(_) => "MethodNotAllowed",
                 RegistryError::Timeout(_) => "Timeout",
+                RegistryError::TooManyRequests { .. } => "TooManyRequests",
                 RegistryError::Internal(_) => "InternalError",
             },
             ApiError::Unauthorized => "Unauthorized",
@@ -119,6 +121,18 @@ impl ApiError {
                 d.insert("causes".into(), json!(causes));
                 Some(Value::Object(d))
             }
+            RegistryError::TooManyRequests { retry_after_seconds, causes, .. } => {
+                let mut d = Map::new();
+                if !causes.is_empty() {
+                    let causes: Vec<Value> =
+                        causes.iter().map(|(reason, message)| json!({"reason": reason, "message": message})).collect();
+                    d.insert("causes".into(), json!(causes));
+                }
+                if *retry_after_seconds > 0 {
+                    d.insert("retryAfterSeconds".into(), json!(retry_after_seconds));
+                }
+                Some(Value::Object(d))
+            }
             RegistryError::ApplyConflict { causes, .. } => Some(json!({
                 "causes": causes.iter().map(|(field, message)| json!({
                     "reason": "FieldManagerConflict", "message": message, "field": field
@@ -151,7 +165,17 @@ impl ApiError {
             tracing::error!(error = %self, "request failed");
         }
         let body = serde_json::to_vec(&self.status()).unwrap_or_default();
-        Response::builder()
+        let retry_after = match &self {
+            ApiError::Registry(RegistryError::TooManyRequests { retry_after_seconds, .. }) if *retry_after_seconds > 0 => {
+                Some(retry_after_seconds.to_string())
+            }
+            _ => None,
+        };
+        let mut builder = Response::builder();
+        if let Some(secs) = retry_after {
+            builder = builder.header(header::RETRY_AFTER, secs);
+        }
+        builder
             .status(code)
             .header(header::CONTENT_TYPE, "application/json")
             .body(full(Bytes::from(body)))

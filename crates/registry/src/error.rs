@@ -35,6 +35,10 @@ pub enum RegistryError {
     ApplyConflict { message: String, causes: Vec<(String, String)> },
     #[error("{0}")]
     Timeout(String),
+    /// 429: try again later (e.g. an eviction a disruption budget does not allow yet),
+    /// with `(reason, message)` causes.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_seconds: u32, causes: Vec<(String, String)> },
     #[error("{0}")]
     Internal(String),
 }

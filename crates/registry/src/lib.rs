@@ -7,6 +7,8 @@
 //! protected namespaces, and installing/removing the resources a
 //! CustomResourceDefinition declares.
 
+pub mod admission;
+pub mod apps;
 pub mod batch;
 pub mod cacher;
 pub mod core;
@@ -93,6 +95,7 @@ impl Registry {
                 ("events.k8s.io", "events") => {
                     Arc::new(strategy::EventsV1Strategy { inner: strategy::BuiltinStrategy::new(info.clone()) })
                 }
+                ("apps", "daemonsets") => Arc::new(apps::DaemonSetStrategy::new(info.clone())),
                 ("batch", "jobs") => Arc::new(batch::JobStrategy::new(info.clone())),
                 ("apiextensions.k8s.io", "customresourcedefinitions") => Arc::new(crd::CrdStrategy::new(info.clone())),
                 _ => Arc::new(strategy::BuiltinStrategy::new(info.clone())),
@@ -181,11 +184,22 @@ impl Registry {
         Ok(())
     }
 
-    pub async fn create(&self, served: &Served, namespace: &str, obj: Value, opts: &WriteOptions) -> Result<Value> {
+    pub async fn create(&self, served: &Served, namespace: &str, mut obj: Value, opts: &WriteOptions) -> Result<Value> {
         if served.info.namespaced {
             self.admit_namespace(namespace).await?;
         }
-        let created = served.store.create(namespace, obj, opts).await?;
+        let created = if admission::validates(served) {
+            admission::mutate(self, served, namespace, &mut obj).await?;
+            let validation = admission::Validation {
+                registry: self,
+                served,
+                namespace,
+                display_name: admission::display_name(&obj),
+            };
+            served.store.create_admitted(namespace, obj, opts, Some(&validation)).await?
+        } else {
+            served.store.create(namespace, obj, opts).await?
+        };
         if served.info.resource == "customresourcedefinitions" && !opts.dry_run {
             self.install_crd(&created).await?;
         }

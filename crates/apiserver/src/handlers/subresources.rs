@@ -221,18 +221,16 @@ pub async fn bind(ctx: &Ctx<'_>, body: bytes::Bytes) -> Result<Response<Body>, A
     Ok(crate::json_response(StatusCode::CREATED, &crate::status::success_status(json!({"name": ctx.info.name, "kind": "pods"}))))
 }
 
-/// POST pods/{name}/eviction: deletes the pod (PodDisruptionBudgets are honoured by
-/// the disruption controller once it exists; without budgets eviction is a delete).
+/// POST pods/{name}/eviction: deletes the pod unless a PodDisruptionBudget forbids it
+/// (429 with a `DisruptionTarget` cause; see `registry::core::eviction`).
 pub async fn evict(ctx: &Ctx<'_>, body: bytes::Bytes) -> Result<Response<Body>, ApiError> {
     let eviction = decode_object(&ctx.headers, &body)?;
-    let opts = registry::DeleteOptions {
-        dry_run: ctx.dry_run()?,
-        grace_period_seconds: eviction.pointer("/deleteOptions/gracePeriodSeconds").and_then(Value::as_i64),
-        propagation_policy: None,
-        precondition_uid: eviction.pointer("/deleteOptions/preconditions/uid").and_then(Value::as_str).map(str::to_string),
-        precondition_resource_version: None,
-    };
-    ctx.server.registry.delete(&ctx.served, &ctx.info.namespace, &ctx.info.name, &opts).await?;
+    let body_name = meta::name(&eviction);
+    if !body_name.is_empty() && body_name != ctx.info.name {
+        return Err(ApiError::BadRequest("name in URL does not match name in Eviction object".to_string()));
+    }
+    let opts = registry::core::eviction::delete_options(&eviction, ctx.dry_run()?);
+    registry::core::eviction::evict(&ctx.server.registry, &ctx.served, &ctx.info.namespace, &ctx.info.name, opts).await?;
     Ok(crate::json_response(StatusCode::CREATED, &crate::status::success_status(json!({}))))
 }
 
