@@ -4,7 +4,8 @@
 //! Two phases, as upstream:
 //!
 //! 1. **Mutating**, on the decoded and defaulted object before the store prepares it:
-//!    DefaultStorageClass (a claim without `storageClassName` gets the default class) and
+//!    DefaultStorageClass (a claim without `storageClassName` gets the default class),
+//!    DefaultTolerationSeconds (not-ready/unreachable tolerations of 300 s) and
 //!    LimitRanger's defaults (container requests/limits from `default`/`defaultRequest`).
 //! 2. **Validating**, from inside [`crate::Store::create_admitted`] once the object is
 //!    named and valid, before it is written: LimitRanger's min/max/ratio checks, then
@@ -17,6 +18,7 @@
 //! Forbidden worded as upstream (`pods "x" is forbidden: exceeded quota: …`), naming the
 //! object by `generateName` when it has no name yet.
 
+pub mod default_toleration_seconds;
 pub mod limit_ranger;
 pub mod resource_quota;
 pub mod storage_class;
@@ -66,6 +68,7 @@ pub async fn mutate(
     match (served.info.group.as_str(), served.info.resource.as_str()) {
         ("", "persistentvolumeclaims") => storage_class::admit(registry, served, obj),
         ("", "pods") => {
+            default_toleration_seconds::admit(obj);
             limit_ranger::mutate(registry, namespace, obj, |o| {
                 served.store.strategy.default(o)
             });
