@@ -49,7 +49,10 @@ fn same_toleration(a: &Toleration, b: &Toleration) -> bool {
 /// Upstream `AddOrUpdateTolerationInPodSpec`.
 fn add_or_update_toleration(spec: &mut PodSpec, toleration: Toleration) {
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
-    match tolerations.iter_mut().find(|t| same_toleration(t, &toleration)) {
+    match tolerations
+        .iter_mut()
+        .find(|t| same_toleration(t, &toleration))
+    {
         Some(t) => *t = toleration,
         None => tolerations.push(toleration),
     }
@@ -71,10 +74,16 @@ pub fn add_daemon_tolerations(spec: &mut PodSpec) {
 
 /// Whether `t` tolerates `taint` (upstream `Toleration.ToleratesTaint`).
 pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if t.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
+    if t.effect
+        .as_deref()
+        .is_some_and(|e| !e.is_empty() && e != taint.effect)
+    {
         return false;
     }
-    if t.key.as_deref().is_some_and(|k| !k.is_empty() && k != taint.key) {
+    if t.key
+        .as_deref()
+        .is_some_and(|k| !k.is_empty() && k != taint.key)
+    {
         return false;
     }
     match t.operator.as_deref().unwrap_or("") {
@@ -117,7 +126,11 @@ fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
     if exprs.is_empty() && fields.is_empty() {
         return false;
     }
-    let Some(reqs) = exprs.iter().map(label_requirement).collect::<Option<Vec<_>>>() else {
+    let Some(reqs) = exprs
+        .iter()
+        .map(label_requirement)
+        .collect::<Option<Vec<_>>>()
+    else {
         return false;
     };
     let labels = node.metadata.labels.clone().unwrap_or_default();
@@ -147,10 +160,16 @@ pub fn node_matches_pod(spec: &PodSpec, node: &Node) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|na| {
+            na.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     match required {
         None => true,
-        Some(sel) => sel.node_selector_terms.iter().any(|t| term_matches(t, node)),
+        Some(sel) => sel
+            .node_selector_terms
+            .iter()
+            .any(|t| term_matches(t, node)),
     }
 }
 
@@ -191,7 +210,11 @@ pub fn should_run(node: &Node, ds: &DaemonSet) -> (bool, bool) {
         .and_then(|s| s.taints.as_deref())
         .unwrap_or(&[]);
     let tolerations = spec.tolerations.as_deref().unwrap_or(&[]);
-    if untolerated_taint(taints, tolerations, |e| e == "NoSchedule" || e == "NoExecute").is_some() {
+    if untolerated_taint(taints, tolerations, |e| {
+        e == "NoSchedule" || e == "NoExecute"
+    })
+    .is_some()
+    {
         let no_execute = untolerated_taint(taints, tolerations, |e| e == "NoExecute").is_some();
         return (false, !no_execute);
     }
@@ -213,7 +236,9 @@ pub fn pin_to_node(affinity: Option<Affinity>, node: &str) -> Affinity {
         }],
     };
     let mut affinity = affinity.unwrap_or_default();
-    let na = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    let na = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
     na.required_during_scheduling_ignored_during_execution = Some(selector);
     affinity
 }
@@ -267,7 +292,11 @@ pub fn is_pod_updated(pod: &Pod, hash: &str, generation: Option<i64>) -> bool {
 /// The template pods are made from (upstream `CreatePodTemplate`): daemon tolerations,
 /// the generation and revision hash labels.
 pub fn pod_template(ds: &DaemonSet, hash: &str) -> PodTemplateSpec {
-    let mut t = ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let mut t = ds
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     add_daemon_tolerations(t.spec.get_or_insert_with(PodSpec::default));
     let labels = t
         .metadata
@@ -293,7 +322,11 @@ pub fn scaled_value(v: Option<&IntOrString>, total: i32, round_up: bool) -> i32 
                 return 0;
             };
             let scaled = p * i64::from(total);
-            let value = if round_up { (scaled + 99).div_euclid(100) } else { scaled.div_euclid(100) };
+            let value = if round_up {
+                (scaled + 99).div_euclid(100)
+            } else {
+                scaled.div_euclid(100)
+            };
             i32::try_from(value).unwrap_or(i32::MAX)
         }
     }
@@ -318,7 +351,9 @@ pub fn is_rolling_update(ds: &DaemonSet) -> bool {
 
 /// Upstream `UnavailableCount` (rounded up).
 pub fn max_unavailable(ds: &DaemonSet, desired: i32) -> i32 {
-    rolling(ds).map_or(0, |r| scaled_value(r.max_unavailable.as_ref(), desired, true))
+    rolling(ds).map_or(0, |r| {
+        scaled_value(r.max_unavailable.as_ref(), desired, true)
+    })
 }
 
 /// Upstream `SurgeCount` (rounded up).
@@ -391,12 +426,13 @@ impl FailedPodsBackoff {
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::DaemonSetSpec;
-    use k8s_openapi::api::core::v1::NodeSpec;
     use serde_json::json;
 
     fn node(name: &str, labels: serde_json::Value, taints: serde_json::Value) -> Node {
-        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}}))
-            .expect("node")
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}}),
+        )
+        .expect("node")
     }
 
     fn ds(pod_spec: serde_json::Value) -> DaemonSet {
@@ -412,9 +448,24 @@ mod tests {
     fn nodes_are_chosen_by_selector_affinity_and_taints() {
         let plain = json!({"containers": [{"name": "c"}]});
         let cases = [
-            ("no constraints", plain.clone(), node("n", json!({}), json!([])), (true, true)),
-            ("selector miss", json!({"nodeSelector": {"disk": "ssd"}, "containers": []}), node("n", json!({}), json!([])), (false, false)),
-            ("selector hit", json!({"nodeSelector": {"disk": "ssd"}, "containers": []}), node("n", json!({"disk": "ssd"}), json!([])), (true, true)),
+            (
+                "no constraints",
+                plain.clone(),
+                node("n", json!({}), json!([])),
+                (true, true),
+            ),
+            (
+                "selector miss",
+                json!({"nodeSelector": {"disk": "ssd"}, "containers": []}),
+                node("n", json!({}), json!([])),
+                (false, false),
+            ),
+            (
+                "selector hit",
+                json!({"nodeSelector": {"disk": "ssd"}, "containers": []}),
+                node("n", json!({"disk": "ssd"}), json!([])),
+                (true, true),
+            ),
             (
                 "affinity miss",
                 json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
@@ -422,18 +473,72 @@ mod tests {
                 node("n", json!({"zone": "b"}), json!([])),
                 (false, false),
             ),
-            ("untolerated NoSchedule keeps running pods", plain.clone(), node("n", json!({}), json!([{"key": "gpu", "effect": "NoSchedule"}])), (false, true)),
-            ("untolerated NoExecute evicts", plain.clone(), node("n", json!({}), json!([{"key": "gpu", "effect": "NoExecute"}])), (false, false)),
-            ("PreferNoSchedule is ignored", plain.clone(), node("n", json!({}), json!([{"key": "gpu", "effect": "PreferNoSchedule"}])), (true, true)),
+            (
+                "untolerated NoSchedule keeps running pods",
+                plain.clone(),
+                node(
+                    "n",
+                    json!({}),
+                    json!([{"key": "gpu", "effect": "NoSchedule"}]),
+                ),
+                (false, true),
+            ),
+            (
+                "untolerated NoExecute evicts",
+                plain.clone(),
+                node(
+                    "n",
+                    json!({}),
+                    json!([{"key": "gpu", "effect": "NoExecute"}]),
+                ),
+                (false, false),
+            ),
+            (
+                "PreferNoSchedule is ignored",
+                plain.clone(),
+                node(
+                    "n",
+                    json!({}),
+                    json!([{"key": "gpu", "effect": "PreferNoSchedule"}]),
+                ),
+                (true, true),
+            ),
             (
                 "tolerated",
                 json!({"tolerations": [{"key": "gpu", "operator": "Exists"}], "containers": []}),
-                node("n", json!({}), json!([{"key": "gpu", "value": "x", "effect": "NoSchedule"}])),
+                node(
+                    "n",
+                    json!({}),
+                    json!([{"key": "gpu", "value": "x", "effect": "NoSchedule"}]),
+                ),
                 (true, true),
             ),
-            ("cordoned nodes still get daemons", plain.clone(), node("n", json!({}), json!([{"key": TAINT_UNSCHEDULABLE, "effect": "NoSchedule"}])), (true, true)),
-            ("not-ready nodes keep them", plain.clone(), node("n", json!({}), json!([{"key": TAINT_NOT_READY, "effect": "NoExecute"}])), (true, true)),
-            ("other node name", json!({"nodeName": "m", "containers": []}), node("n", json!({}), json!([])), (false, false)),
+            (
+                "cordoned nodes still get daemons",
+                plain.clone(),
+                node(
+                    "n",
+                    json!({}),
+                    json!([{"key": TAINT_UNSCHEDULABLE, "effect": "NoSchedule"}]),
+                ),
+                (true, true),
+            ),
+            (
+                "not-ready nodes keep them",
+                plain.clone(),
+                node(
+                    "n",
+                    json!({}),
+                    json!([{"key": TAINT_NOT_READY, "effect": "NoExecute"}]),
+                ),
+                (true, true),
+            ),
+            (
+                "other node name",
+                json!({"nodeName": "m", "containers": []}),
+                node("n", json!({}), json!([])),
+                (false, false),
+            ),
         ];
         for (name, spec, node, want) in cases {
             assert_eq!(should_run(&node, &ds(spec)), want, "{name}");
@@ -495,7 +600,6 @@ mod tests {
         };
         assert_eq!(target_node(&bound).as_deref(), Some("n3"));
         assert_eq!(target_node(&Pod::default()), None);
-        let _ = NodeSpec::default();
     }
 
     #[test]
@@ -508,11 +612,29 @@ mod tests {
         let pod = |labels: serde_json::Value| -> Pod {
             serde_json::from_value(json!({"metadata": {"labels": labels}})).expect("pod")
         };
-        assert!(is_pod_updated(&pod(json!({REVISION_HASH_LABEL: "h1"})), "h1", None));
-        assert!(is_pod_updated(&pod(json!({TEMPLATE_GENERATION_LABEL: "3"})), "h2", Some(3)));
-        assert!(!is_pod_updated(&pod(json!({REVISION_HASH_LABEL: "h0"})), "h1", Some(3)));
-        assert_eq!(scaled_value(Some(&IntOrString::String("25%".into())), 5, true), 2);
-        assert_eq!(scaled_value(Some(&IntOrString::String("25%".into())), 5, false), 1);
+        assert!(is_pod_updated(
+            &pod(json!({REVISION_HASH_LABEL: "h1"})),
+            "h1",
+            None
+        ));
+        assert!(is_pod_updated(
+            &pod(json!({TEMPLATE_GENERATION_LABEL: "3"})),
+            "h2",
+            Some(3)
+        ));
+        assert!(!is_pod_updated(
+            &pod(json!({REVISION_HASH_LABEL: "h0"})),
+            "h1",
+            Some(3)
+        ));
+        assert_eq!(
+            scaled_value(Some(&IntOrString::String("25%".into())), 5, true),
+            2
+        );
+        assert_eq!(
+            scaled_value(Some(&IntOrString::String("25%".into())), 5, false),
+            1
+        );
         assert_eq!(scaled_value(Some(&IntOrString::Int(2)), 5, true), 2);
         let mut d = d;
         d.spec = Some(DaemonSetSpec {
