@@ -61,6 +61,22 @@ pub struct ControllerOptions {
     /// How long a node must stay missing before its pods count as orphaned (upstream
     /// `quarantineTime`).
     pub pod_gc_quarantine: Duration,
+    /// `--resource-quota-sync-period`: how often every quota's usage is recounted.
+    pub resource_quota_sync_period: Duration,
+    /// `--horizontal-pod-autoscaler-sync-period`: how often each HPA is evaluated.
+    pub hpa_sync_period: Duration,
+    /// `--horizontal-pod-autoscaler-downscale-stabilization`: scale-down looks back
+    /// this far and takes the highest recommendation.
+    pub hpa_downscale_stabilization: Duration,
+    /// `--horizontal-pod-autoscaler-tolerance`: usage ratios this close to 1 do not scale.
+    pub hpa_tolerance: f64,
+    /// `--horizontal-pod-autoscaler-cpu-initialization-period`.
+    pub hpa_cpu_initialization_period: Duration,
+    /// `--horizontal-pod-autoscaler-initial-readiness-delay`.
+    pub hpa_initial_readiness_delay: Duration,
+    /// How long the PersistentVolume controller waits between full resyncs of volumes
+    /// and claims (`--pvclaimbinder-sync-period`).
+    pub pv_claim_binder_sync_period: Duration,
 }
 
 impl Default for ControllerOptions {
@@ -85,6 +101,13 @@ impl Default for ControllerOptions {
             terminated_pod_gc_threshold: 12500,
             pod_gc_period: Duration::from_secs(20),
             pod_gc_quarantine: Duration::from_secs(40),
+            resource_quota_sync_period: Duration::from_secs(300),
+            hpa_sync_period: Duration::from_secs(15),
+            hpa_downscale_stabilization: Duration::from_secs(300),
+            hpa_tolerance: 0.1,
+            hpa_cpu_initialization_period: Duration::from_secs(300),
+            hpa_initial_readiness_delay: Duration::from_secs(30),
+            pv_claim_binder_sync_period: Duration::from_secs(15),
         }
     }
 }

@@ -112,12 +112,18 @@ async fn statefulset_orders_pods_and_keeps_their_claims() -> anyhow::Result<()> 
     assert!(revision.starts_with("web-"));
     assert_eq!(rev.revision, 1);
     assert_eq!(
-        rev.metadata.owner_references.as_ref().map(|r| r[0].name.as_str()),
+        rev.metadata
+            .owner_references
+            .as_ref()
+            .map(|r| r[0].name.as_str()),
         Some("web")
     );
 
     let pods = pods_by_name(&client, ns).await?;
-    assert_eq!(pods.keys().cloned().collect::<Vec<_>>(), ["web-0", "web-1", "web-2"]);
+    assert_eq!(
+        pods.keys().cloned().collect::<Vec<_>>(),
+        ["web-0", "web-1", "web-2"]
+    );
     for (i, (name, p)) in pods.iter().enumerate() {
         assert_eq!(label(p, "statefulset.kubernetes.io/pod-name"), *name);
         assert_eq!(label(p, "apps.kubernetes.io/pod-index"), i.to_string());
@@ -139,17 +145,33 @@ async fn statefulset_orders_pods_and_keeps_their_claims() -> anyhow::Result<()> 
     for i in 0..3 {
         let c = claims.get(&format!("www-web-{i}")).await?;
         assert_eq!(
-            c.metadata.labels.as_ref().and_then(|l| l.get("app")).map(String::as_str),
+            c.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app"))
+                .map(String::as_str),
             Some("nginx")
         );
-        assert!(c.metadata.owner_references.is_none(), "Retain leaves claims unowned");
+        assert!(
+            c.metadata.owner_references.is_none(),
+            "Retain leaves claims unowned"
+        );
         claim_uids.insert(i, c.metadata.uid.clone().unwrap_or_default());
     }
     let events = event_messages(&client, ns).await?;
     for want in [
-        ("SuccessfulCreate", "create Pod web-0 in StatefulSet web successful"),
-        ("SuccessfulCreate", "create Claim www-web-0 Pod web-0 in StatefulSet web success"),
-        ("SuccessfulCreate", "create Pod web-2 in StatefulSet web successful"),
+        (
+            "SuccessfulCreate",
+            "create Pod web-0 in StatefulSet web successful",
+        ),
+        (
+            "SuccessfulCreate",
+            "create Claim www-web-0 Pod web-0 in StatefulSet web success",
+        ),
+        (
+            "SuccessfulCreate",
+            "create Pod web-2 in StatefulSet web successful",
+        ),
     ] {
         assert!(
             events.iter().any(|(r, m)| r == want.0 && m == want.1),
@@ -188,8 +210,12 @@ async fn statefulset_orders_pods_and_keeps_their_claims() -> anyhow::Result<()> 
 
     // Scale to zero through the scale subresource: highest ordinal first, one at a time.
     let before = log.changes().len();
-    sets.patch_scale("web", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 0}})))
-        .await?;
+    sets.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"replicas": 0}})),
+    )
+    .await?;
     wait_status(&sets, "no replicas", |s, _| s.replicas == 0).await?;
     wait_for("all pods gone", || async {
         Ok(pods_by_name(&client, ns).await?.is_empty().then_some(()))
@@ -218,11 +244,16 @@ async fn statefulset_orders_pods_and_keeps_their_claims() -> anyhow::Result<()> 
     let events = event_messages(&client, ns).await?;
     assert!(events
         .iter()
-        .any(|(r, m)| r == "SuccessfulDelete" && m == "delete Pod web-2 in StatefulSet web successful"));
+        .any(|(r, m)| r == "SuccessfulDelete"
+            && m == "delete Pod web-2 in StatefulSet web successful"));
 
     // Scaling up again reuses the same claims.
-    sets.patch_scale("web", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 1}})))
-        .await?;
+    sets.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"replicas": 1}})),
+    )
+    .await?;
     wait_status(&sets, "1 ready", |s, _| s.ready_replicas == Some(1)).await?;
     let c = claims.get("www-web-0").await?;
     assert_eq!(c.metadata.uid.as_ref(), claim_uids.get(&0));
@@ -258,7 +289,10 @@ async fn statefulset_partitioned_rolling_update_then_on_delete() -> anyhow::Resu
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     sets.create(&PostParams::default(), &web(3)).await?;
     let set = wait_status(&sets, "3 ready", |s, _| s.ready_replicas == Some(3)).await?;
-    let first = set.status.and_then(|s| s.current_revision).unwrap_or_default();
+    let first = set
+        .status
+        .and_then(|s| s.current_revision)
+        .unwrap_or_default();
 
     // Partition 2: only ordinals >= 2 move to the new revision.
     set_partition(&sets, 2).await?;
@@ -273,7 +307,10 @@ async fn statefulset_partitioned_rolling_update_then_on_delete() -> anyhow::Resu
     assert_eq!(status.current_revision.as_deref(), Some(first.as_str()));
     assert_eq!(status.current_replicas, Some(2));
     let pods = pods_by_name(&client, ns).await?;
-    assert_eq!(revisions_of(&pods), [first.clone(), first.clone(), second.clone()]);
+    assert_eq!(
+        revisions_of(&pods),
+        [first.clone(), first.clone(), second.clone()]
+    );
     let image = |p: &Pod| {
         p.spec
             .as_ref()
@@ -292,7 +329,10 @@ async fn statefulset_partitioned_rolling_update_then_on_delete() -> anyhow::Resu
             && s.current_revision == s.update_revision
     })
     .await?;
-    assert_eq!(set.status.as_ref().and_then(|s| s.current_replicas), Some(3));
+    assert_eq!(
+        set.status.as_ref().and_then(|s| s.current_replicas),
+        Some(3)
+    );
     let changes = log.changes();
     let d1 = index_of(&changes, &PodChange::Deleted("web-1".into()));
     let d0 = index_of(&changes, &PodChange::Deleted("web-0".into()));
@@ -303,7 +343,10 @@ async fn statefulset_partitioned_rolling_update_then_on_delete() -> anyhow::Resu
         .find(|(_, c)| **c == PodChange::Ready("web-1".into()))
         .map(|(i, _)| i)
         .expect("new web-1 ready");
-    assert!(d1 < r1 && r1 < d0, "web-0 was replaced before the new web-1 was ready: {changes:?}");
+    assert!(
+        d1 < r1 && r1 < d0,
+        "web-0 was replaced before the new web-1 was ready: {changes:?}"
+    );
     assert!(!changes.contains(&PodChange::Deleted("web-2".into())));
     let pods = pods_by_name(&client, ns).await?;
     assert_eq!(revisions_of(&pods), vec![second.clone(); 3]);
@@ -350,7 +393,10 @@ async fn statefulset_partitioned_rolling_update_then_on_delete() -> anyhow::Resu
     })
     .await?;
     let pods = pods_by_name(&client, ns).await?;
-    assert_eq!(revisions_of(&pods), [third.clone(), second.clone(), second.clone()]);
+    assert_eq!(
+        revisions_of(&pods),
+        [third.clone(), second.clone(), second.clone()]
+    );
     // Rolling back the template to the first image reuses revision 1's object, renumbered.
     set_image(&sets, "registry.k8s.io/nginx-slim:0.24").await?;
     wait_for("first revision renumbered", || async {
@@ -383,12 +429,123 @@ async fn parallel_statefulset_creates_every_pod_without_waiting() -> anyhow::Res
     let s = wait_status(&sets, "status counts 3", |s, _| s.replicas == 3).await?;
     assert_eq!(s.status.and_then(|s| s.ready_replicas), None);
     // And scale-down does not wait for readiness either.
-    sets.patch_scale("web", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": 1}})))
-        .await?;
+    sets.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"replicas": 1}})),
+    )
+    .await?;
     wait_for("one pod left", || async {
         let p = pods_by_name(&client, ns).await?;
         Ok((p.keys().cloned().collect::<Vec<_>>() == ["web-0"]).then_some(()))
     })
     .await?;
+    Ok(())
+}
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// Runs stock kubectl against the test server (off the async runtime).
+async fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
+    let kc = kubeconfig.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(&args)
+            .output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        anyhow::ensure!(out.status.success(), "kubectl {args:?} failed: {text}");
+        Ok(text)
+    })
+    .await?
+}
+
+#[tokio::test]
+async fn kubectl_rolls_statefulsets_out_and_back() -> anyhow::Result<()> {
+    if !std::path::Path::new(KUBECTL).exists() {
+        eprintln!("skipping: {KUBECTL} not found");
+        return Ok(());
+    }
+    let server = TestServer::start().await?;
+    let client = server.client();
+    let kc = server.kubeconfig().to_path_buf();
+    let kubelet = auto_ready(&client, "default");
+    let manifest = format!(
+        "{}/tests/fixtures/web-statefulset.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = kubectl(&kc, &["apply", "-f", &manifest]).await?;
+    assert!(out.contains("statefulset.apps/web created"), "{out}");
+    let out = kubectl(
+        &kc,
+        &["rollout", "status", "statefulset/web", "--timeout=30s"],
+    )
+    .await?;
+    assert!(
+        out.contains("statefulset rolling update complete 3 pods at revision web-"),
+        "{out}"
+    );
+    let out = kubectl(&kc, &["get", "statefulset", "web", "--no-headers"]).await?;
+    assert!(
+        out.split_whitespace().nth(1) == Some("3/3"),
+        "READY column: {out}"
+    );
+
+    kubectl(
+        &kc,
+        &[
+            "set",
+            "image",
+            "statefulset/web",
+            "nginx=registry.k8s.io/nginx-slim:0.25",
+        ],
+    )
+    .await?;
+    let out = kubectl(
+        &kc,
+        &["rollout", "status", "statefulset/web", "--timeout=30s"],
+    )
+    .await?;
+    assert!(
+        out.contains("statefulset rolling update complete 3 pods at revision web-"),
+        "{out}"
+    );
+    let out = kubectl(&kc, &["rollout", "history", "statefulset/web"]).await?;
+    let revisions: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{out}");
+
+    let out = kubectl(&kc, &["rollout", "undo", "statefulset/web"]).await?;
+    assert!(out.contains("statefulset.apps/web rolled back"), "{out}");
+    let out = kubectl(
+        &kc,
+        &["rollout", "status", "statefulset/web", "--timeout=30s"],
+    )
+    .await?;
+    assert!(out.contains("rolling update complete"), "{out}");
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
+    let image = sets
+        .get("web")
+        .await?
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers[0].image.clone());
+    assert_eq!(image.as_deref(), Some("registry.k8s.io/nginx-slim:0.24"));
+    let pods = pods_by_name(&client, "default").await?;
+    assert!(pods.values().all(|p| p
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers[0].image.as_deref())
+        == Some("registry.k8s.io/nginx-slim:0.24")));
+    kubelet.abort();
     Ok(())
 }
