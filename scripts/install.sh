@@ -12,7 +12,7 @@ set -euo pipefail
 
 readonly PACKAGES=(
     containerd runc containernetworking-plugins etcd-server docker-registry
-    busybox-static iproute2 iptables ca-certificates curl
+    busybox-static iproute2 iptables ca-certificates curl protobuf-compiler libprotobuf-dev build-essential pkg-config
 )
 readonly BIN=/usr/local/bin/rkube
 readonly LOG=/var/log/rkube.log

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in etcd-server containerd runc containernetworking-plugins docker-registry busybox-static iproute2 iptables; do
+for pkg in protobuf-compiler libprotobuf-dev etcd-server containerd runc containernetworking-plugins docker-registry busybox-static iproute2 iptables; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -43,6 +43,11 @@ pub struct ContainerdPaths {
 }
 
 impl ContainerdPaths {
+    /// containerd's registry host configuration (`hosts.toml` per registry).
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.join("certs.d")
+    }
+
     pub fn new(agent_dir: &Path) -> Self {
         let dir = agent_dir.join("containerd");
         ContainerdPaths {
@@ -62,6 +67,10 @@ pub struct ContainerdSettings {
     pub cni_conf_dir: PathBuf,
     /// OCI runtime binary for the `runc` handler (runc or crun).
     pub runtime_binary: Option<PathBuf>,
+    /// Mirrors, credentials and TLS settings of registries (`--registry-config`).
+    pub registries: crate::registries::Registries,
+    /// Whether a mirrored registry is still tried itself after its mirrors.
+    pub default_registry_endpoint: bool,
 }
 
 /// containerd's config (version 2 TOML).
@@ -74,14 +83,20 @@ pub fn render_config(paths: &ContainerdPaths, s: &ContainerdSettings) -> String 
     out.push_str(&format!("[grpc]\n  address = {}\n\n", q(&paths.socket)));
     out.push_str(&format!("[ttrpc]\n  address = {}\n\n", q(&paths.dir.join("containerd.sock.ttrpc"))));
     out.push_str(&format!("[plugins.\"io.containerd.internal.v1.opt\"]\n  path = {}\n\n", q(&paths.dir.join("opt"))));
-    out.push_str(&format!("[{cri}]\n  sandbox_image = {}\n  restrict_oom_score_adj = true\n  enable_selinux = false\n\n", toml_string(&s.sandbox_image)));
+    // The streaming server (exec, attach, port-forward) listens on loopback only; the
+    // agent proxies to it.
+    out.push_str(&format!(
+        "[{cri}]\n  sandbox_image = {}\n  restrict_oom_score_adj = true\n  enable_selinux = false\n  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n\n",
+        toml_string(&s.sandbox_image)
+    ));
     out.push_str(&format!("[{cri}.containerd]\n  snapshotter = \"overlayfs\"\n  default_runtime_name = \"runc\"\n\n"));
     out.push_str(&format!("[{cri}.containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\n"));
     out.push_str(&format!("[{cri}.containerd.runtimes.runc.options]\n  SystemdCgroup = false\n"));
     if let Some(bin) = &s.runtime_binary {
         out.push_str(&format!("  BinaryName = {}\n", q(bin)));
     }
-    out.push_str(&format!("\n[{cri}.cni]\n  bin_dir = {}\n  conf_dir = {}\n", q(&s.cni_bin_dir), q(&s.cni_conf_dir)));
+    out.push_str(&format!("\n[{cri}.cni]\n  bin_dir = {}\n  conf_dir = {}\n\n", q(&s.cni_bin_dir), q(&s.cni_conf_dir)));
+    out.push_str(&s.registries.cri_config(&paths.certs_dir()));
     out
 }
 
@@ -136,6 +151,10 @@ impl ManagedContainerd {
         for d in [&paths.dir, &settings.cni_conf_dir] {
             std::fs::create_dir_all(d).map_err(|source| ContainerdError::Write { path: d.clone(), source })?;
         }
+        settings
+            .registries
+            .write_hosts(&paths.certs_dir(), settings.default_registry_endpoint)
+            .map_err(|e| ContainerdError::Write { path: paths.certs_dir(), source: std::io::Error::other(e.to_string()) })?;
         let config = render_config(&paths, settings);
         std::fs::write(&paths.config, config).map_err(|source| ContainerdError::Write { path: paths.config.clone(), source })?;
         let _ = std::fs::remove_file(&paths.socket);
@@ -223,6 +242,8 @@ mod tests {
                 cni_bin_dir: "/usr/lib/cni".into(),
                 cni_conf_dir: "/var/lib/rkube/agent/etc/cni/net.d".into(),
                 runtime_binary: None,
+                registries: Default::default(),
+                default_registry_endpoint: true,
             },
         );
         assert!(text.contains("restrict_oom_score_adj = true"));
@@ -230,6 +251,8 @@ mod tests {
         assert!(text.contains("sandbox_image = \"rkube.local/pause:3.10\""));
         assert!(text.contains("address = \"/var/lib/rkube/agent/containerd/containerd.sock\""));
         assert!(text.contains("bin_dir = \"/usr/lib/cni\""));
+        assert!(text.contains("stream_server_address = \"127.0.0.1\""));
+        assert!(text.contains("config_path = \"/var/lib/rkube/agent/containerd/certs.d\""));
     }
 
     #[test]

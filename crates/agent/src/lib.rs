@@ -21,6 +21,7 @@ pub mod node;
 pub mod oci;
 pub mod pause;
 pub mod pleg;
+pub mod registries;
 pub mod resources;
 pub mod server;
 pub mod status;
@@ -64,8 +65,16 @@ pub struct AgentConfig {
     pub node_status_report_frequency: Duration,
     pub node_lease_renew_interval: Duration,
     pub cni_bin_dir: PathBuf,
+    /// Linux bridge of the pod network (`cni0`; another name lets two agents share a host).
+    pub cni_bridge: String,
     /// CA whose client certificates may use the HTTPS endpoint (`None`: no client auth).
     pub client_ca_pem: Option<String>,
+    /// `--registry-config`: registries.yaml with mirrors, credentials and TLS settings.
+    pub registry_config: Option<PathBuf>,
+    /// `--disable-default-registry-endpoint`: mirrored registries are not tried themselves.
+    pub disable_default_registry_endpoint: bool,
+    /// OCI runtime binary of the managed containerd (`runc` unless set, e.g. `crun`).
+    pub runtime_binary: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -86,7 +95,11 @@ impl AgentConfig {
             node_status_report_frequency: Duration::from_secs(60),
             node_lease_renew_interval: Duration::from_secs(10),
             cni_bin_dir: PathBuf::from(containerd::DEFAULT_CNI_BIN_DIR),
+            cni_bridge: cni::DEFAULT_BRIDGE.to_string(),
             client_ca_pem: None,
+            registry_config: None,
+            disable_default_registry_endpoint: false,
+            runtime_binary: None,
         }
     }
 
@@ -133,11 +146,17 @@ pub async fn run(client: Client, config: AgentConfig, cancel: CancellationToken)
         Some(ep) => (cri::socket_path(ep)?, None),
         None => {
             let paths = containerd::ContainerdPaths::new(&agent_dir);
+            let registries = match &config.registry_config {
+                Some(p) => registries::Registries::load(p)?,
+                None => Default::default(),
+            };
             let settings = containerd::ContainerdSettings {
                 sandbox_image: pause::PAUSE_IMAGE.to_string(),
                 cni_bin_dir: config.cni_bin_dir.clone(),
                 cni_conf_dir: cni_conf_dir.clone(),
-                runtime_binary: None,
+                runtime_binary: config.runtime_binary.clone(),
+                registries,
+                default_registry_endpoint: !config.disable_default_registry_endpoint,
             };
             let m = containerd::ManagedContainerd::start(paths, &settings).await?;
             (m.paths.socket.clone(), Some(m))
@@ -172,7 +191,7 @@ async fn run_with_runtime(client: Client, config: AgentConfig, socket: PathBuf, 
     let status = node::desired_status(&config, &host, &runtime_version, &[], true);
     node::register(&client, &config, &status).await.context("registering the node")?;
     let pod_cidr = node::wait_for_pod_cidr(&client, &config, &cancel).await?;
-    cni::write_conflist(&cni_conf_dir, pod_cidr, &agent_dir.join("cni").join("networks")).context("writing the CNI config")?;
+    cni::write_conflist(&cni_conf_dir, &config.cni_bridge, pod_cidr, &agent_dir.join("cni").join("networks")).context("writing the CNI config")?;
 
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(node::run_status_and_lease(

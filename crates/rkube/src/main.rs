@@ -24,6 +24,74 @@ enum Command {
     VirtualNodes(VirtualNodesArgs),
     /// Run the scheduler alone against an API server, under leader election.
     Scheduler(SchedulerArgs),
+    /// Run the node agent (kubelet) against an API server.
+    Agent(AgentArgs),
+    /// Manage the images of this node's container runtime.
+    Images(ImagesArgs),
+}
+
+/// Node flags shared by `rkube server` and `rkube agent`.
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// This node's name (the host name if unset).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// This node's IP (the first non-loopback address if unset; loopback is refused).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// `unix:///…` of an existing CRI runtime; by default a containerd child is started.
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
+    /// Linux bridge of the pod network.
+    #[arg(long, default_value = "cni0")]
+    cni_bridge: String,
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// Folder for the agent's state (`<data-dir>/agent/`).
+    #[arg(long, short = 'd', default_value = "/var/lib/rkube", env = "RKUBE_DATA_DIR")]
+    data_dir: PathBuf,
+    /// URL of the API server (with `--token`), e.g. `https://10.0.0.1:6443`.
+    #[arg(long, env = "RKUBE_URL")]
+    server: Option<String>,
+    /// Bearer token for `--server`.
+    #[arg(long, env = "RKUBE_TOKEN")]
+    token: Option<String>,
+    /// CA certificate (PEM) of `--server`; without it the server certificate is not checked.
+    #[arg(long)]
+    server_ca: Option<PathBuf>,
+    /// Kubeconfig of the API server (instead of `--server`/`--token`).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Port of the agent's HTTPS endpoint (logs, exec, …).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(clap::Args)]
+struct ImagesArgs {
+    #[command(subcommand)]
+    command: ImagesCommand,
+    /// The agent's data dir (its containerd socket is `<data-dir>/agent/containerd/containerd.sock`).
+    #[arg(long, short = 'd', default_value = "/var/lib/rkube", env = "RKUBE_DATA_DIR", global = true)]
+    data_dir: PathBuf,
+    /// `unix:///…` of the CRI runtime (instead of the agent's managed containerd).
+    #[arg(long, global = true)]
+    container_runtime_endpoint: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Import OCI-layout or docker-archive tarballs.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the runtime's images (through CRI).
+    List,
 }
 
 #[derive(clap::Args)]
@@ -138,6 +206,8 @@ struct ServerArgs {
     /// Run without the node agent.
     #[arg(long)]
     disable_agent: bool,
+    #[command(flatten)]
+    node: NodeArgs,
     /// Run without the in-process controller manager.
     #[arg(long)]
     disable_controller_manager: bool,
@@ -224,6 +294,8 @@ fn main() -> anyhow::Result<()> {
         Command::ControllerManager(args) => runtime.block_on(run_controller_manager(args)),
         Command::VirtualNodes(args) => runtime.block_on(run_virtual_nodes(args)),
         Command::Scheduler(args) => runtime.block_on(run_scheduler(args)),
+        Command::Agent(args) => runtime.block_on(run_agent(args)),
+        Command::Images(args) => runtime.block_on(run_images(args)),
     }
 }
 
@@ -247,6 +319,10 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         token_auth_file: args.token_auth_file,
         tls_san: args.tls_san,
         disable_agent: args.disable_agent,
+        node_name: args.node.node_name,
+        node_ip: args.node.node_ip,
+        container_runtime_endpoint: args.node.container_runtime_endpoint,
+        cni_bridge: Some(args.node.cni_bridge),
         disable_controller_manager: args.disable_controller_manager,
         disable_scheduler: args.disable_scheduler,
     };
@@ -376,4 +452,91 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+async fn agent_client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
+    if let Some(kubeconfig) = &args.kubeconfig {
+        return client_from(kubeconfig).await;
+    }
+    let (Some(server), Some(token)) = (&args.server, &args.token) else {
+        anyhow::bail!("pass --server and --token, or --kubeconfig");
+    };
+    let url: http::Uri = server.parse().with_context(|| format!("invalid --server {server}"))?;
+    let mut config = kube::Config::new(url);
+    config.auth_info.token = Some(token.clone().into());
+    match &args.server_ca {
+        Some(ca) => {
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            let certs = rustls_pemfile::certs(&mut pem.as_slice())
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("parsing {}", ca.display()))?;
+            config.root_cert = Some(certs.into_iter().map(|c| c.to_vec()).collect());
+        }
+        None => {
+            tracing::warn!("no --server-ca: the API server's certificate is not verified");
+            config.accept_invalid_certs = true;
+        }
+    }
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let client = agent_client(&args).await?;
+    let node_ip = match args.node.node_ip {
+        Some(ip) => ip,
+        None => agent::default_node_ip()
+            .context("no non-loopback address to use as the node IP; pass --node-ip")?,
+    };
+    let node_name = args.node.node_name.clone().unwrap_or_else(agent::default_node_name);
+    let mut config = agent::AgentConfig::new(&node_name, node_ip, args.data_dir.clone());
+    config.container_runtime_endpoint = args.node.container_runtime_endpoint.clone();
+    config.kubelet_port = args.kubelet_port;
+    config.cni_bridge = args.node.cni_bridge.clone();
+    let ca = args.data_dir.join("server").join("tls").join("ca.crt");
+    config.client_ca_pem = std::fs::read_to_string(&ca).ok();
+    if config.client_ca_pem.is_none() {
+        tracing::warn!(path = %ca.display(), "no cluster CA; the agent's HTTPS port accepts any client");
+    }
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut task = tokio::spawn(agent::run(client, config, cancel.clone()));
+    tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            cancel.cancel();
+            task.await??;
+        }
+        res = &mut task => res??,
+    }
+    Ok(())
+}
+
+async fn run_images(args: ImagesArgs) -> anyhow::Result<()> {
+    let socket = match &args.container_runtime_endpoint {
+        Some(ep) => cri::socket_path(ep)?,
+        None => agent::containerd::ContainerdPaths::new(&args.data_dir.join("agent")).socket,
+    };
+    match args.command {
+        ImagesCommand::Import { files } => {
+            agent::images::import(&socket, &files).await?;
+            for f in &files {
+                println!("imported {}", f.display());
+            }
+        }
+        ImagesCommand::List => {
+            let mut cri = cri::connect(&socket).await?;
+            let images = cri
+                .images
+                .list_images(cri::v1::ListImagesRequest::default())
+                .await
+                .context("listing images")?
+                .into_inner()
+                .images;
+            for image in images {
+                for tag in &image.repo_tags {
+                    println!("{tag}\t{}", image.id);
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -112,3 +112,70 @@ pub async fn ensure_kubernetes_endpoints(
     }
     Ok(())
 }
+
+/// Name of the built-in StorageClass (as k3s ships it).
+pub const LOCAL_PATH_CLASS: &str = "local-path";
+/// Provisioner name of [`LOCAL_PATH_CLASS`] (k3s's local-path-provisioner).
+pub const LOCAL_PATH_PROVISIONER: &str = "rancher.io/local-path";
+/// The ConfigMap in `kube-system` that tells the provisioner where volumes live.
+pub const LOCAL_PATH_CONFIG: &str = "local-path-config";
+
+/// The default `local-path` StorageClass (WaitForFirstConsumer, reclaim Delete) and the
+/// provisioner's `local-path-config` ConfigMap pointing at `storage_dir`, created when
+/// missing (as k3s applies its local-storage manifest; an edited one is left alone).
+pub async fn ensure_local_storage(
+    registry: &Registry,
+    storage_dir: &std::path::Path,
+) -> Result<(), RegistryError> {
+    let classes = registry
+        .lookup("storage.k8s.io", "v1", "storageclasses")
+        .ok_or_else(|| RegistryError::internal("storageclasses not served"))?;
+    let class = json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": LOCAL_PATH_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": LOCAL_PATH_PROVISIONER,
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "reclaimPolicy": "Delete",
+    });
+    if classes.store.get("", LOCAL_PATH_CLASS).await.is_err() {
+        match registry
+            .create(&classes, "", class, &WriteOptions::default())
+            .await
+        {
+            Ok(_) | Err(RegistryError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let configmaps = registry
+        .lookup("", "v1", "configmaps")
+        .ok_or_else(|| RegistryError::internal("configmaps not served"))?;
+    if configmaps
+        .store
+        .get("kube-system", LOCAL_PATH_CONFIG)
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let config = json!({"nodePathMap": [{
+        "node": "DEFAULT_PATH_FOR_NON_LISTED_NODES",
+        "paths": [storage_dir.display().to_string()],
+    }]});
+    let cm = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": LOCAL_PATH_CONFIG, "namespace": "kube-system"},
+        "data": {"config.json": serde_json::to_string_pretty(&config).unwrap_or_default()},
+    });
+    match registry
+        .create(&configmaps, "kube-system", cm, &WriteOptions::default())
+        .await
+    {
+        Ok(_) | Err(RegistryError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -28,6 +28,14 @@ pub struct ServerConfig {
     pub token_auth_file: Option<PathBuf>,
     pub tls_san: Vec<String>,
     pub disable_agent: bool,
+    /// The in-process agent's node name (the host name if unset).
+    pub node_name: Option<String>,
+    /// The in-process agent's node IP (the first non-loopback address if unset).
+    pub node_ip: Option<IpAddr>,
+    /// `unix:///…` of an existing CRI runtime for the agent (a managed containerd if unset).
+    pub container_runtime_endpoint: Option<String>,
+    /// The pod network's Linux bridge (`cni0` if unset).
+    pub cni_bridge: Option<String>,
     /// Run without the in-process controller manager (`rkube controller-manager` elsewhere).
     pub disable_controller_manager: bool,
     /// Run without the in-process scheduler (`rkube scheduler` elsewhere).
@@ -48,6 +56,10 @@ impl ServerConfig {
             token_auth_file: None,
             tls_san: Vec::new(),
             disable_agent: true,
+            node_name: None,
+            node_ip: None,
+            container_runtime_endpoint: None,
+            cni_bridge: None,
             disable_controller_manager: false,
             disable_scheduler: false,
         }
@@ -152,6 +164,28 @@ fn host_ips() -> Vec<IpAddr> {
     out
 }
 
+/// The in-process agent's settings: a control-plane node on this host.
+fn agent_config(config: &ServerConfig, ca_pem: &str) -> anyhow::Result<agent::AgentConfig> {
+    let node_ip = match config.node_ip {
+        Some(ip) => ip,
+        None => agent::default_node_ip()
+            .context("no non-loopback address to use as the node IP; pass --node-ip")?,
+    };
+    let node_name = config
+        .node_name
+        .clone()
+        .unwrap_or_else(agent::default_node_name);
+    let mut agent = agent::AgentConfig::new(&node_name, node_ip, config.data_dir.clone());
+    agent.control_plane = true;
+    agent.container_runtime_endpoint = config.container_runtime_endpoint.clone();
+    agent.cluster_cidr = Some(config.cluster_cidr);
+    agent.client_ca_pem = Some(ca_pem.to_string());
+    if let Some(bridge) = &config.cni_bridge {
+        agent.cni_bridge = bridge.clone();
+    }
+    Ok(agent)
+}
+
 /// Starts the control plane and returns once it serves requests.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let cancel = CancellationToken::new();
@@ -171,6 +205,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     bootstrap::ensure_system_objects(&registry)
         .await
         .context("creating system objects")?;
+    bootstrap::ensure_local_storage(&registry, &config.data_dir.join("storage"))
+        .await
+        .context("creating the local-path StorageClass")?;
 
     let hostname = hostname::get()
         .ok()
@@ -298,6 +335,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             async move { scheduler.run(token).await }
         })));
         api.components.write().scheduler = true;
+    }
+    // The node agent, as a client of the API like any other (upstream: the kubelet).
+    if !config.disable_agent {
+        let agent_config = agent_config(&config, &pki.ca_cert_pem)?;
+        let agent_client = client.clone();
+        let agent_cancel = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = agent::run(agent_client, agent_config, agent_cancel).await {
+                tracing::error!(error = format!("{e:#}"), "node agent failed");
+            }
+        }));
     }
     Ok(RunningServer {
         address: local,

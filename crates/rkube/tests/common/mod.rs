@@ -26,6 +26,8 @@ pub struct Rkube {
     pub kubeconfig: PathBuf,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// Run the in-process node agent (every other test passes `--disable-agent`).
+    agent: bool,
 }
 
 impl Rkube {
@@ -34,6 +36,15 @@ impl Rkube {
     }
 
     pub fn start_with(extra: &[&str]) -> Rkube {
+        Self::start_inner(extra, false)
+    }
+
+    /// A server with its node agent (real containerd); `extra` should pass `--node-ip`.
+    pub fn start_with_agent(extra: &[&str]) -> Rkube {
+        Self::start_inner(extra, true)
+    }
+
+    fn start_inner(extra: &[&str], agent: bool) -> Rkube {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
@@ -43,6 +54,7 @@ impl Rkube {
             kubeconfig,
             child: None,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            agent,
         };
         r.spawn();
         r
@@ -59,7 +71,7 @@ impl Rkube {
             .arg(self.port.to_string())
             .arg("--write-kubeconfig")
             .arg(&self.kubeconfig)
-            .arg("--disable-agent")
+            .args((!self.agent).then_some("--disable-agent"))
             .args(&self.extra_args)
             .env("RKUBE_LOG", "info")
             .stdout(Stdio::piped())
