@@ -25,6 +25,7 @@ pub mod registries;
 pub mod resources;
 pub mod server;
 pub mod status;
+pub mod streaming;
 pub mod volumes;
 pub mod worker;
 

@@ -121,8 +121,38 @@ fn split_name(path: &str) -> (&str, &str) {
     }
 }
 
+/// One single-layer image as content-addressed blobs (what an OCI layout or a registry
+/// holds).
+pub struct OciImage {
+    pub name: String,
+    pub architecture: String,
+    pub layer: (String, Vec<u8>),
+    pub config: (String, Vec<u8>),
+    pub manifest: (String, Vec<u8>),
+}
+
+impl OciImage {
+    /// The image's tag (`latest` when the name has none).
+    pub fn tag(&self) -> &str {
+        self.name.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map(|(_, t)| t).unwrap_or("latest")
+    }
+
+    /// The name without its tag.
+    pub fn repository(&self) -> &str {
+        match self.name.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => r,
+            _ => &self.name,
+        }
+    }
+}
+
 /// Builds an OCI image layout tarball holding one image with one layer of `entries`.
 pub fn image_tarball(config: &ImageConfig, entries: &[Entry]) -> Vec<u8> {
+    layout_tarball(&build_image(config, entries))
+}
+
+/// Builds the blobs of a one-layer image of `entries`.
+pub fn build_image(config: &ImageConfig, entries: &[Entry]) -> OciImage {
     let mut layer = TarWriter::new();
     for e in entries {
         layer.entry(e);
@@ -165,7 +195,20 @@ pub fn image_tarball(config: &ImageConfig, entries: &[Entry]) -> Vec<u8> {
     });
     let manifest_bytes = serde_json::to_vec(&manifest).unwrap_or_default();
     let manifest_digest = format!("sha256:{}", sha256_hex(&manifest_bytes));
-    let tag = config.name.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map(|(_, t)| t).unwrap_or("latest");
+    OciImage {
+        name: config.name.clone(),
+        architecture: arch,
+        layer: (layer_digest, layer),
+        config: (config_digest, config_bytes),
+        manifest: (manifest_digest, manifest_bytes),
+    }
+}
+
+/// The OCI image layout tarball of `image` (what `ctr images import` reads).
+pub fn layout_tarball(image: &OciImage) -> Vec<u8> {
+    let (manifest_digest, manifest_bytes) = (&image.manifest.0, &image.manifest.1);
+    let arch = &image.architecture;
+    let tag = image.tag();
     let index = json!({
         "schemaVersion": 2,
         "manifests": [{
@@ -174,7 +217,7 @@ pub fn image_tarball(config: &ImageConfig, entries: &[Entry]) -> Vec<u8> {
             "size": manifest_bytes.len(),
             "platform": {"architecture": arch, "os": "linux"},
             "annotations": {
-                "io.containerd.image.name": config.name,
+                "io.containerd.image.name": image.name,
                 "org.opencontainers.image.ref.name": tag,
             },
         }],
@@ -185,7 +228,7 @@ pub fn image_tarball(config: &ImageConfig, entries: &[Entry]) -> Vec<u8> {
     out.file("index.json", 0o644, &serde_json::to_vec(&index).unwrap_or_default());
     out.dir("blobs", 0o755);
     out.dir("blobs/sha256", 0o755);
-    for (digest, data) in [(&layer_digest, &layer), (&config_digest, &config_bytes), (&manifest_digest, &manifest_bytes)] {
+    for (digest, data) in [&image.layer, &image.config, &image.manifest] {
         let hex = digest.trim_start_matches("sha256:");
         out.file(&format!("blobs/sha256/{hex}"), 0o644, data);
     }

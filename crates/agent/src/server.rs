@@ -1,7 +1,7 @@
-//! The agent's own HTTPS endpoint (port 10250, as the kubelet's): `/healthz` and
+//! The agent's own HTTPS endpoint (port 10250, as the kubelet's): `/healthz`,
 //! `/containerLogs/{namespace}/{pod}/{container}` (follow, tailLines, timestamps,
 //! sinceSeconds, sinceTime, previous, limitBytes), which the API server proxies
-//! `pods/log` to. Clients must present a certificate from the cluster CA when one is
+//! `pods/log` to, and `/exec`, `/attach`, `/portForward` (see `streaming`). Clients must present a certificate from the cluster CA when one is
 //! configured.
 
 use std::collections::HashMap;
@@ -23,9 +23,9 @@ use crate::kuberuntime::{CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LAB
 use crate::logs::LogOptions;
 use crate::worker::Ctx;
 
-type Body = BoxBody<Bytes, std::io::Error>;
+pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
 
-fn full(code: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn full(code: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
         .status(code)
         .header(http::header::CONTENT_TYPE, "text/plain")
@@ -77,7 +77,7 @@ pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::TcpListener, tls: Arc<ru
                 let cancel = cancel.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(ctx, req, peer, cancel).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await;
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(tls), svc).await;
         });
     }
 }
@@ -101,8 +101,12 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>, _peer: SocketAddr, cancel
         return full(StatusCode::OK, "ok");
     }
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    use crate::streaming::{handle as stream, Stream};
     match parts.as_slice() {
         ["containerLogs", ns, pod, container] => container_logs(ctx, ns, pod, container, &query, cancel).await,
+        ["exec", ns, pod, container] | ["exec", ns, pod, _, container] => stream(&ctx, req, ns, pod, Stream::Exec { container }).await,
+        ["attach", ns, pod, container] | ["attach", ns, pod, _, container] => stream(&ctx, req, ns, pod, Stream::Attach { container }).await,
+        ["portForward", ns, pod] | ["portForward", ns, pod, _] => stream(&ctx, req, ns, pod, Stream::PortForward).await,
         _ => full(StatusCode::NOT_FOUND, "404 page not found"),
     }
 }

@@ -45,6 +45,12 @@ struct NodeArgs {
     /// Linux bridge of the pod network.
     #[arg(long, default_value = "cni0")]
     cni_bridge: String,
+    /// Registry mirrors, credentials and TLS settings (k3s's registries.yaml format).
+    #[arg(long)]
+    registry_config: Option<PathBuf>,
+    /// Do not fall back to a mirrored registry itself when its mirrors fail.
+    #[arg(long)]
+    disable_default_registry_endpoint: bool,
 }
 
 #[derive(clap::Args)]
@@ -323,6 +329,8 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         node_ip: args.node.node_ip,
         container_runtime_endpoint: args.node.container_runtime_endpoint,
         cni_bridge: Some(args.node.cni_bridge),
+        registry_config: args.node.registry_config,
+        disable_default_registry_endpoint: args.node.disable_default_registry_endpoint,
         disable_controller_manager: args.disable_controller_manager,
         disable_scheduler: args.disable_scheduler,
     };
@@ -492,6 +500,8 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     config.container_runtime_endpoint = args.node.container_runtime_endpoint.clone();
     config.kubelet_port = args.kubelet_port;
     config.cni_bridge = args.node.cni_bridge.clone();
+    config.registry_config = args.node.registry_config.clone();
+    config.disable_default_registry_endpoint = args.node.disable_default_registry_endpoint;
     let ca = args.data_dir.join("server").join("tls").join("ca.crt");
     config.client_ca_pem = std::fs::read_to_string(&ca).ok();
     if config.client_ca_pem.is_none() {

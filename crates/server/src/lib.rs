@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub container_runtime_endpoint: Option<String>,
     /// The pod network's Linux bridge (`cni0` if unset).
     pub cni_bridge: Option<String>,
+    /// `--registry-config`: the agent's registries.yaml (mirrors, credentials, TLS).
+    pub registry_config: Option<PathBuf>,
+    /// `--disable-default-registry-endpoint`: mirrored registries are not tried themselves.
+    pub disable_default_registry_endpoint: bool,
     /// Run without the in-process controller manager (`rkube controller-manager` elsewhere).
     pub disable_controller_manager: bool,
     /// Run without the in-process scheduler (`rkube scheduler` elsewhere).
@@ -60,6 +64,8 @@ impl ServerConfig {
             node_ip: None,
             container_runtime_endpoint: None,
             cni_bridge: None,
+            registry_config: None,
+            disable_default_registry_endpoint: false,
             disable_controller_manager: false,
             disable_scheduler: false,
         }
@@ -180,6 +186,8 @@ fn agent_config(config: &ServerConfig, ca_pem: &str) -> anyhow::Result<agent::Ag
     agent.container_runtime_endpoint = config.container_runtime_endpoint.clone();
     agent.cluster_cidr = Some(config.cluster_cidr);
     agent.client_ca_pem = Some(ca_pem.to_string());
+    agent.registry_config = config.registry_config.clone();
+    agent.disable_default_registry_endpoint = config.disable_default_registry_endpoint;
     if let Some(bridge) = &config.cni_bridge {
         agent.cni_bridge = bridge.clone();
     }

@@ -1,6 +1,8 @@
 //! TestServer on 127.0.0.1:0, etcd launcher, wait helpers.
 
 pub mod etcd;
+#[cfg(feature = "images")]
+pub mod images;
 #[cfg(feature = "server")]
 pub mod server;
 
