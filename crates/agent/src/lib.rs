@@ -10,6 +10,7 @@
 //! start picks them up again from the runtime.
 
 pub mod cni;
+pub mod configwatch;
 pub mod container;
 pub mod containerd;
 pub mod envvars;
@@ -220,6 +221,7 @@ async fn run_with_runtime(client: Client, config: AgentConfig, socket: PathBuf, 
         .with_context(|| format!("binding {}:{}", config.node_ip, config.kubelet_port))?;
     tasks.push(tokio::spawn(server::serve(ctx.clone(), listener, tls, cancel.clone())));
     tasks.push(tokio::spawn(pleg::run(ctx.clone(), workers.clone(), cancel.clone())));
+    tasks.push(tokio::spawn(configwatch::run(ctx.clone(), workers.clone(), cancel.clone())));
     tracing::info!(node = %config.node_name, "agent ready");
 
     watch_pods(ctx, workers, &mut cri, cancel.clone()).await;

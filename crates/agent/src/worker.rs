@@ -133,6 +133,19 @@ impl PodWorkers {
     pub fn uids(&self) -> Vec<String> {
         self.workers.lock().keys().cloned().collect()
     }
+
+    /// Wakes the workers whose current pod matches; returns how many.
+    pub fn wake_matching(&self, matches: impl Fn(&Pod) -> bool) -> usize {
+        let workers = self.workers.lock();
+        let mut n = 0;
+        for h in workers.values() {
+            if h.pod.borrow().as_deref().is_some_and(&matches) {
+                h.wake.notify_one();
+                n += 1;
+            }
+        }
+        n
+    }
 }
 
 #[derive(Default)]
