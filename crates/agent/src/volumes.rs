@@ -1,8 +1,12 @@
 //! Pod volumes on the host: each volume becomes a directory (or file) under
 //! `<agent-dir>/pods/<uid>/volumes/<plugin>/<name>` that containers bind-mount. emptyDir,
 //! hostPath, configMap, secret, downwardAPI and projected (configMap, secret, downwardAPI
-//! sources) are supported; configMap and secret contents are rewritten on every sync so
-//! updates reach running containers.
+//! and serviceAccountToken sources) are supported; configMap and secret contents are
+//! rewritten on every sync so updates reach running containers.
+//!
+//! A serviceAccountToken source is filled through the TokenRequest API with a token bound
+//! to the pod (so it stops working once the pod is gone); tokens are cached per pod and
+//! path and requested again once 80% of their lifetime has passed, as the kubelet does.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -24,6 +28,8 @@ pub enum VolumeError {
     Io { volume: String, source: std::io::Error },
     #[error("{0}")]
     Api(#[from] kube::Error),
+    #[error("{0}")]
+    Token(String),
     #[error("hostPath type check failed: {path} is not a {kind}")]
     HostPathType { path: String, kind: String },
 }
@@ -123,7 +129,9 @@ async fn setup_one(client: &Client, base: &Path, ns: &str, pod: &Pod, v: &Volume
                     }
                 }
             }
-            // serviceAccountToken sources need the TokenRequest API (not served yet).
+            if let Some(t) = &src.service_account_token {
+                files.insert(t.path.clone(), service_account_token(client, ns, pod, t).await?.into_bytes());
+            }
         }
         write_files(&p, &files, pr.default_mode.unwrap_or(0o644)).map_err(io(name))?;
         return Ok(Some(p));
@@ -133,6 +141,59 @@ async fn setup_one(client: &Client, base: &Path, ns: &str, pod: &Pod, v: &Volume
     std::fs::create_dir_all(&p).map_err(io(name))?;
     tracing::warn!(volume = name, "volume type not supported; mounting an empty directory");
     Ok(Some(p))
+}
+
+/// Cached tokens by (pod UID, file path): the token and when to request a new one.
+type TokenCache = parking_lot::Mutex<std::collections::HashMap<(String, String), (String, std::time::Instant)>>;
+
+fn token_cache() -> &'static TokenCache {
+    static CACHE: std::sync::OnceLock<TokenCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// Forgets the cached tokens of a pod that is gone.
+pub fn forget_tokens(uid: &str) {
+    token_cache().lock().retain(|(u, _), _| u != uid);
+}
+
+async fn service_account_token(
+    client: &Client,
+    ns: &str,
+    pod: &Pod,
+    source: &k8s_openapi::api::core::v1::ServiceAccountTokenProjection,
+) -> Result<String, VolumeError> {
+    use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let key = (uid.clone(), source.path.clone());
+    if let Some((token, refresh_at)) = token_cache().lock().get(&key) {
+        if std::time::Instant::now() < *refresh_at {
+            return Ok(token.clone());
+        }
+    }
+    let sa = pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into());
+    let ttl = source.expiration_seconds.unwrap_or(3600).max(600);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: source.audience.iter().cloned().collect(),
+            expiration_seconds: Some(ttl),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                uid: Some(uid),
+            }),
+        },
+        ..Default::default()
+    };
+    let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let resp: TokenRequest = api
+        .create_subresource("token", &sa, &kube::api::PostParams::default(), &request)
+        .await
+        .map_err(|e| VolumeError::Token(format!("failed to fetch token for service account {ns}/{sa}: {e}")))?;
+    let token = resp.status.map(|s| s.token).unwrap_or_default();
+    let refresh_at = std::time::Instant::now() + std::time::Duration::from_secs((ttl as u64) * 8 / 10);
+    token_cache().lock().insert(key, (token.clone(), refresh_at));
+    Ok(token)
 }
 
 fn select(data: BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>, what: &str) -> Result<BTreeMap<String, Vec<u8>>, VolumeError> {

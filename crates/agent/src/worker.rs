@@ -646,6 +646,7 @@ async fn remove_pod(ctx: &Ctx, uid: &str) -> anyhow::Result<()> {
         let mut owners = ctx.owners.lock();
         owners.retain(|_, v| v != uid);
     }
+    crate::volumes::forget_tokens(uid);
     let dir = crate::volumes::pod_dir(&ctx.agent_dir(), uid);
     let _ = std::fs::remove_dir_all(dir);
     Ok(())

@@ -128,6 +128,42 @@ spec:
     assert!(seen.iter().all(|r| r == "ErrImagePull" || r == "ImagePullBackOff" || r == "ContainerCreating"), "{seen:?}");
     let describe = r.k(&["describe", "pod", "missing-image"]);
     assert!(describe.contains("Failed to pull image \"no-such-image:1.0\""), "{describe}");
+
+    // A projected service-account token is a token for the pod's ServiceAccount.
+    if !r.kubectl(&["get", "serviceaccount", "default"]).status.success() {
+        r.k(&["create", "serviceaccount", "default"]);
+    }
+    apply(
+        &c,
+        "token",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: with-token
+spec:
+  serviceAccountName: default
+  containers:
+  - name: main
+    image: busybox
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: api, mountPath: /var/run/secrets/kubernetes.io/serviceaccount}]
+  volumes:
+  - name: api
+    projected:
+      sources:
+      - serviceAccountToken: {path: token, expirationSeconds: 3607}
+      - downwardAPI:
+          items:
+          - path: namespace
+            fieldRef: {fieldPath: metadata.namespace}
+"#,
+    );
+    c.wait_running("with-token", POD_START);
+    let token = r.k(&["exec", "with-token", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"]);
+    assert_eq!(token.split('.').count(), 3, "not a JWT: {token}");
+    assert_eq!(r.k(&["exec", "with-token", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/namespace"]), "default");
+    let who = r.k(&["auth", "whoami", "--token", &token, "-o", "jsonpath={.status.userInfo.username}"]);
+    assert_eq!(who, "system:serviceaccount:default:default");
 }
 
 #[test]
