@@ -1,13 +1,20 @@
 //! Starting one container of a pod: image (by pull policy), environment, mounts, resources
 //! and security context → a CRI `ContainerConfig`, then create and start. Failures carry
 //! the waiting reason the pod status shows (ErrImagePull, CreateContainerConfigError, …).
+//!
+//! Also the container lifecycle hooks (upstream `pkg/kubelet/lifecycle`): postStart runs
+//! right after StartContainer and a failure kills the container (`PostStartHookError`);
+//! preStop runs in [`kill`] before StopContainer, within the grace period, and what is
+//! left of the grace (at least 2 s, as upstream) is the stop timeout. Hook events do not
+//! carry the handler's output (it may hold secrets); the log does.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use cri::v1 as c;
-use cri::CallExt;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use cri::{CallExt, CriError};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 
 use crate::kuberuntime::{self, CONTAINER_NAME_LABEL, GRACE_ANNOTATION, INIT_ANNOTATION, RESTART_COUNT_ANNOTATION};
 use crate::volumes::VolumePaths;
@@ -35,6 +42,8 @@ pub struct StartRequest<'a> {
     pub restart_count: i32,
     pub volumes: &'a VolumePaths,
     pub etc_hosts: Option<&'a Path>,
+    /// Where an httpGet postStart hook goes by default.
+    pub pod_ip: Option<&'a str>,
 }
 
 /// Creates and starts the container; returns its ID.
@@ -204,5 +213,101 @@ pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartErro
         return Err(StartError::new("RunContainerError", msg));
     }
     ctx.normal(&reference, "Started", format!("Started container {}", ctr.name)).await;
+
+    if let Some(hook) = ctr.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+        if let Err(msg) = run_hook(ctx, pod, ctr, &id, hook, req.pod_ip).await {
+            tracing::warn!(pod = %pod_key(pod), container = %ctr.name, error = %msg, "postStart hook failed");
+            ctx.warn(&reference, "FailedPostStartHook", "PostStartHook failed".into()).await;
+            let k = Kill { container: ctr, init: req.init, container_id: &id, pod_ip: req.pod_ip, grace: spec_grace(pod), message: "FailedPostStartHook".into() };
+            if let Err(e) = kill(ctx, pod, k).await {
+                tracing::warn!(pod = %pod_key(pod), container = %ctr.name, error = %e, "killing the container failed");
+            }
+            return Err(StartError::new("PostStartHookError", msg));
+        }
+    }
     Ok(id)
+}
+
+fn pod_key(pod: &Pod) -> String {
+    format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))
+}
+
+/// The pod's terminationGracePeriodSeconds (30 unless set).
+pub fn spec_grace(pod: &Pod) -> i64 {
+    pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0)
+}
+
+/// Upstream never gives a container less than this to stop.
+const MIN_GRACE_SECONDS: i64 = 2;
+
+/// Runs a lifecycle hook handler (exec, httpGet, sleep) to completion; `Err` carries
+/// upstream's description of the failure. httpGet fails only if no response arrives (the
+/// status code is not looked at, as upstream).
+pub async fn run_hook(ctx: &Ctx, pod: &Pod, ctr: &Container, container_id: &str, hook: &LifecycleHandler, pod_ip: Option<&str>) -> Result<(), String> {
+    let key = pod_key(pod);
+    if let Some(e) = &hook.exec {
+        let cmd = e.command.clone().unwrap_or_default();
+        let mut cri = ctx.cri.clone();
+        let fail = |error: String, out: &str| format!("Exec lifecycle hook ({cmd:?}) for Container {:?} in Pod {key:?} failed - error: {error}, message: {out:?}", ctr.name);
+        return match crate::prober::exec_sync(&mut cri, container_id, &cmd, Duration::ZERO).await {
+            Ok((0, _)) => Ok(()),
+            Ok((code, out)) => Err(fail(format!("command '{}' exited with {code}: {out}", cmd.join(" ")), &out)),
+            Err(e) => Err(fail(e.to_string(), "")),
+        };
+    }
+    if let Some(h) = &hook.http_get {
+        let path = h.path.clone().unwrap_or_default();
+        let fail = |error: String| format!("HTTP lifecycle hook ({path}) for Container {:?} in Pod {key:?} failed - error: {error}", ctr.name);
+        let target = crate::prober::HttpTarget::new(h, ctr, pod_ip).map_err(fail)?;
+        return crate::prober::http_get(&target, &crate::prober::user_agent("kube-lifecycle"), Duration::MAX).await.map(|_| ()).map_err(fail);
+    }
+    if let Some(s) = &hook.sleep {
+        tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64)).await;
+        return Ok(());
+    }
+    if hook.tcp_socket.is_some() {
+        // Deprecated and never implemented upstream: a no-op.
+        return Ok(());
+    }
+    Err(format!("Cannot run handler: invalid handler for Container {:?} in Pod {key:?}", ctr.name))
+}
+
+/// One container to stop, and why.
+pub struct Kill<'a> {
+    pub container: &'a Container,
+    pub init: bool,
+    pub container_id: &'a str,
+    pub pod_ip: Option<&'a str>,
+    /// Seconds from the start of the kill (preStop included) to SIGKILL.
+    pub grace: i64,
+    /// The `Killing` event's message.
+    pub message: String,
+}
+
+/// Stops a container as upstream's killContainer: a `Killing` event, the preStop hook (if
+/// any) bounded by the grace period, then StopContainer with the rest of it.
+pub async fn kill(ctx: &Ctx, pod: &Pod, k: Kill<'_>) -> Result<(), CriError> {
+    let ctr = k.container;
+    let reference = crate::worker::object_ref(pod, Some(&ctr.name), k.init);
+    ctx.normal(&reference, "Killing", k.message.clone()).await;
+    let mut grace = k.grace.max(0);
+    if let Some(hook) = ctr.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()).filter(|_| grace > 0) {
+        let started = Instant::now();
+        match tokio::time::timeout(Duration::from_secs(grace as u64), run_hook(ctx, pod, ctr, k.container_id, hook, k.pod_ip)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(msg)) => {
+                tracing::warn!(pod = %pod_key(pod), container = %ctr.name, error = %msg, "preStop hook failed");
+                ctx.warn(&reference, "FailedPreStopHook", "PreStopHook failed".into()).await;
+            }
+            Err(_) => tracing::info!(pod = %pod_key(pod), container = %ctr.name, grace, "preStop hook not completed in the grace period"),
+        }
+        grace -= started.elapsed().as_secs() as i64;
+    }
+    let timeout = grace.max(MIN_GRACE_SECONDS);
+    let mut cri = ctx.cri.clone();
+    cri.runtime
+        .stop_container(c::StopContainerRequest { container_id: k.container_id.to_string(), timeout })
+        .await
+        .call("StopContainer")?;
+    Ok(())
 }

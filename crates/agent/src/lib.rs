@@ -5,9 +5,9 @@
 //! Start-up ([`run`]): runtime (a managed containerd child, or an existing endpoint) →
 //! images (rkube's pause image, the airgap directory) → Node registration → podCIDR → CNI
 //! config → then, concurrently: node status and Lease, the pod watch feeding one worker
-//! per pod (`worker`), runtime events (`pleg`), and the HTTPS endpoint on 10250
-//! (`server`). On cancellation everything stops; containers keep running, and the next
-//! start picks them up again from the runtime.
+//! per pod (`worker`, which owns the pod's container probes, `prober`), runtime events
+//! (`pleg`), and the HTTPS endpoint on 10250 (`server`). On cancellation everything
+//! stops; containers keep running, and the next start picks them up again from the runtime.
 
 pub mod cni;
 pub mod configwatch;
@@ -22,6 +22,7 @@ pub mod node;
 pub mod oci;
 pub mod pause;
 pub mod pleg;
+pub mod prober;
 pub mod registries;
 pub mod resources;
 pub mod server;

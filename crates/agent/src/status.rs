@@ -2,6 +2,11 @@
 //! (waiting with a reason, running, terminated with exit code and reason), restart counts,
 //! the phase, and the conditions PodScheduled, PodReadyToStartContainers, Initialized,
 //! ContainersReady and Ready with transition times carried over while unchanged.
+//!
+//! Readiness comes from the prober (upstream `prober.Manager.UpdatePodStatus`): a running
+//! container is `started` once its startup probe succeeded (at once without one) and
+//! `ready` once started and its readiness probe succeeded (at once without one). An init
+//! container is started while it runs and ready once it exited 0.
 
 use std::collections::HashMap;
 
@@ -12,6 +17,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::kuberuntime::{time_of, ContainerInfo, PodRuntime};
+use crate::prober::ProbeStatus;
 
 /// A reason a container is waiting that the runtime cannot tell (image pull errors,
 /// config errors, back-off), set by the pod worker.
@@ -28,6 +34,9 @@ pub struct StatusInputs<'a> {
     pub start_time: Option<Time>,
     /// The pod is being deleted and everything has been stopped.
     pub terminated: bool,
+    /// Probe results by container ID (containers without probe workers use
+    /// [`ProbeStatus::initial`]).
+    pub probes: &'a HashMap<String, ProbeStatus>,
 }
 
 fn terminated_state(c: &ContainerInfo) -> ContainerState {
@@ -62,7 +71,14 @@ fn waiting_state(reason: &str, message: &str) -> ContainerState {
     }
 }
 
-fn container_status(spec: &Container, rt: &PodRuntime, waiting: Option<&Waiting>, default_reason: &str) -> ContainerStatus {
+fn container_status(
+    spec: &Container,
+    rt: &PodRuntime,
+    waiting: Option<&Waiting>,
+    default_reason: &str,
+    init: bool,
+    probes: &HashMap<String, ProbeStatus>,
+) -> ContainerStatus {
     let mut instances = rt.instances(&spec.name);
     let latest = instances.next();
     let previous = instances.next();
@@ -85,8 +101,13 @@ fn container_status(spec: &Container, rt: &PodRuntime, waiting: Option<&Waiting>
                     running: Some(ContainerStateRunning { started_at: time_of(c.started_at) }),
                     ..Default::default()
                 });
-                st.ready = true;
-                st.started = Some(true);
+                if init {
+                    st.started = Some(true);
+                } else {
+                    let p = probes.get(&c.id).copied().unwrap_or_else(|| ProbeStatus::initial(spec));
+                    st.ready = p.is_ready();
+                    st.started = Some(p.started);
+                }
                 st.last_state = previous.filter(|p| p.exited()).map(terminated_state);
             } else if c.exited() {
                 match waiting {
@@ -98,6 +119,7 @@ fn container_status(spec: &Container, rt: &PodRuntime, waiting: Option<&Waiting>
                     None => {
                         st.state = Some(terminated_state(c));
                         st.last_state = previous.filter(|p| p.exited()).map(terminated_state);
+                        st.ready = init && c.exit_code == 0;
                     }
                 }
             } else {
@@ -193,7 +215,7 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, inputs: &StatusInputs<'_>) -> PodStat
         .init_containers
         .iter()
         .flatten()
-        .map(|c| container_status(c, rt, inputs.waiting.get(&c.name), "PodInitializing"))
+        .map(|c| container_status(c, rt, inputs.waiting.get(&c.name), "PodInitializing", true, inputs.probes))
         .collect();
     let init_done = init.iter().all(terminated_ok);
     let init_failed = restart_policy == "Never"
@@ -202,7 +224,7 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, inputs: &StatusInputs<'_>) -> PodStat
     let containers: Vec<ContainerStatus> = spec
         .containers
         .iter()
-        .map(|c| container_status(c, rt, inputs.waiting.get(&c.name), default_reason))
+        .map(|c| container_status(c, rt, inputs.waiting.get(&c.name), default_reason, false, inputs.probes))
         .collect();
     let mut phase = phase(&restart_policy, &init, &containers, init_failed);
     // Once terminal, a pod stays terminal.
@@ -323,5 +345,64 @@ mod tests {
         let mut w = ContainerStatus::default();
         w.state = Some(waiting_state("ContainerCreating", ""));
         assert_eq!(phase("Always", &[], &[w], false), "Pending");
+    }
+
+    fn running_pod(ctr: Container) -> (Pod, PodRuntime) {
+        let pod = Pod {
+            spec: Some(k8s_openapi::api::core::v1::PodSpec { containers: vec![ctr], ..Default::default() }),
+            ..Default::default()
+        };
+        let rt = PodRuntime {
+            sandboxes: vec![crate::kuberuntime::SandboxInfo { id: "sb".into(), ready: true, created_at: 1, attempt: 0, ip: Some("10.1.0.5".into()) }],
+            containers: vec![ContainerInfo {
+                id: "c1".into(),
+                sandbox_id: "sb".into(),
+                name: "main".into(),
+                state: cri::v1::ContainerState::ContainerRunning,
+                created_at: 2,
+                started_at: 3,
+                finished_at: 0,
+                exit_code: 0,
+                reason: String::new(),
+                message: String::new(),
+                image: String::new(),
+                image_ref: String::new(),
+                restart_count: 0,
+                log_path: String::new(),
+            }],
+        };
+        (pod, rt)
+    }
+
+    /// (containerStatuses[0].ready, started, Ready condition, ContainersReady condition)
+    fn readiness(pod: &Pod, rt: &PodRuntime, probes: &HashMap<String, ProbeStatus>) -> (bool, Option<bool>, String, String) {
+        let waiting = HashMap::new();
+        let inputs = StatusInputs { node_ip: "10.0.0.1", waiting: &waiting, start_time: None, terminated: false, probes };
+        let st = compute(pod, rt, &inputs);
+        let cs = st.container_statuses.clone().unwrap_or_default();
+        let cond = |t: &str| st.conditions.iter().flatten().find(|c| c.type_ == t).map(|c| c.status.clone()).unwrap_or_default();
+        (cs[0].ready, cs[0].started, cond("Ready"), cond("ContainersReady"))
+    }
+
+    #[test]
+    fn readiness_and_started_come_from_the_prober() {
+        let t = |s: &str| s.to_string();
+        let plain = Container { name: "main".into(), ..Default::default() };
+        let (pod, rt) = running_pod(plain);
+        assert_eq!(readiness(&pod, &rt, &HashMap::new()), (true, Some(true), t("True"), t("True")), "no probes: ready once running");
+
+        let probed = Container { name: "main".into(), readiness_probe: Some(Default::default()), ..Default::default() };
+        let (pod, rt) = running_pod(probed);
+        assert_eq!(readiness(&pod, &rt, &HashMap::new()), (false, Some(true), t("False"), t("False")), "probe not run yet");
+        let ready = HashMap::from([("c1".to_string(), ProbeStatus { started: true, ready: true, failed: None })]);
+        assert_eq!(readiness(&pod, &rt, &ready), (true, Some(true), t("True"), t("True")));
+        let unready = HashMap::from([("c1".to_string(), ProbeStatus { started: true, ready: false, failed: None })]);
+        assert_eq!(readiness(&pod, &rt, &unready), (false, Some(true), t("False"), t("False")));
+
+        let gated = Container { name: "main".into(), startup_probe: Some(Default::default()), ..Default::default() };
+        let (pod, rt) = running_pod(gated);
+        assert_eq!(readiness(&pod, &rt, &HashMap::new()), (false, Some(false), t("False"), t("False")));
+        let started = HashMap::from([("c1".to_string(), ProbeStatus { started: true, ready: true, failed: None })]);
+        assert_eq!(readiness(&pod, &rt, &started), (true, Some(true), t("True"), t("True")));
     }
 }

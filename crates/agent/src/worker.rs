@@ -10,10 +10,18 @@
 //! stopped, the final status written, and the agent then deletes the pod with grace 0 as
 //! the kubelet does. A pod gone from the API has its runtime objects removed.
 //!
+//! Probes and hooks: the worker owns the pod's probe workers (`prober::PodProbes`),
+//! started for each container instance that runs and stopped when it exits or the pod
+//! goes. A liveness or startup probe that failed makes the sync kill that instance
+//! (`Killing`: "Container main failed liveness probe, will be restarted"), after which
+//! the restart policy applies as for any exit. preStop hooks run in the kill (see
+//! `container::kill`), postStart hooks in `container::start`.
+//!
 //! A worker wakes on a new version of its pod (from the pod watch), on a runtime event for
-//! one of its containers (see `pleg`), or when a back-off it waits for expires.
+//! one of its containers (see `pleg`), on a change of a probe result, or when a back-off
+//! it waits for expires.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +38,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::kuberuntime::{self, PodRuntime};
+use crate::prober::{PodProbes, ProbeKind};
 use crate::status::{StatusInputs, Waiting};
 use crate::AgentConfig;
 
@@ -148,7 +157,6 @@ impl PodWorkers {
     }
 }
 
-#[derive(Default)]
 struct WorkerState {
     /// Per container: current back-off and when the container may start again.
     backoff: HashMap<String, (Duration, Instant)>,
@@ -156,17 +164,40 @@ struct WorkerState {
     last_status: Option<serde_json::Value>,
     start_time: Option<Time>,
     finalized: bool,
+    probes: PodProbes,
+    /// Container instances killed because a probe failed: restarted whatever their exit code.
+    probe_killed: HashSet<String>,
 }
 
-async fn run_worker(ctx: Arc<Ctx>, uid: String, mut pod_rx: watch::Receiver<Option<Arc<Pod>>>, wake: Arc<Notify>, cancel: CancellationToken) {
-    let mut state = WorkerState::default();
+async fn run_worker(ctx: Arc<Ctx>, uid: String, pod_rx: watch::Receiver<Option<Arc<Pod>>>, wake: Arc<Notify>, cancel: CancellationToken) {
+    let mut state = WorkerState {
+        backoff: HashMap::new(),
+        waiting: HashMap::new(),
+        last_status: None,
+        start_time: None,
+        finalized: false,
+        probes: PodProbes::new(wake.clone(), &cancel),
+        probe_killed: HashSet::new(),
+    };
+    worker_loop(&ctx, &uid, pod_rx, &wake, &cancel, &mut state).await;
+    state.probes.shutdown().await;
+}
+
+async fn worker_loop(
+    ctx: &Arc<Ctx>,
+    uid: &str,
+    mut pod_rx: watch::Receiver<Option<Arc<Pod>>>,
+    wake: &Notify,
+    cancel: &CancellationToken,
+    state: &mut WorkerState,
+) {
     loop {
         let pod = pod_rx.borrow_and_update().clone();
         let span = tracing::debug_span!("sync_pod", uid = %uid);
         let _g = span.enter();
         drop(_g);
         let next = match pod {
-            Some(p) => match sync_pod(&ctx, &p, &mut state).await {
+            Some(p) => match sync_pod(ctx, &p, state).await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(pod = %pod_key(&p), error = %e, "sync failed; retrying");
@@ -174,7 +205,8 @@ async fn run_worker(ctx: Arc<Ctx>, uid: String, mut pod_rx: watch::Receiver<Opti
                 }
             },
             None => {
-                match remove_pod(&ctx, &uid).await {
+                state.probes.stop_all();
+                match remove_pod(ctx, uid).await {
                     Ok(()) => {
                         tracing::info!(%uid, "pod removed from the runtime");
                         return;
@@ -283,6 +315,8 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
     }
 
     if pod.metadata.deletion_timestamp.is_some() {
+        // No liveness kills while the pod terminates.
+        st.probes.stop_all();
         if !st.finalized {
             kill_pod(ctx, pod, &rt, grace_seconds(pod)).await?;
             let rt = kuberuntime::pod_runtime(&mut cri, &uid).await?;
@@ -308,6 +342,7 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
     let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
     if phase == "Succeeded" || phase == "Failed" {
         // Terminal: stop whatever still runs and free the sandbox's network.
+        st.probes.stop_all();
         let running: Vec<_> = rt.containers.iter().filter(|c| c.running()).cloned().collect();
         for ctr in running {
             let _ = cri.runtime.stop_container(c::StopContainerRequest { container_id: ctr.id.clone(), timeout: grace_seconds(pod) }).await;
@@ -340,6 +375,8 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
     let sandbox = match rt.ready_sandbox().cloned() {
         Some(s) => s,
         None => {
+            // Nothing runs without a sandbox: nothing to probe.
+            st.probes.stop_all();
             let had_sandbox = !rt.sandboxes.is_empty();
             // All containers ran in the dead sandbox: a pod whose containers all
             // finished and that won't restart needs no new sandbox.
@@ -388,6 +425,7 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
     } else {
         Some(crate::volumes::write_etc_hosts(&agent_dir, pod, sandbox.ip.as_deref())?)
     };
+    let pod_ip = crate::prober::pod_ip(ctx, pod, Some(&sandbox));
     // Containers of older sandboxes count for restarts but are not "current".
     let current: PodRuntime = PodRuntime {
         sandboxes: rt.sandboxes.clone(),
@@ -417,7 +455,7 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
                     init_blocked = true;
                     break;
                 }
-                match start_with_backoff(ctx, pod, ctr, true, &sandbox.id, &sandbox_cfg, c.restart_count + 1, Some(&c), &volumes, etc_hosts.as_deref(), st, now).await {
+                match start_with_backoff(ctx, pod, ctr, true, &sandbox.id, &sandbox_cfg, c.restart_count + 1, Some(&c), &volumes, etc_hosts.as_deref(), pod_ip.as_deref(), st, now).await {
                     Some(d) => next = min_opt(next, d),
                     None => changed = true,
                 }
@@ -426,7 +464,7 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
             }
             None => {
                 let restarts = current.latest(&ctr.name).map(|c| c.restart_count + 1).unwrap_or(0);
-                match start_with_backoff(ctx, pod, ctr, true, &sandbox.id, &sandbox_cfg, restarts, None, &volumes, etc_hosts.as_deref(), st, now).await {
+                match start_with_backoff(ctx, pod, ctr, true, &sandbox.id, &sandbox_cfg, restarts, None, &volumes, etc_hosts.as_deref(), pod_ip.as_deref(), st, now).await {
                     Some(d) => next = min_opt(next, d),
                     None => changed = true,
                 }
@@ -442,6 +480,14 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
             let in_sandbox = latest.as_ref().filter(|c| c.sandbox_id == sandbox.id);
             match in_sandbox {
                 Some(c) if c.running() => {
+                    if let Some(kind) = st.probes.status(&c.id).and_then(|p| p.failed) {
+                        kill_for_probe(ctx, pod, ctr, c, kind, pod_ip.as_deref(), &restart_policy).await;
+                        st.probe_killed.insert(c.id.clone());
+                        changed = true;
+                        // Restart it (or report it) in the next sync, at once.
+                        next = min_opt(next, Duration::ZERO);
+                        continue;
+                    }
                     st.waiting.remove(&ctr.name);
                     // Reset the back-off after a long enough run.
                     if let Some((_, _)) = st.backoff.get(&ctr.name) {
@@ -460,7 +506,7 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
                 Some(c) => {
                     let restart = match restart_policy.as_str() {
                         "Always" => true,
-                        "OnFailure" => c.exit_code != 0,
+                        "OnFailure" => c.exit_code != 0 || st.probe_killed.contains(&c.id),
                         _ => false,
                     };
                     if !restart {
@@ -468,14 +514,14 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
                         continue;
                     }
                     let c = c.clone();
-                    match start_with_backoff(ctx, pod, ctr, false, &sandbox.id, &sandbox_cfg, c.restart_count + 1, Some(&c), &volumes, etc_hosts.as_deref(), st, now).await {
+                    match start_with_backoff(ctx, pod, ctr, false, &sandbox.id, &sandbox_cfg, c.restart_count + 1, Some(&c), &volumes, etc_hosts.as_deref(), pod_ip.as_deref(), st, now).await {
                         Some(d) => next = min_opt(next, d),
                         None => changed = true,
                     }
                 }
                 None => {
                     let restarts = latest.as_ref().map(|c| c.restart_count + 1).unwrap_or(0);
-                    match start_with_backoff(ctx, pod, ctr, false, &sandbox.id, &sandbox_cfg, restarts, None, &volumes, etc_hosts.as_deref(), st, now).await {
+                    match start_with_backoff(ctx, pod, ctr, false, &sandbox.id, &sandbox_cfg, restarts, None, &volumes, etc_hosts.as_deref(), pod_ip.as_deref(), st, now).await {
                         Some(d) => next = min_opt(next, d),
                         None => changed = true,
                     }
@@ -489,8 +535,44 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
         remember(ctx, &uid, &rt);
         prune_dead(&mut cri, &rt).await;
     }
+    st.probes.sync(ctx, pod, &rt, rt.ready_sandbox());
+    let live: HashSet<&str> = rt.containers.iter().map(|c| c.id.as_str()).collect();
+    st.probe_killed.retain(|id| live.contains(id.as_str()));
     write_status(ctx, pod, &rt, st, false).await?;
     Ok(next)
+}
+
+/// Kills a running container whose liveness or startup probe failed (upstream's
+/// computePodActions → killContainer); the restart policy then applies.
+async fn kill_for_probe(
+    ctx: &Ctx,
+    pod: &Pod,
+    ctr: &k8s_openapi::api::core::v1::Container,
+    info: &kuberuntime::ContainerInfo,
+    kind: ProbeKind,
+    pod_ip: Option<&str>,
+    restart_policy: &str,
+) {
+    let what = match kind {
+        ProbeKind::Startup => "startup",
+        _ => "liveness",
+    };
+    let mut message = format!("Container {} failed {what} probe", ctr.name);
+    if restart_policy != "Never" {
+        message.push_str(", will be restarted");
+    }
+    // A probe's own terminationGracePeriodSeconds wins over the pod's.
+    let grace = kind
+        .of(ctr)
+        .and_then(|p| p.termination_grace_period_seconds)
+        .unwrap_or_else(|| crate::container::spec_grace(pod));
+    tracing::info!(pod = %pod_key(pod), container = %ctr.name, probe = what, "probe failed; killing the container");
+    let k = crate::container::Kill { container: ctr, init: false, container_id: &info.id, pod_ip, grace, message };
+    if let Err(e) = crate::container::kill(ctx, pod, k).await {
+        if !e.is_not_found() {
+            tracing::warn!(pod = %pod_key(pod), container = %ctr.name, error = %e, "killing the container failed");
+        }
+    }
 }
 
 fn min_opt(a: Option<Duration>, b: Duration) -> Option<Duration> {
@@ -511,6 +593,7 @@ async fn start_with_backoff(
     previous: Option<&kuberuntime::ContainerInfo>,
     volumes: &crate::volumes::VolumePaths,
     etc_hosts: Option<&std::path::Path>,
+    pod_ip: Option<&str>,
     st: &mut WorkerState,
     now: Instant,
 ) -> Option<Duration> {
@@ -547,6 +630,7 @@ async fn start_with_backoff(
             restart_count,
             volumes,
             etc_hosts,
+            pod_ip,
         },
     )
     .await;
@@ -597,16 +681,36 @@ async fn prune_dead(cri: &mut CriClient, rt: &PodRuntime) {
     }
 }
 
-/// Stops every container (SIGTERM, SIGKILL after `grace` seconds) and the sandbox.
+/// Stops every container (preStop hook, SIGTERM, SIGKILL once `grace` seconds are over)
+/// and the sandbox.
 async fn kill_pod(ctx: &Ctx, pod: &Pod, rt: &PodRuntime, grace: i64) -> anyhow::Result<()> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let pod_ip = crate::prober::pod_ip(ctx, pod, rt.ready_sandbox());
     let mut stops = Vec::new();
     for ctr in rt.containers.iter().filter(|c| c.running() || c.state == c::ContainerState::ContainerCreated) {
-        let init = pod.spec.iter().flat_map(|s| s.init_containers.iter().flatten()).any(|i| i.name == ctr.name);
-        let r = object_ref(pod, Some(&ctr.name), init);
-        ctx.normal(&r, "Killing", format!("Stopping container {}", ctr.name)).await;
-        let mut cri = ctx.cri.clone();
+        let init_spec = spec.init_containers.iter().flatten().find(|i| i.name == ctr.name);
+        let mut ctr_spec = spec.containers.iter().find(|c| c.name == ctr.name).or(init_spec).cloned().unwrap_or_else(|| {
+            // Not in the spec (cannot happen for a pod's own containers): no hooks.
+            k8s_openapi::api::core::v1::Container { name: ctr.name.clone(), ..Default::default() }
+        });
+        if !ctr.running() {
+            // Created, never started: nothing for a preStop hook to run in.
+            ctr_spec.lifecycle = None;
+        }
+        let init = init_spec.is_some();
         let id = ctr.id.clone();
-        stops.push(async move { cri.runtime.stop_container(c::StopContainerRequest { container_id: id, timeout: grace }).await.call("StopContainer") });
+        let pod_ip = pod_ip.clone();
+        stops.push(async move {
+            let k = crate::container::Kill {
+                container: &ctr_spec,
+                init,
+                container_id: &id,
+                pod_ip: pod_ip.as_deref(),
+                grace,
+                message: format!("Stopping container {}", ctr_spec.name),
+            };
+            crate::container::kill(ctx, pod, k).await
+        });
     }
     for r in futures::future::join_all(stops).await {
         if let Err(e) = r {
@@ -654,10 +758,11 @@ async fn remove_pod(ctx: &Ctx, uid: &str) -> anyhow::Result<()> {
 
 async fn write_status(ctx: &Ctx, pod: &Pod, rt: &PodRuntime, st: &mut WorkerState, terminated: bool) -> anyhow::Result<()> {
     let node_ip = ctx.config.node_ip.to_string();
+    let probes = st.probes.snapshot();
     let status = crate::status::compute(
         pod,
         rt,
-        &StatusInputs { node_ip: &node_ip, waiting: &st.waiting, start_time: st.start_time.clone(), terminated },
+        &StatusInputs { node_ip: &node_ip, waiting: &st.waiting, start_time: st.start_time.clone(), terminated, probes: &probes },
     );
     let value = serde_json::to_value(&status)?;
     // Compare without timestamps that change on every computation.
