@@ -45,6 +45,10 @@ use kube::runtime::watcher;
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 
+/// The pod range a podCIDR is carved from when no node IPAM assigns one (k3s's default
+/// `--cluster-cidr`).
+pub const DEFAULT_CLUSTER_CIDR: &str = "10.42.0.0/16";
+
 /// How the agent runs.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -93,7 +97,7 @@ impl AgentConfig {
             kubelet_port: 10250,
             cluster_dns: None,
             cluster_domain: "cluster.local".into(),
-            cluster_cidr: None,
+            cluster_cidr: Some(DEFAULT_CLUSTER_CIDR.parse().expect("invariant: literal CIDR")),
             pod_cidr_fallback_after: Duration::from_secs(5),
             node_status_report_frequency: Duration::from_secs(60),
             node_lease_renew_interval: Duration::from_secs(10),

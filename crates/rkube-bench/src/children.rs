@@ -6,7 +6,9 @@
 //! - `__virtual_nodes <kubeconfig> <count> [--lease-interval-ms N]` — `rkube
 //!   virtual-nodes` with pod and node Events off (thousands of them would only measure
 //!   Event writes);
-//! - `__scheduler <kubeconfig>` — `rkube scheduler`, under leader election.
+//! - `__scheduler <kubeconfig>` — `rkube scheduler`, under leader election;
+//! - `__agent <kubeconfig> <data-dir> <node-name> <node-ip> [--runtime BIN]` — `rkube
+//!   agent` with a managed containerd (whose OCI runtime is `BIN`, runc by default).
 //!
 //! Each prints a ready line on stdout and runs until its stdin closes (the benchmark
 //! went away).
@@ -30,6 +32,7 @@ pub fn run(args: &[String]) -> Option<anyhow::Result<()>> {
         Some("__server") => server,
         Some("__virtual_nodes") => virtual_nodes,
         Some("__scheduler") => scheduler,
+        Some("__agent") => node_agent,
         _ => return None,
     };
     init_tracing();
@@ -211,6 +214,33 @@ fn scheduler(args: &[String]) -> anyhow::Result<()> {
         parent_gone().await;
         cancel.cancel();
         let _ = task.await;
+        anyhow::Ok(())
+    })
+}
+
+/// `__agent <kubeconfig> <data-dir> <node-name> <node-ip> [--runtime BIN]`.
+fn node_agent(args: &[String]) -> anyhow::Result<()> {
+    const USAGE: &str = "usage: __agent <kubeconfig> <data-dir> <node-name> <node-ip> [--runtime BIN]";
+    let args = Args::parse(args, &["runtime"])?;
+    args.only(&["runtime"]).context(USAGE)?;
+    let [kubeconfig, data_dir, node_name, node_ip] = args.positional.as_slice() else {
+        bail!(USAGE)
+    };
+    let node_ip: std::net::IpAddr = node_ip.parse().context(USAGE)?;
+    let mut config = agent::AgentConfig::new(node_name, node_ip, PathBuf::from(data_dir));
+    config.runtime_binary = args.value("runtime").map(PathBuf::from);
+    let kubeconfig = PathBuf::from(kubeconfig);
+    runtime()?.block_on(async move {
+        let client = client_from(&kubeconfig).await?;
+        let cancel = CancellationToken::new();
+        let mut task = tokio::spawn(agent::run(client, config, cancel.clone()));
+        println!("Agent started");
+        tokio::select! {
+            _ = parent_gone() => {}
+            r = &mut task => bail!("agent stopped: {:?}", r.context("agent task")?),
+        }
+        cancel.cancel();
+        task.await.context("agent task")??;
         anyhow::Ok(())
     })
 }

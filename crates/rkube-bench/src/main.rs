@@ -3,7 +3,8 @@
 //!
 //! `rkube-bench api` runs the whole API suite; `rkube-bench api list_10k_pods
 //! rss_idle` runs only the named metrics. Suites: `api` ([`api`]), `scheduler`
-//! ([`scheduling`]) and `controllers` ([`workloads`]). The processes under test
+//! ([`scheduling`]), `controllers` ([`workloads`]) and `pods` ([`pods`], real
+//! containers through the node agent; its metrics share one cluster). The processes under test
 //! (server, virtual nodes, scheduler) run as children (see [`process`], [`children`]).
 //! Progress goes to stderr, results to stdout.
 
@@ -13,6 +14,7 @@ mod client;
 mod cluster;
 mod load;
 mod meter;
+mod pods;
 mod process;
 mod scheduling;
 mod stats;
@@ -29,7 +31,7 @@ use serde_json::Value;
 #[derive(Parser, Debug)]
 #[command(name = "rkube-bench", about = "rkube benchmarks (JSON lines on stdout)")]
 struct Cli {
-    /// Suite to run: `api`, `scheduler` or `controllers`.
+    /// Suite to run: `api`, `scheduler`, `controllers` or `pods`.
     suite: String,
     /// Run only these metrics of the suite (default: all).
     metrics: Vec<String>,
@@ -59,6 +61,9 @@ struct Cli {
     /// (other builds and tests share the cores); 0 to start at once.
     #[arg(long, default_value_t = 60)]
     quiet_wait: u64,
+    /// OCI runtime of the node agent's containerd (`pods`): `runc` or `crun`.
+    #[arg(long)]
+    runtime: Option<String>,
 }
 
 /// One suite's metrics and how to run one of them.
@@ -66,6 +71,7 @@ enum Suite {
     Api(api::Options),
     Scheduler(scheduling::Options),
     Controllers(workloads::Options),
+    Pods(pods::Options),
 }
 
 impl Suite {
@@ -81,7 +87,8 @@ impl Suite {
             }),
             "scheduler" => Suite::Scheduler(scheduling::Options { launch, nodes: cli.nodes, pods: cli.pods }),
             "controllers" => Suite::Controllers(workloads::Options { launch, nodes: cli.nodes, pods: cli.pods }),
-            other => bail!("unknown suite {other:?} (known: api, scheduler, controllers)"),
+            "pods" => Suite::Pods(pods::Options { launch, runtime: cli.runtime.clone(), pods: cli.pods }),
+            other => bail!("unknown suite {other:?} (known: api, scheduler, controllers, pods)"),
         })
     }
 
@@ -90,6 +97,7 @@ impl Suite {
             Suite::Api(_) => api::METRICS,
             Suite::Scheduler(_) => scheduling::METRICS,
             Suite::Controllers(_) => workloads::METRICS,
+            Suite::Pods(_) => pods::METRICS,
         }
     }
 
@@ -98,6 +106,7 @@ impl Suite {
             Suite::Api(o) => api::run(metric, o).await,
             Suite::Scheduler(o) => scheduling::run(metric, o).await,
             Suite::Controllers(o) => workloads::run(metric, o).await,
+            Suite::Pods(o) => pods::run_all(&[metric.to_string()], o).await,
         }
     }
 }
@@ -118,6 +127,18 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    if let Suite::Pods(o) = &suite {
+        // One cluster for all of them: a node with real containers is slow to set up.
+        if cli.quiet_wait > 0 {
+            runtime.block_on(process::wait_quiet(Duration::from_secs(cli.quiet_wait)))?;
+        }
+        let lines = runtime.block_on(pods::run_all(&metrics, o))?;
+        let mut out = std::io::stdout().lock();
+        for l in lines {
+            writeln!(out, "{l}")?;
+        }
+        return Ok(());
+    }
     let mut failed = Vec::new();
     for metric in &metrics {
         if cli.quiet_wait > 0 {

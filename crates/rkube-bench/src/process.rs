@@ -253,6 +253,23 @@ impl ServerProcess {
         Ok(process)
     }
 
+    /// Starts a node agent (real containerd) against this server in its own process;
+    /// returns at once. `args` follow `__agent <kubeconfig> <data-dir>` (see
+    /// `crate::children`).
+    pub fn start_agent(&self, args: &[String]) -> anyhow::Result<ChildProcess> {
+        let me = std::env::current_exe().context("locating this binary")?;
+        let mut cmd = Command::new(me);
+        cmd.arg("__agent").arg(&self.kubeconfig).arg(self.dir.path().join("node")).args(args);
+        let log = self.dir.path().join("agent.log");
+        let (process, _) = ChildProcess::spawn("agent", cmd, &log, None, START_DEADLINE)?;
+        Ok(process)
+    }
+
+    /// The agent's data dir under this server's (see [`ServerProcess::start_agent`]).
+    pub fn agent_data_dir(&self) -> PathBuf {
+        self.dir.path().join("node")
+    }
+
     /// Starts the scheduler against this server in its own process; returns at once.
     pub fn start_scheduler(&self) -> anyhow::Result<ChildProcess> {
         let me = std::env::current_exe().context("locating this binary")?;
