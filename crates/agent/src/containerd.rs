@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use crate::registries::toml_string;
+
 /// Debian packages the agent needs on the host.
 pub const PACKAGES: &str = "containerd runc containernetworking-plugins";
 
@@ -100,18 +102,6 @@ pub fn render_config(paths: &ContainerdPaths, s: &ContainerdSettings) -> String 
     out
 }
 
-fn toml_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
 
 /// `name` on `PATH` (or as given, if it contains a `/`).
 pub fn find_binary(name: &str) -> Option<PathBuf> {

@@ -214,7 +214,8 @@ fn tls_lines(indent: &str, cfg: &RegistryConfig) -> String {
     out
 }
 
-fn toml_string(s: &str) -> String {
+/// A TOML basic string.
+pub(crate) fn toml_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {

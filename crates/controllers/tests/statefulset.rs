@@ -466,6 +466,8 @@ async fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> anyhow::Result<
     .await?
 }
 
+/// kubectl's rollout status for a StatefulSet: the API defaults `rollingUpdate.partition`
+/// to 0, so kubectl reports a "partitioned roll out" as it does against upstream.
 #[tokio::test]
 async fn kubectl_rolls_statefulsets_out_and_back() -> anyhow::Result<()> {
     if !std::path::Path::new(KUBECTL).exists() {
@@ -488,7 +490,7 @@ async fn kubectl_rolls_statefulsets_out_and_back() -> anyhow::Result<()> {
     )
     .await?;
     assert!(
-        out.contains("statefulset rolling update complete 3 pods at revision web-"),
+        out.contains("partitioned roll out complete: 3 new pods have been updated"),
         "{out}"
     );
     let out = kubectl(&kc, &["get", "statefulset", "web", "--no-headers"]).await?;
@@ -513,7 +515,7 @@ async fn kubectl_rolls_statefulsets_out_and_back() -> anyhow::Result<()> {
     )
     .await?;
     assert!(
-        out.contains("statefulset rolling update complete 3 pods at revision web-"),
+        out.contains("partitioned roll out complete: 3 new pods have been updated"),
         "{out}"
     );
     let out = kubectl(&kc, &["rollout", "history", "statefulset/web"]).await?;
@@ -531,7 +533,7 @@ async fn kubectl_rolls_statefulsets_out_and_back() -> anyhow::Result<()> {
         &["rollout", "status", "statefulset/web", "--timeout=30s"],
     )
     .await?;
-    assert!(out.contains("rolling update complete"), "{out}");
+    assert!(out.contains("roll out complete: 3 new pods have been updated"), "{out}");
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
     let image = sets
         .get("web")

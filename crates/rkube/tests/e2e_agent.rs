@@ -20,148 +20,13 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use common::node::{missing_prerequisite, HostGuard};
 use common::{eventually, Rkube};
 
-const BUSYBOX: &str = "/bin/busybox";
-
-/// What the test can check up front; `Some(reason)` when the agent cannot run here.
-fn missing_prerequisite() -> Option<String> {
-    #[allow(unsafe_code)]
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
-        return Some("not root".into());
-    }
-    for p in [
-        "/usr/bin/containerd",
-        "/usr/bin/ctr",
-        "/usr/lib/cni/bridge",
-        "/usr/lib/cni/host-local",
-        BUSYBOX,
-    ] {
-        if !Path::new(p).exists() {
-            return Some(format!("{p} missing"));
-        }
-    }
-    None
-}
-
-fn run(cmd: &str, args: &[&str]) -> std::process::Output {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
-}
-
-/// Host networking and processes this test creates, removed on drop (also when the test
-/// fails): the veth pair holding the node IP, the pod bridge, containerd shims left
-/// behind under the data dir, and mounts under it.
-struct HostGuard {
-    veth: String,
-    bridge: String,
-    data_dir: Option<PathBuf>,
-}
-
-impl HostGuard {
-    fn new(veth: &str, peer: &str, node_ip: &str, bridge: &str) -> HostGuard {
-        let _ = run("ip", &["link", "del", veth]);
-        let guard = HostGuard {
-            veth: veth.to_string(),
-            bridge: bridge.to_string(),
-            data_dir: None,
-        };
-        for args in [
-            vec!["link", "add", veth, "type", "veth", "peer", "name", peer],
-            vec!["addr", "add", &format!("{node_ip}/24"), "dev", veth],
-            vec!["link", "set", veth, "up"],
-            vec!["link", "set", peer, "up"],
-        ] {
-            let out = run("ip", &args);
-            assert!(
-                out.status.success(),
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        guard
-    }
-}
-
-impl Drop for HostGuard {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.data_dir {
-            let needle = dir.display().to_string();
-            // Shims (and their containers) started for this data dir, by PID.
-            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-                let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                    continue;
-                };
-                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&needle) {
-                    #[allow(unsafe_code)]
-                    // SAFETY: signalling a process this test's server started.
-                    unsafe {
-                        libc::kill(pid, libc::SIGKILL);
-                    }
-                }
-            }
-            let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-            let mut points: Vec<&str> = mounts
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|p| p.starts_with(&needle))
-                .collect();
-            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in points {
-                let _ = run("umount", &["-l", p]);
-            }
-        }
-        let _ = run("ip", &["link", "del", &self.bridge]);
-        let _ = run("ip", &["link", "del", &self.veth]);
-    }
-}
-
-/// A busybox image (OCI layout tarball) from the host's static busybox: `/bin/busybox`
-/// plus the applet links the test uses.
+/// The busybox stand-in (an OCI layout tarball, `test_support::images`) named `name`.
 fn busybox_image(name: &str, path: &Path) {
-    use agent::oci::{image_tarball, Entry, ImageConfig};
-    let data = std::fs::read(BUSYBOX).expect("read busybox");
-    let mut entries = vec![
-        Entry::Dir {
-            path: "bin".into(),
-            mode: 0o755,
-        },
-        Entry::Dir {
-            path: "tmp".into(),
-            mode: 0o1777,
-        },
-        Entry::Dir {
-            path: "etc".into(),
-            mode: 0o755,
-        },
-        Entry::File {
-            path: "bin/busybox".into(),
-            mode: 0o755,
-            data,
-        },
-    ];
-    for applet in [
-        "sh", "echo", "sleep", "cat", "ls", "hostname", "ip", "wget", "false", "touch", "mkdir",
-        "httpd",
-    ] {
-        entries.push(Entry::Symlink {
-            path: format!("bin/{applet}"),
-            target: "busybox".into(),
-        });
-    }
-    let config = ImageConfig {
-        name: name.to_string(),
-        cmd: vec!["sh".into()],
-        env: vec!["PATH=/bin".into()],
-        ..Default::default()
-    };
-    std::fs::write(path, image_tarball(&config, &entries)).expect("write image tarball");
+    let image = test_support::images::busybox(name).expect("busybox image");
+    test_support::images::write_tarball(&image, path).expect("write image tarball");
 }
 
 /// One cluster at a time (they share host network names).
@@ -350,14 +215,16 @@ spec:
     r.k(&["delete", "pod", "hello", "--timeout=60s"]);
     let gone = r.kubectl(&["get", "pod", "hello"]);
     assert!(!gone.status.success(), "pod still there after delete");
-    let sandboxes = Command::new("ctr")
-        .arg("--address")
-        .arg(data_dir.join("agent/containerd/containerd.sock"))
-        .args(["-n", "k8s.io", "containers", "ls", "-q"])
-        .output()
-        .expect("ctr containers ls");
-    let left = String::from_utf8_lossy(&sandboxes.stdout).into_owned();
-    assert!(left.trim().is_empty(), "containers left: {left}");
+    // The runtime's containers go once the pod is gone from the API.
+    eventually("the pod's containers removed", Duration::from_secs(30), || {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(data_dir.join("agent/containerd/containerd.sock"))
+            .args(["-n", "k8s.io", "containers", "ls", "-q"])
+            .output()
+            .expect("ctr containers ls");
+        String::from_utf8_lossy(&out.stdout).trim().is_empty().then_some(())
+    });
 }
 
 /// `kubectl get pod NAME --no-headers`: (READY, STATUS, RESTARTS).
