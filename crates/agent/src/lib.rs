@@ -26,6 +26,7 @@ pub mod prober;
 pub mod registries;
 pub mod resources;
 pub mod server;
+pub mod stats;
 pub mod status;
 pub mod streaming;
 pub mod volumes;
@@ -217,6 +218,7 @@ async fn run_with_runtime(client: Client, config: AgentConfig, socket: PathBuf, 
         recorder: controllers::controller_utils::EventRecorder::new(client.clone(), "kubelet"),
         machine_memory: host.memory_bytes as i64,
         owners: Default::default(),
+        cpu_history: Default::default(),
     });
     let workers = Arc::new(worker::PodWorkers::default());
 

@@ -100,6 +100,22 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>, _peer: SocketAddr, cancel
     if path == "/healthz" {
         return full(StatusCode::OK, "ok");
     }
+    if path == "/stats/summary" || path == "/stats/summary/" || path == "/metrics/resource" {
+        return match crate::stats::collect(&ctx).await {
+            Ok((node, pods)) if path == "/metrics/resource" => {
+                let mut r = full(StatusCode::OK, crate::stats::resource_metrics(&node, &pods));
+                r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
+                r
+            }
+            Ok((node, pods)) => {
+                let body = crate::stats::summary_json(&ctx.config.node_name, &node, &pods).to_string();
+                let mut r = full(StatusCode::OK, body);
+                r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                r
+            }
+            Err(e) => full(StatusCode::INTERNAL_SERVER_ERROR, format!("failed to get stats: {e:#}")),
+        };
+    }
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     use crate::streaming::{handle as stream, Stream};
     match parts.as_slice() {

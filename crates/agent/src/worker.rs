@@ -57,6 +57,8 @@ pub struct Ctx {
     pub machine_memory: i64,
     /// Container and sandbox IDs → pod UID, for routing runtime events.
     pub owners: parking_lot::Mutex<HashMap<String, String>>,
+    /// Previous cpu readings, for the usage rates of `/stats/summary`.
+    pub cpu_history: crate::stats::CpuHistory,
 }
 
 impl Ctx {

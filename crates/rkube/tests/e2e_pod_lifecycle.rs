@@ -245,6 +245,19 @@ spec:
     let mem = r.k(&["exec", "app", "-c", "web", "--", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]);
     assert_eq!(mem.trim(), (64 * 1024 * 1024).to_string());
 
+    // Usage per container and node from the agent, through the API server's node proxy.
+    let raw = r.k(&["get", "--raw", &format!("/api/v1/nodes/{}/proxy/stats/summary", c.node)]);
+    let summary: serde_json::Value = serde_json::from_str(&raw).expect("summary JSON");
+    assert_eq!(summary["node"]["nodeName"], c.node.as_str());
+    assert!(summary["node"]["memory"]["workingSetBytes"].as_u64().is_some_and(|b| b > 0), "{raw}");
+    let app = summary["pods"].as_array().and_then(|p| p.iter().find(|p| p["podRef"]["name"] == "app")).cloned().unwrap_or_default();
+    let names: Vec<&str> = app["containers"].as_array().map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect()).unwrap_or_default();
+    assert_eq!(names, ["sidecar", "web"], "{raw}");
+    assert!(app["memory"]["workingSetBytes"].as_u64().is_some_and(|b| b > 0), "{raw}");
+    let metrics = r.k(&["get", "--raw", &format!("/api/v1/nodes/{}/proxy/metrics/resource", c.node)]);
+    assert!(metrics.contains("container_memory_working_set_bytes{container=\"web\",namespace=\"default\",pod=\"app\"}"), "{metrics}");
+    assert!(metrics.contains("node_cpu_usage_seconds_total "), "{metrics}");
+
     // exec through a TTY (kubectl under `script`, as a terminal user).
     let out = Command::new("script")
         .args(["-qc", &format!("{} --kubeconfig {} exec -it app -c web -- sh", common::KUBECTL, r.kubeconfig.display()), "/dev/null"])
