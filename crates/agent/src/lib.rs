@@ -6,7 +6,9 @@
 //! images (rkube's pause image, the airgap directory) → Node registration → podCIDR → CNI
 //! config → then, concurrently: node status and Lease, the pod watch feeding one worker
 //! per pod (`worker`, which owns the pod's container probes, `prober`), runtime events
-//! (`pleg`), and the HTTPS endpoint on 10250 (`server`). On cancellation everything
+//! (`pleg`), changed ConfigMaps/Secrets (`configwatch`), static pods from
+//! `<data-dir>/agent/pod-manifests` (`static_pods`), and the HTTPS endpoint on 10250
+//! (`server`). On cancellation everything
 //! stops; containers keep running, and the next start picks them up again from the runtime.
 
 pub mod cni;
@@ -26,6 +28,7 @@ pub mod prober;
 pub mod registries;
 pub mod resources;
 pub mod server;
+pub mod static_pods;
 pub mod stats;
 pub mod status;
 pub mod streaming;
@@ -229,6 +232,7 @@ async fn run_with_runtime(client: Client, config: AgentConfig, socket: PathBuf, 
     tasks.push(tokio::spawn(server::serve(ctx.clone(), listener, tls, cancel.clone())));
     tasks.push(tokio::spawn(pleg::run(ctx.clone(), workers.clone(), cancel.clone())));
     tasks.push(tokio::spawn(configwatch::run(ctx.clone(), workers.clone(), cancel.clone())));
+    tasks.push(tokio::spawn(static_pods::run(client.clone(), agent_dir.join("pod-manifests"), config.node_name.clone(), cancel.clone())));
     tracing::info!(node = %config.node_name, "agent ready");
 
     watch_pods(ctx, workers, &mut cri, cancel.clone()).await;

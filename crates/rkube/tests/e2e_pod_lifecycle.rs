@@ -315,6 +315,14 @@ fn logs_follow_graceful_delete_and_agent_restart() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ticker\nspec:\n  terminationGracePeriodSeconds: 20\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sh\", \"-c\", \"trap 'echo stopping; sleep 2; exit 0' TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1 & wait; done\"]\n",
     );
     c.wait_running("ticker", POD_START);
+    // A static pod: a manifest in the agent's folder, mirrored into the API.
+    let manifests = c.data_dir().join("agent/pod-manifests");
+    std::fs::create_dir_all(&manifests).expect("manifest folder");
+    std::fs::write(
+        manifests.join("static-web.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\n  namespace: kube-system\nspec:\n  containers:\n  - name: web\n    image: nginx:1.17\n",
+    )
+    .expect("write a static pod manifest");
 
     // logs -f streams new lines as they are written.
     let follow = c.r.spawn_kubectl(&["logs", "-f", "ticker"]);
@@ -324,6 +332,19 @@ fn logs_follow_graceful_delete_and_agent_restart() {
     drop(follow);
     let tail = c.r.k(&["logs", "ticker", "--tail=1"]);
     assert_eq!(tail.lines().count(), 1, "{tail}");
+
+    // The static pod runs (the folder is read every 20 s), mirrored as <name>-<node> owned by the Node.
+    let mirror = format!("static-web-{}", c.node);
+    let ip = eventually("the static pod's mirror Running", POD_START, || {
+        let t = c.get(&["get", "pod", &mirror, "-n", "kube-system", "-o", "jsonpath={.status.phase} {.status.podIP}"])?;
+        let (phase, ip) = t.split_once(' ')?;
+        (phase == "Running" && !ip.is_empty()).then(|| ip.to_string())
+    });
+    c.welcome_page(&ip);
+    let all = c.r.k(&["get", "pods", "--all-namespaces"]);
+    assert!(all.lines().any(|l| l.starts_with("kube-system") && l.contains(&mirror)), "{all}");
+    let owner = c.r.k(&["get", "pod", &mirror, "-n", "kube-system", "-o", "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name} {.metadata.annotations.kubernetes\\.io/config\\.source}"]);
+    assert_eq!(owner, format!("Node/{} file", c.node));
 
     // Restarting the server (and with it the agent and containerd) leaves the pod
     // running: same container, no restart, no duplicate.
@@ -345,14 +366,18 @@ fn logs_follow_graceful_delete_and_agent_restart() {
     assert_eq!(ctr(&c, &["containers", "ls", "-q"]).lines().count(), containers_before);
     assert_eq!(jsonpath(&c, &["pod", "ticker"], "{.status.phase} {.status.containerStatuses[0].ready}"), "Running true");
 
+    std::fs::remove_file(manifests.join("static-web.yaml")).expect("remove the manifest");
+
     // Deleting runs the container's TERM handler within the grace period.
     let started = Instant::now();
     c.r.k(&["delete", "pod", "ticker", "--timeout=60s"]);
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(2), "deleted in {took:?}, before the TERM handler finished");
     assert!(took < Duration::from_secs(20), "deleted in {took:?}: the grace period was waited out");
-    // The runtime's containers are removed once the pod is gone from the API.
-    eventually("the pod's containers removed", Duration::from_secs(30), || {
+    // The runtime's containers are removed once the pod is gone from the API, and the
+    // static pod once its manifest is gone (the folder is read every 20 s).
+    eventually("the pods' containers removed", Duration::from_secs(60), || {
         ctr(&c, &["containers", "ls", "-q"]).trim().is_empty().then_some(())
     });
+    assert!(c.get(&["get", "pod", &mirror, "-n", "kube-system"]).is_none());
 }
