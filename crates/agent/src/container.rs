@@ -46,6 +46,25 @@ pub struct StartRequest<'a> {
     pub pod_ip: Option<&'a str>,
 }
 
+/// Credentials from the pod's imagePullSecrets for `image` (missing secrets are skipped,
+/// as the kubelet does, and the pull is tried without them).
+async fn pull_secrets_auth(ctx: &Ctx, pod: &Pod, image: &str) -> Option<c::AuthConfig> {
+    let names: Vec<String> = pod.spec.iter().flat_map(|s| s.image_pull_secrets.iter().flatten()).map(|r| r.name.clone()).collect();
+    if names.is_empty() {
+        return None;
+    }
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+    let mut secrets = Vec::new();
+    for name in names {
+        match api.get_opt(&name).await {
+            Ok(Some(s)) => secrets.push(s),
+            Ok(None) => tracing::warn!(secret = %name, "image pull secret not found; pulling without it"),
+            Err(e) => tracing::warn!(secret = %name, error = %e, "reading an image pull secret failed"),
+        }
+    }
+    crate::images::pull_auth(image, &secrets)
+}
+
 /// Creates and starts the container; returns its ID.
 pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartError> {
     let mut cri = ctx.cri.clone();
@@ -55,7 +74,8 @@ pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartErro
     let policy = crate::images::pull_policy(image, ctr.image_pull_policy.as_deref());
     let reference = crate::worker::object_ref(pod, Some(&ctr.name), req.init);
     let started = std::time::Instant::now();
-    let (image_ref, pulled) = match crate::images::ensure_image(&mut cri, image, &policy).await {
+    let auth = pull_secrets_auth(ctx, pod, image).await;
+    let (image_ref, pulled) = match crate::images::ensure_image(&mut cri, image, &policy, auth).await {
         Ok(r) => r,
         Err(crate::images::PullError::NeverPull(img)) => {
             let msg = format!("Container image \"{img}\" is not present with pull policy of Never");

@@ -124,7 +124,7 @@ pub enum PullError {
 }
 
 /// Makes sure `image` is present; returns the image reference (ID) the runtime uses.
-pub async fn ensure_image(cri: &mut CriClient, image: &str, policy: &str) -> Result<(String, bool), PullError> {
+pub async fn ensure_image(cri: &mut CriClient, image: &str, policy: &str, auth: Option<cri::v1::AuthConfig>) -> Result<(String, bool), PullError> {
     let spec = cri::v1::ImageSpec { image: image.to_string(), ..Default::default() };
     let present = cri
         .images
@@ -143,7 +143,7 @@ pub async fn ensure_image(cri: &mut CriClient, image: &str, policy: &str) -> Res
     }
     let res: Result<_, CriError> = cri
         .images
-        .pull_image(cri::v1::PullImageRequest { image: Some(spec), auth: None, sandbox_config: None })
+        .pull_image(cri::v1::PullImageRequest { image: Some(spec), auth, sandbox_config: None })
         .await
         .call("PullImage");
     match res {
@@ -155,9 +155,86 @@ pub async fn ensure_image(cri: &mut CriClient, image: &str, policy: &str) -> Res
     }
 }
 
+/// The registry host of an image reference (`docker.io` for Docker Hub names).
+pub fn registry_host(image: &str) -> String {
+    normalize_image(image).split('/').next().unwrap_or("docker.io").to_string()
+}
+
+/// Whether a key of a docker config (`https://index.docker.io/v1/`, `host:port`,
+/// `https://host/path`) names `host`.
+fn key_matches(key: &str, host: &str) -> bool {
+    let k = key.split_once("://").map(|(_, r)| r).unwrap_or(key);
+    let k = k.split('/').next().unwrap_or(k);
+    let hub = |h: &str| matches!(h, "docker.io" | "index.docker.io" | "registry-1.docker.io");
+    k == host || (hub(k) && hub(host))
+}
+
+/// Credentials for pulling `image` from the pod's `imagePullSecrets`
+/// (`kubernetes.io/dockerconfigjson` and the older `kubernetes.io/dockercfg`): the first
+/// secret with an entry for the image's registry, as the kubelet's keyring does.
+pub fn pull_auth(image: &str, secrets: &[k8s_openapi::api::core::v1::Secret]) -> Option<cri::v1::AuthConfig> {
+    let host = registry_host(image);
+    for secret in secrets {
+        let data = secret.data.clone().unwrap_or_default();
+        let auths = if let Some(b) = data.get(".dockerconfigjson") {
+            serde_json::from_slice::<serde_json::Value>(&b.0).ok().and_then(|v| v.get("auths").cloned())
+        } else if let Some(b) = data.get(".dockercfg") {
+            serde_json::from_slice::<serde_json::Value>(&b.0).ok()
+        } else {
+            None
+        };
+        let Some(serde_json::Value::Object(auths)) = auths else { continue };
+        for (key, entry) in auths {
+            if !key_matches(&key, &host) {
+                continue;
+            }
+            let field = |k: &str| entry.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let (mut username, mut password) = (field("username"), field("password"));
+            let auth = field("auth");
+            if username.is_empty() && !auth.is_empty() {
+                use base64::Engine;
+                if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(&auth) {
+                    let text = String::from_utf8_lossy(&decoded).into_owned();
+                    if let Some((u, p)) = text.split_once(':') {
+                        (username, password) = (u.to_string(), p.to_string());
+                    }
+                }
+            }
+            return Some(cri::v1::AuthConfig {
+                username,
+                password,
+                server_address: host,
+                identity_token: field("identitytoken"),
+                registry_token: field("registrytoken"),
+                ..Default::default()
+            });
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn secret(key: &str, json: &str) -> k8s_openapi::api::core::v1::Secret {
+        let mut s = k8s_openapi::api::core::v1::Secret::default();
+        s.data = Some([(key.to_string(), k8s_openapi::ByteString(json.as_bytes().to_vec()))].into());
+        s
+    }
+
+    #[test]
+    fn pull_secrets_match_the_registry() {
+        let hub = secret(".dockerconfigjson", r#"{"auths":{"https://index.docker.io/v1/":{"auth":"bWU6czNjcmV0"}}}"#);
+        let local = secret(".dockerconfigjson", r#"{"auths":{"127.0.0.1:5000":{"username":"u","password":"p"}}}"#);
+        let old = secret(".dockercfg", r#"{"registry.example":{"username":"o","password":"q"}}"#);
+        let a = pull_auth("nginx", &[local.clone(), hub.clone()]).expect("docker hub");
+        assert_eq!((a.username.as_str(), a.password.as_str(), a.server_address.as_str()), ("me", "s3cret", "docker.io"));
+        let a = pull_auth("127.0.0.1:5000/app:1", &[hub.clone(), local.clone()]).expect("local");
+        assert_eq!((a.username.as_str(), a.password.as_str()), ("u", "p"));
+        assert_eq!(pull_auth("registry.example/x", &[old]).map(|a| a.username), Some("o".into()));
+        assert!(pull_auth("quay.io/x", &[hub, local]).is_none());
+    }
 
     #[test]
     fn normalizes_like_docker() {
