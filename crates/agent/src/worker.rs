@@ -250,8 +250,9 @@ fn dns_config(ctx: &Ctx, pod: &Pod) -> Option<c::DnsConfig> {
     let policy = spec.dns_policy.clone().unwrap_or_else(|| "ClusterFirst".into());
     let host_net = spec.host_network.unwrap_or(false);
     let mut cfg = c::DnsConfig::default();
-    let cluster_first = policy == "ClusterFirst" || (policy == "ClusterFirstWithHostNet" && host_net) || (policy == "ClusterFirstWithHostNet");
-    match (&ctx.config.cluster_dns, cluster_first && !(host_net && policy == "ClusterFirst")) {
+    // ClusterFirst on the host network falls back to the host's resolver, as upstream.
+    let cluster_first = (policy == "ClusterFirst" && !host_net) || policy == "ClusterFirstWithHostNet";
+    match (&ctx.config.cluster_dns, cluster_first) {
         (Some(dns), true) => {
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
             let d = &ctx.config.cluster_domain;
