@@ -92,11 +92,36 @@ pub async fn run_all(metrics: &[String], opts: &Options) -> anyhow::Result<Vec<V
 }
 
 struct Bench {
-    // Dropped in order: the agent before the server, the veth last.
+    // Dropped in order: the agent, what its runtime left, the server (and its data
+    // dir), the veth last.
     agent: ChildProcess,
+    _leftovers: Leftovers,
     server: ServerProcess,
     client: kube::Client,
     _veth: Veth,
+}
+
+/// Container shims (and their containers) and mounts under the agent's data dir, which
+/// outlive the agent and its containerd; killed by PID and unmounted on drop.
+struct Leftovers(PathBuf);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let needle = self.0.display().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&needle) {
+                let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&needle)).collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = std::process::Command::new("umount").args(["-l", p]).status();
+        }
+    }
 }
 
 /// The veth pair holding the node IP; removed on drop.
@@ -171,7 +196,8 @@ impl Bench {
         if sas.get_opt("default").await?.is_none() {
             sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "default"}}))?).await?;
         }
-        Ok(Bench { agent, server, client, _veth: veth })
+        let leftovers = Leftovers(server.agent_data_dir());
+        Ok(Bench { agent, _leftovers: leftovers, server, client, _veth: veth })
     }
 
     fn pod(name: &str) -> anyhow::Result<Pod> {
