@@ -468,7 +468,9 @@ async fn min_ready_seconds_delays_availability_and_history_is_limited() -> anyho
     let mut d: Deployment = fixture("nginx-deployment.yaml");
     if let Some(spec) = d.spec.as_mut() {
         spec.replicas = Some(1);
-        spec.min_ready_seconds = Some(1);
+        // Wide enough that a loaded machine still sees the ready-not-available status
+        // (with 1 s it was missed under a parallel test run).
+        spec.min_ready_seconds = Some(3);
         spec.revision_history_limit = Some(1);
     }
     deployments.create(&PostParams::default(), &d).await?;
