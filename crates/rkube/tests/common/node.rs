@@ -96,8 +96,36 @@ impl HostGuard {
                 let _ = run("umount", &["-l", p]);
             }
         }
+        remove_pod_netns(&self.bridge);
         let _ = run("ip", &["link", "del", &self.bridge]);
         let _ = run("ip", &["link", "del", &self.veth]);
+    }
+}
+
+/// Deletes the pod network namespaces whose host-side veth hangs off `bridge`: pods
+/// whose sandboxes were never torn down (their shims were killed with the test).
+fn remove_pod_netns(bridge: &str) {
+    // Host-side ifindex → the bridge it is attached to.
+    let mut master_of = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/sys/class/net").into_iter().flatten().flatten() {
+        let path = entry.path();
+        let index = std::fs::read_to_string(path.join("ifindex")).unwrap_or_default().trim().to_string();
+        let master = std::fs::read_link(path.join("master")).ok().and_then(|m| m.file_name().map(|n| n.to_string_lossy().into_owned()));
+        if let Some(m) = master {
+            master_of.insert(index, m);
+        }
+    }
+    for entry in std::fs::read_dir("/var/run/netns").into_iter().flatten().flatten() {
+        let ns = entry.file_name().to_string_lossy().into_owned();
+        if !ns.starts_with("cni-") {
+            continue;
+        }
+        // `eth0@if<N>`: N is the host side's ifindex.
+        let out = run("ip", &["netns", "exec", &ns, "cat", "/sys/class/net/eth0/iflink"]);
+        let peer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if master_of.get(&peer).map(String::as_str) == Some(bridge) {
+            let _ = run("ip", &["netns", "delete", &ns]);
+        }
     }
 }
 
