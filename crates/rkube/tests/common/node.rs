@@ -102,6 +102,25 @@ impl HostGuard {
     }
 }
 
+/// SIGKILLs every process in the network namespace bound at `netns` (a pod's pause
+/// process and containers outlive their killed shims).
+fn kill_processes_in(netns: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(inode) = std::fs::metadata(netns).map(|m| m.ino()) else { return };
+    let want = format!("net:[{inode}]");
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let ns = std::fs::read_link(entry.path().join("ns/net")).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+        if ns == want {
+            #[allow(unsafe_code)]
+            // SAFETY: signalling a process of a pod this test's agent started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 /// Deletes the pod network namespaces whose host-side veth hangs off `bridge`: pods
 /// whose sandboxes were never torn down (their shims were killed with the test).
 fn remove_pod_netns(bridge: &str) {
@@ -124,6 +143,7 @@ fn remove_pod_netns(bridge: &str) {
         let out = run("ip", &["netns", "exec", &ns, "cat", "/sys/class/net/eth0/iflink"]);
         let peer = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if master_of.get(&peer).map(String::as_str) == Some(bridge) {
+            kill_processes_in(&entry.path());
             let _ = run("ip", &["netns", "delete", &ns]);
         }
     }
