@@ -39,10 +39,16 @@ pub fn conflist(bridge: &str, pod_cidr: Ipv4Net, ipam_dir: &Path) -> serde_json:
 }
 
 /// Writes the config list (only if it changed) and returns its path.
-pub fn write_conflist(conf_dir: &Path, bridge: &str, pod_cidr: Ipv4Net, ipam_dir: &Path) -> std::io::Result<PathBuf> {
+pub fn write_conflist(
+    conf_dir: &Path,
+    bridge: &str,
+    pod_cidr: Ipv4Net,
+    ipam_dir: &Path,
+) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(conf_dir)?;
     let path = conf_dir.join(CONFLIST);
-    let text = serde_json::to_string_pretty(&conflist(bridge, pod_cidr, ipam_dir)).unwrap_or_default();
+    let text =
+        serde_json::to_string_pretty(&conflist(bridge, pod_cidr, ipam_dir)).unwrap_or_default();
     if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
         let tmp = conf_dir.join(format!(".{CONFLIST}.tmp"));
         std::fs::write(&tmp, &text)?;
@@ -58,10 +64,17 @@ mod tests {
 
     #[test]
     fn bridge_with_host_local_range_and_portmap() {
-        let c = conflist(DEFAULT_BRIDGE, "10.42.3.0/24".parse().unwrap(), Path::new("/d/ipam"));
+        let c = conflist(
+            DEFAULT_BRIDGE,
+            "10.42.3.0/24".parse().unwrap(),
+            Path::new("/d/ipam"),
+        );
         assert_eq!(c["plugins"][0]["type"], "bridge");
         assert_eq!(c["plugins"][0]["bridge"], "cni0");
-        assert_eq!(c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "10.42.3.0/24");
+        assert_eq!(
+            c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
+            "10.42.3.0/24"
+        );
         assert_eq!(c["plugins"][1]["type"], "portmap");
     }
 }

@@ -28,31 +28,46 @@ pub fn uses(pod: &Pod, source: Source, name: &str) -> bool {
     spec.volumes.iter().flatten().any(|v| {
         let direct = match source {
             Source::ConfigMap => v.config_map.as_ref().is_some_and(|c| c.name == name),
-            Source::Secret => v.secret.as_ref().is_some_and(|s| s.secret_name.as_deref() == Some(name)),
+            Source::Secret => v
+                .secret
+                .as_ref()
+                .is_some_and(|s| s.secret_name.as_deref() == Some(name)),
         };
         direct
-            || v.projected.iter().flat_map(|p| p.sources.iter().flatten()).any(|s| match source {
-                Source::ConfigMap => s.config_map.as_ref().is_some_and(|c| c.name == name),
-                Source::Secret => s.secret.as_ref().is_some_and(|c| c.name == name),
-            })
+            || v.projected
+                .iter()
+                .flat_map(|p| p.sources.iter().flatten())
+                .any(|s| match source {
+                    Source::ConfigMap => s.config_map.as_ref().is_some_and(|c| c.name == name),
+                    Source::Secret => s.secret.as_ref().is_some_and(|c| c.name == name),
+                })
     })
 }
 
 /// The namespace/name of an object that was added or changed, from a metadata watch.
 fn changed<K>(ev: watcher::Event<PartialObjectMeta<K>>) -> Option<(String, String)> {
     match ev {
-        watcher::Event::Apply(m) => Some((m.metadata.namespace.unwrap_or_default(), m.metadata.name.unwrap_or_default())),
+        watcher::Event::Apply(m) => Some((
+            m.metadata.namespace.unwrap_or_default(),
+            m.metadata.name.unwrap_or_default(),
+        )),
         _ => None,
     }
 }
 
 pub async fn run(ctx: Arc<Ctx>, workers: Arc<PodWorkers>, cancel: CancellationToken) {
-    let cms = watcher::watcher(Api::<PartialObjectMeta<ConfigMap>>::all(ctx.client.clone()), watcher::Config::default())
-        .map(|e| e.map(|e| (Source::ConfigMap, changed(e))))
-        .boxed();
-    let secrets = watcher::watcher(Api::<PartialObjectMeta<Secret>>::all(ctx.client.clone()), watcher::Config::default())
-        .map(|e| e.map(|e| (Source::Secret, changed(e))))
-        .boxed();
+    let cms = watcher::watcher(
+        Api::<PartialObjectMeta<ConfigMap>>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .map(|e| e.map(|e| (Source::ConfigMap, changed(e))))
+    .boxed();
+    let secrets = watcher::watcher(
+        Api::<PartialObjectMeta<Secret>>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .map(|e| e.map(|e| (Source::Secret, changed(e))))
+    .boxed();
     let mut events = futures::stream::select(cms, secrets);
     loop {
         let ev = tokio::select! {
@@ -62,7 +77,10 @@ pub async fn run(ctx: Arc<Ctx>, workers: Arc<PodWorkers>, cancel: CancellationTo
         match ev {
             None => return,
             Some(Ok((source, Some((ns, name))))) => {
-                let woken = workers.wake_matching(|pod| pod.metadata.namespace.as_deref() == Some(ns.as_str()) && uses(pod, source, &name));
+                let woken = workers.wake_matching(|pod| {
+                    pod.metadata.namespace.as_deref() == Some(ns.as_str())
+                        && uses(pod, source, &name)
+                });
                 if woken > 0 {
                     tracing::debug!(?source, %ns, %name, pods = woken, "volume source changed");
                 }

@@ -16,7 +16,9 @@ use cri::v1 as c;
 use cri::{CallExt, CriError};
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 
-use crate::kuberuntime::{self, CONTAINER_NAME_LABEL, GRACE_ANNOTATION, INIT_ANNOTATION, RESTART_COUNT_ANNOTATION};
+use crate::kuberuntime::{
+    self, CONTAINER_NAME_LABEL, GRACE_ANNOTATION, INIT_ANNOTATION, RESTART_COUNT_ANNOTATION,
+};
 use crate::volumes::VolumePaths;
 use crate::worker::Ctx;
 
@@ -29,7 +31,10 @@ pub struct StartError {
 
 impl StartError {
     fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        StartError { reason, message: message.into() }
+        StartError {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -49,17 +54,29 @@ pub struct StartRequest<'a> {
 /// Credentials from the pod's imagePullSecrets for `image` (missing secrets are skipped,
 /// as the kubelet does, and the pull is tried without them).
 async fn pull_secrets_auth(ctx: &Ctx, pod: &Pod, image: &str) -> Option<c::AuthConfig> {
-    let names: Vec<String> = pod.spec.iter().flat_map(|s| s.image_pull_secrets.iter().flatten()).map(|r| r.name.clone()).collect();
+    let names: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.image_pull_secrets.iter().flatten())
+        .map(|r| r.name.clone())
+        .collect();
     if names.is_empty() {
         return None;
     }
-    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(
+        ctx.client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+    );
     let mut secrets = Vec::new();
     for name in names {
         match api.get_opt(&name).await {
             Ok(Some(s)) => secrets.push(s),
-            Ok(None) => tracing::warn!(secret = %name, "image pull secret not found; pulling without it"),
-            Err(e) => tracing::warn!(secret = %name, error = %e, "reading an image pull secret failed"),
+            Ok(None) => {
+                tracing::warn!(secret = %name, "image pull secret not found; pulling without it")
+            }
+            Err(e) => {
+                tracing::warn!(secret = %name, error = %e, "reading an image pull secret failed")
+            }
         }
     }
     crate::images::pull_auth(image, &secrets)
@@ -75,7 +92,9 @@ pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartErro
     let reference = crate::worker::object_ref(pod, Some(&ctr.name), req.init);
     let started = std::time::Instant::now();
     let auth = pull_secrets_auth(ctx, pod, image).await;
-    let (image_ref, pulled) = match crate::images::ensure_image(&mut cri, image, &policy, auth).await {
+    let (image_ref, pulled) = match crate::images::ensure_image(&mut cri, image, &policy, auth)
+        .await
+    {
         Ok(r) => r,
         Err(crate::images::PullError::NeverPull(img)) => {
             let msg = format!("Container image \"{img}\" is not present with pull policy of Never");
@@ -83,17 +102,38 @@ pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartErro
             return Err(StartError::new("ErrImageNeverPull", msg));
         }
         Err(crate::images::PullError::Pull(msg)) => {
-            ctx.warn(&reference, "Failed", format!("Failed to pull image \"{}\": {msg}", image)).await;
-            ctx.warn(&reference, "Failed", "Error: ErrImagePull".to_string()).await;
+            ctx.warn(
+                &reference,
+                "Failed",
+                format!("Failed to pull image \"{}\": {msg}", image),
+            )
+            .await;
+            ctx.warn(&reference, "Failed", "Error: ErrImagePull".to_string())
+                .await;
             return Err(StartError::new("ErrImagePull", msg));
         }
     };
     if pulled {
         let secs = started.elapsed().as_secs_f64();
-        ctx.normal(&reference, "Pulling", format!("Pulling image \"{}\"", image)).await;
-        ctx.normal(&reference, "Pulled", format!("Successfully pulled image \"{}\" in {secs:.3}s", image)).await;
+        ctx.normal(
+            &reference,
+            "Pulling",
+            format!("Pulling image \"{}\"", image),
+        )
+        .await;
+        ctx.normal(
+            &reference,
+            "Pulled",
+            format!("Successfully pulled image \"{}\" in {secs:.3}s", image),
+        )
+        .await;
     } else {
-        ctx.normal(&reference, "Pulled", format!("Container image \"{}\" already present on machine", image)).await;
+        ctx.normal(
+            &reference,
+            "Pulled",
+            format!("Container image \"{}\" already present on machine", image),
+        )
+        .await;
     }
 
     let env = match crate::envvars::container_env(&ctx.client, pod, ctr).await {
@@ -104,20 +144,37 @@ pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartErro
         }
     };
     let vars: std::collections::BTreeMap<String, String> = env.iter().cloned().collect();
-    let command: Vec<String> = ctr.command.iter().flatten().map(|s| crate::envvars::expand(s, &vars)).collect();
-    let args: Vec<String> = ctr.args.iter().flatten().map(|s| crate::envvars::expand(s, &vars)).collect();
+    let command: Vec<String> = ctr
+        .command
+        .iter()
+        .flatten()
+        .map(|s| crate::envvars::expand(s, &vars))
+        .collect();
+    let args: Vec<String> = ctr
+        .args
+        .iter()
+        .flatten()
+        .map(|s| crate::envvars::expand(s, &vars))
+        .collect();
 
     let mut mounts = Vec::new();
     for m in ctr.volume_mounts.iter().flatten() {
         let Some(host) = req.volumes.get(&m.name) else {
-            let msg = format!("cannot find volume \"{}\" to mount into container \"{}\"", m.name, ctr.name);
-            ctx.warn(&reference, "Failed", format!("Error: {msg}")).await;
+            let msg = format!(
+                "cannot find volume \"{}\" to mount into container \"{}\"",
+                m.name, ctr.name
+            );
+            ctx.warn(&reference, "Failed", format!("Error: {msg}"))
+                .await;
             return Err(StartError::new("CreateContainerConfigError", msg));
         };
         let mut host_path = host.clone();
         if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             if sub.split('/').any(|c| c == "..") {
-                return Err(StartError::new("CreateContainerConfigError", format!("invalid subPath {sub:?}")));
+                return Err(StartError::new(
+                    "CreateContainerConfigError",
+                    format!("invalid subPath {sub:?}"),
+                ));
             }
             host_path = host_path.join(sub);
             if !host_path.exists() {
@@ -148,29 +205,61 @@ pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartErro
 
     let mut labels: HashMap<String, String> = kuberuntime::pod_labels(pod);
     labels.insert(CONTAINER_NAME_LABEL.to_string(), ctr.name.clone());
-    let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+    let grace = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
     let mut annotations = HashMap::from([
-        (RESTART_COUNT_ANNOTATION.to_string(), req.restart_count.to_string()),
+        (
+            RESTART_COUNT_ANNOTATION.to_string(),
+            req.restart_count.to_string(),
+        ),
         (GRACE_ANNOTATION.to_string(), grace.to_string()),
-        ("io.kubernetes.container.terminationMessagePath".to_string(), ctr.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into())),
+        (
+            "io.kubernetes.container.terminationMessagePath".to_string(),
+            ctr.termination_message_path
+                .clone()
+                .unwrap_or_else(|| "/dev/termination-log".into()),
+        ),
     ]);
     if req.init {
         annotations.insert(INIT_ANNOTATION.to_string(), "true".to_string());
     }
     let sc = ctr.security_context.clone().unwrap_or_default();
-    let psc = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+    let psc = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.clone())
+        .unwrap_or_default();
     let caps = sc.capabilities.clone().unwrap_or_default();
     let host_pid = pod.spec.as_ref().and_then(|s| s.host_pid).unwrap_or(false);
     let host_net = kuberuntime::host_network(pod);
     let host_ipc = pod.spec.as_ref().and_then(|s| s.host_ipc).unwrap_or(false);
-    let mode = |host: bool| if host { c::NamespaceMode::Node as i32 } else { c::NamespaceMode::Pod as i32 };
+    let mode = |host: bool| {
+        if host {
+            c::NamespaceMode::Node as i32
+        } else {
+            c::NamespaceMode::Pod as i32
+        }
+    };
     let config = c::ContainerConfig {
-        metadata: Some(c::ContainerMetadata { name: ctr.name.clone(), attempt: req.restart_count as u32 }),
-        image: Some(c::ImageSpec { image: image_ref, user_specified_image: ctr.image.clone().unwrap_or_default(), ..Default::default() }),
+        metadata: Some(c::ContainerMetadata {
+            name: ctr.name.clone(),
+            attempt: req.restart_count as u32,
+        }),
+        image: Some(c::ImageSpec {
+            image: image_ref,
+            user_specified_image: ctr.image.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
         command,
         args,
         working_dir: ctr.working_dir.clone().unwrap_or_default(),
-        envs: env.into_iter().map(|(key, value)| c::KeyValue { key, value }).collect(),
+        envs: env
+            .into_iter()
+            .map(|(key, value)| c::KeyValue { key, value })
+            .collect(),
         mounts,
         labels,
         annotations,
@@ -179,7 +268,11 @@ pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartErro
         stdin_once: ctr.stdin_once.unwrap_or(false),
         tty: ctr.tty.unwrap_or(false),
         linux: Some(c::LinuxContainerConfig {
-            resources: Some(crate::resources::linux_resources(pod, ctr, ctx.machine_memory)),
+            resources: Some(crate::resources::linux_resources(
+                pod,
+                ctr,
+                ctx.machine_memory,
+            )),
             security_context: Some(c::LinuxContainerSecurityContext {
                 capabilities: Some(c::Capability {
                     add_capabilities: caps.add.unwrap_or_default(),
@@ -189,12 +282,22 @@ pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartErro
                 privileged: sc.privileged.unwrap_or(false),
                 namespace_options: Some(c::NamespaceOption {
                     network: mode(host_net),
-                    pid: if host_pid { c::NamespaceMode::Node as i32 } else { c::NamespaceMode::Container as i32 },
+                    pid: if host_pid {
+                        c::NamespaceMode::Node as i32
+                    } else {
+                        c::NamespaceMode::Container as i32
+                    },
                     ipc: mode(host_ipc),
                     target_id: String::new(),
                 }),
-                run_as_user: sc.run_as_user.or(psc.run_as_user).map(|value| c::Int64Value { value }),
-                run_as_group: sc.run_as_group.or(psc.run_as_group).map(|value| c::Int64Value { value }),
+                run_as_user: sc
+                    .run_as_user
+                    .or(psc.run_as_user)
+                    .map(|value| c::Int64Value { value }),
+                run_as_group: sc
+                    .run_as_group
+                    .or(psc.run_as_group)
+                    .map(|value| c::Int64Value { value }),
                 readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
                 supplemental_groups: {
                     let mut g = psc.supplemental_groups.clone().unwrap_or_default();
@@ -221,24 +324,61 @@ pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartErro
     let id = match created {
         Ok(r) => r.container_id,
         Err(e) => {
-            let msg = e.status().map(|s| s.message().to_string()).unwrap_or_else(|| e.to_string());
-            ctx.warn(&reference, "Failed", format!("Error: {msg}")).await;
+            let msg = e
+                .status()
+                .map(|s| s.message().to_string())
+                .unwrap_or_else(|| e.to_string());
+            ctx.warn(&reference, "Failed", format!("Error: {msg}"))
+                .await;
             return Err(StartError::new("CreateContainerError", msg));
         }
     };
-    ctx.normal(&reference, "Created", format!("Created container: {}", ctr.name)).await;
-    if let Err(e) = cri.runtime.start_container(c::StartContainerRequest { container_id: id.clone() }).await.call("StartContainer") {
-        let msg = e.status().map(|s| s.message().to_string()).unwrap_or_else(|| e.to_string());
-        ctx.warn(&reference, "Failed", format!("Error: {msg}")).await;
+    ctx.normal(
+        &reference,
+        "Created",
+        format!("Created container: {}", ctr.name),
+    )
+    .await;
+    if let Err(e) = cri
+        .runtime
+        .start_container(c::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .call("StartContainer")
+    {
+        let msg = e
+            .status()
+            .map(|s| s.message().to_string())
+            .unwrap_or_else(|| e.to_string());
+        ctx.warn(&reference, "Failed", format!("Error: {msg}"))
+            .await;
         return Err(StartError::new("RunContainerError", msg));
     }
-    ctx.normal(&reference, "Started", format!("Started container {}", ctr.name)).await;
+    ctx.normal(
+        &reference,
+        "Started",
+        format!("Started container {}", ctr.name),
+    )
+    .await;
 
     if let Some(hook) = ctr.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
         if let Err(msg) = run_hook(ctx, pod, ctr, &id, hook, req.pod_ip).await {
             tracing::warn!(pod = %pod_key(pod), container = %ctr.name, error = %msg, "postStart hook failed");
-            ctx.warn(&reference, "FailedPostStartHook", "PostStartHook failed".into()).await;
-            let k = Kill { container: ctr, init: req.init, container_id: &id, pod_ip: req.pod_ip, grace: spec_grace(pod), message: "FailedPostStartHook".into() };
+            ctx.warn(
+                &reference,
+                "FailedPostStartHook",
+                "PostStartHook failed".into(),
+            )
+            .await;
+            let k = Kill {
+                container: ctr,
+                init: req.init,
+                container_id: &id,
+                pod_ip: req.pod_ip,
+                grace: spec_grace(pod),
+                message: "FailedPostStartHook".into(),
+            };
             if let Err(e) = kill(ctx, pod, k).await {
                 tracing::warn!(pod = %pod_key(pod), container = %ctr.name, error = %e, "killing the container failed");
             }
@@ -249,12 +389,20 @@ pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartErro
 }
 
 fn pod_key(pod: &Pod) -> String {
-    format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
 }
 
 /// The pod's terminationGracePeriodSeconds (30 unless set).
 pub fn spec_grace(pod: &Pod) -> i64 {
-    pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0)
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30)
+        .max(0)
 }
 
 /// Upstream never gives a container less than this to stop.
@@ -263,23 +411,44 @@ const MIN_GRACE_SECONDS: i64 = 2;
 /// Runs a lifecycle hook handler (exec, httpGet, sleep) to completion; `Err` carries
 /// upstream's description of the failure. httpGet fails only if no response arrives (the
 /// status code is not looked at, as upstream).
-pub async fn run_hook(ctx: &Ctx, pod: &Pod, ctr: &Container, container_id: &str, hook: &LifecycleHandler, pod_ip: Option<&str>) -> Result<(), String> {
+pub async fn run_hook(
+    ctx: &Ctx,
+    pod: &Pod,
+    ctr: &Container,
+    container_id: &str,
+    hook: &LifecycleHandler,
+    pod_ip: Option<&str>,
+) -> Result<(), String> {
     let key = pod_key(pod);
     if let Some(e) = &hook.exec {
         let cmd = e.command.clone().unwrap_or_default();
         let mut cri = ctx.cri.clone();
-        let fail = |error: String, out: &str| format!("Exec lifecycle hook ({cmd:?}) for Container {:?} in Pod {key:?} failed - error: {error}, message: {out:?}", ctr.name);
+        let fail = |error: String, out: &str| {
+            format!("Exec lifecycle hook ({cmd:?}) for Container {:?} in Pod {key:?} failed - error: {error}, message: {out:?}", ctr.name)
+        };
         return match crate::prober::exec_sync(&mut cri, container_id, &cmd, Duration::ZERO).await {
             Ok((0, _)) => Ok(()),
-            Ok((code, out)) => Err(fail(format!("command '{}' exited with {code}: {out}", cmd.join(" ")), &out)),
+            Ok((code, out)) => Err(fail(
+                format!("command '{}' exited with {code}: {out}", cmd.join(" ")),
+                &out,
+            )),
             Err(e) => Err(fail(e.to_string(), "")),
         };
     }
     if let Some(h) = &hook.http_get {
         let path = h.path.clone().unwrap_or_default();
-        let fail = |error: String| format!("HTTP lifecycle hook ({path}) for Container {:?} in Pod {key:?} failed - error: {error}", ctr.name);
+        let fail = |error: String| {
+            format!("HTTP lifecycle hook ({path}) for Container {:?} in Pod {key:?} failed - error: {error}", ctr.name)
+        };
         let target = crate::prober::HttpTarget::new(h, ctr, pod_ip).map_err(fail)?;
-        return crate::prober::http_get(&target, &crate::prober::user_agent("kube-lifecycle"), Duration::MAX).await.map(|_| ()).map_err(fail);
+        return crate::prober::http_get(
+            &target,
+            &crate::prober::user_agent("kube-lifecycle"),
+            Duration::MAX,
+        )
+        .await
+        .map(|_| ())
+        .map_err(fail);
     }
     if let Some(s) = &hook.sleep {
         tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64)).await;
@@ -289,7 +458,10 @@ pub async fn run_hook(ctx: &Ctx, pod: &Pod, ctr: &Container, container_id: &str,
         // Deprecated and never implemented upstream: a no-op.
         return Ok(());
     }
-    Err(format!("Cannot run handler: invalid handler for Container {:?} in Pod {key:?}", ctr.name))
+    Err(format!(
+        "Cannot run handler: invalid handler for Container {:?} in Pod {key:?}",
+        ctr.name
+    ))
 }
 
 /// One container to stop, and why.
@@ -311,22 +483,38 @@ pub async fn kill(ctx: &Ctx, pod: &Pod, k: Kill<'_>) -> Result<(), CriError> {
     let reference = crate::worker::object_ref(pod, Some(&ctr.name), k.init);
     ctx.normal(&reference, "Killing", k.message.clone()).await;
     let mut grace = k.grace.max(0);
-    if let Some(hook) = ctr.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()).filter(|_| grace > 0) {
+    if let Some(hook) = ctr
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .filter(|_| grace > 0)
+    {
         let started = Instant::now();
-        match tokio::time::timeout(Duration::from_secs(grace as u64), run_hook(ctx, pod, ctr, k.container_id, hook, k.pod_ip)).await {
+        match tokio::time::timeout(
+            Duration::from_secs(grace as u64),
+            run_hook(ctx, pod, ctr, k.container_id, hook, k.pod_ip),
+        )
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(msg)) => {
                 tracing::warn!(pod = %pod_key(pod), container = %ctr.name, error = %msg, "preStop hook failed");
-                ctx.warn(&reference, "FailedPreStopHook", "PreStopHook failed".into()).await;
+                ctx.warn(&reference, "FailedPreStopHook", "PreStopHook failed".into())
+                    .await;
             }
-            Err(_) => tracing::info!(pod = %pod_key(pod), container = %ctr.name, grace, "preStop hook not completed in the grace period"),
+            Err(_) => {
+                tracing::info!(pod = %pod_key(pod), container = %ctr.name, grace, "preStop hook not completed in the grace period")
+            }
         }
         grace -= started.elapsed().as_secs() as i64;
     }
     let timeout = grace.max(MIN_GRACE_SECONDS);
     let mut cri = ctx.cri.clone();
     cri.runtime
-        .stop_container(c::StopContainerRequest { container_id: k.container_id.to_string(), timeout })
+        .stop_container(c::StopContainerRequest {
+            container_id: k.container_id.to_string(),
+            timeout,
+        })
         .await
         .call("StopContainer")?;
     Ok(())

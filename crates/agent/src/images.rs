@@ -83,7 +83,8 @@ pub fn normalize_image(image: &str) -> String {
     let last = name.rsplit('/').next().unwrap_or(name);
     let tagged = last.contains(':');
     let first = name.split('/').next().unwrap_or(name);
-    let has_domain = name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_domain =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let mut full = if has_domain {
         name.to_string()
     } else if name.contains('/') {
@@ -124,11 +125,22 @@ pub enum PullError {
 }
 
 /// Makes sure `image` is present; returns the image reference (ID) the runtime uses.
-pub async fn ensure_image(cri: &mut CriClient, image: &str, policy: &str, auth: Option<cri::v1::AuthConfig>) -> Result<(String, bool), PullError> {
-    let spec = cri::v1::ImageSpec { image: image.to_string(), ..Default::default() };
+pub async fn ensure_image(
+    cri: &mut CriClient,
+    image: &str,
+    policy: &str,
+    auth: Option<cri::v1::AuthConfig>,
+) -> Result<(String, bool), PullError> {
+    let spec = cri::v1::ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    };
     let present = cri
         .images
-        .image_status(cri::v1::ImageStatusRequest { image: Some(spec.clone()), verbose: false })
+        .image_status(cri::v1::ImageStatusRequest {
+            image: Some(spec.clone()),
+            verbose: false,
+        })
         .await
         .call("ImageStatus")
         .map_err(|e| PullError::Pull(e.to_string()))?
@@ -143,21 +155,35 @@ pub async fn ensure_image(cri: &mut CriClient, image: &str, policy: &str, auth: 
     }
     let res: Result<_, CriError> = cri
         .images
-        .pull_image(cri::v1::PullImageRequest { image: Some(spec), auth, sandbox_config: None })
+        .pull_image(cri::v1::PullImageRequest {
+            image: Some(spec),
+            auth,
+            sandbox_config: None,
+        })
         .await
         .call("PullImage");
     match res {
         Ok(r) => Ok((r.image_ref, true)),
         Err(e) => {
-            let msg = e.status().map(|s| s.message().to_string()).unwrap_or_else(|| e.to_string());
-            Err(PullError::Pull(format!("failed to pull and unpack image \"{}\": {msg}", normalize_image(image))))
+            let msg = e
+                .status()
+                .map(|s| s.message().to_string())
+                .unwrap_or_else(|| e.to_string());
+            Err(PullError::Pull(format!(
+                "failed to pull and unpack image \"{}\": {msg}",
+                normalize_image(image)
+            )))
         }
     }
 }
 
 /// The registry host of an image reference (`docker.io` for Docker Hub names).
 pub fn registry_host(image: &str) -> String {
-    normalize_image(image).split('/').next().unwrap_or("docker.io").to_string()
+    normalize_image(image)
+        .split('/')
+        .next()
+        .unwrap_or("docker.io")
+        .to_string()
 }
 
 /// Whether a key of a docker config (`https://index.docker.io/v1/`, `host:port`,
@@ -172,23 +198,36 @@ fn key_matches(key: &str, host: &str) -> bool {
 /// Credentials for pulling `image` from the pod's `imagePullSecrets`
 /// (`kubernetes.io/dockerconfigjson` and the older `kubernetes.io/dockercfg`): the first
 /// secret with an entry for the image's registry, as the kubelet's keyring does.
-pub fn pull_auth(image: &str, secrets: &[k8s_openapi::api::core::v1::Secret]) -> Option<cri::v1::AuthConfig> {
+pub fn pull_auth(
+    image: &str,
+    secrets: &[k8s_openapi::api::core::v1::Secret],
+) -> Option<cri::v1::AuthConfig> {
     let host = registry_host(image);
     for secret in secrets {
         let data = secret.data.clone().unwrap_or_default();
         let auths = if let Some(b) = data.get(".dockerconfigjson") {
-            serde_json::from_slice::<serde_json::Value>(&b.0).ok().and_then(|v| v.get("auths").cloned())
+            serde_json::from_slice::<serde_json::Value>(&b.0)
+                .ok()
+                .and_then(|v| v.get("auths").cloned())
         } else if let Some(b) = data.get(".dockercfg") {
             serde_json::from_slice::<serde_json::Value>(&b.0).ok()
         } else {
             None
         };
-        let Some(serde_json::Value::Object(auths)) = auths else { continue };
+        let Some(serde_json::Value::Object(auths)) = auths else {
+            continue;
+        };
         for (key, entry) in auths {
             if !key_matches(&key, &host) {
                 continue;
             }
-            let field = |k: &str| entry.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let field = |k: &str| {
+                entry
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
             let (mut username, mut password) = (field("username"), field("password"));
             let auth = field("auth");
             if username.is_empty() && !auth.is_empty() {
@@ -219,31 +258,68 @@ mod tests {
 
     fn secret(key: &str, json: &str) -> k8s_openapi::api::core::v1::Secret {
         let mut s = k8s_openapi::api::core::v1::Secret::default();
-        s.data = Some([(key.to_string(), k8s_openapi::ByteString(json.as_bytes().to_vec()))].into());
+        s.data = Some(
+            [(
+                key.to_string(),
+                k8s_openapi::ByteString(json.as_bytes().to_vec()),
+            )]
+            .into(),
+        );
         s
     }
 
     #[test]
     fn pull_secrets_match_the_registry() {
-        let hub = secret(".dockerconfigjson", r#"{"auths":{"https://index.docker.io/v1/":{"auth":"bWU6czNjcmV0"}}}"#);
-        let local = secret(".dockerconfigjson", r#"{"auths":{"127.0.0.1:5000":{"username":"u","password":"p"}}}"#);
-        let old = secret(".dockercfg", r#"{"registry.example":{"username":"o","password":"q"}}"#);
+        let hub = secret(
+            ".dockerconfigjson",
+            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"bWU6czNjcmV0"}}}"#,
+        );
+        let local = secret(
+            ".dockerconfigjson",
+            r#"{"auths":{"127.0.0.1:5000":{"username":"u","password":"p"}}}"#,
+        );
+        let old = secret(
+            ".dockercfg",
+            r#"{"registry.example":{"username":"o","password":"q"}}"#,
+        );
         let a = pull_auth("nginx", &[local.clone(), hub.clone()]).expect("docker hub");
-        assert_eq!((a.username.as_str(), a.password.as_str(), a.server_address.as_str()), ("me", "s3cret", "docker.io"));
+        assert_eq!(
+            (
+                a.username.as_str(),
+                a.password.as_str(),
+                a.server_address.as_str()
+            ),
+            ("me", "s3cret", "docker.io")
+        );
         let a = pull_auth("127.0.0.1:5000/app:1", &[hub.clone(), local.clone()]).expect("local");
         assert_eq!((a.username.as_str(), a.password.as_str()), ("u", "p"));
-        assert_eq!(pull_auth("registry.example/x", &[old]).map(|a| a.username), Some("o".into()));
+        assert_eq!(
+            pull_auth("registry.example/x", &[old]).map(|a| a.username),
+            Some("o".into())
+        );
         assert!(pull_auth("quay.io/x", &[hub, local]).is_none());
     }
 
     #[test]
     fn normalizes_like_docker() {
         assert_eq!(normalize_image("nginx"), "docker.io/library/nginx:latest");
-        assert_eq!(normalize_image("nginx:1.17"), "docker.io/library/nginx:1.17");
+        assert_eq!(
+            normalize_image("nginx:1.17"),
+            "docker.io/library/nginx:1.17"
+        );
         assert_eq!(normalize_image("me/app"), "docker.io/me/app:latest");
-        assert_eq!(normalize_image("tacracr.azurecr.io/tapp:latest"), "tacracr.azurecr.io/tapp:latest");
-        assert_eq!(normalize_image("localhost:5000/x"), "localhost:5000/x:latest");
-        assert_eq!(normalize_image("rkube.local/pause:3.10"), "rkube.local/pause:3.10");
+        assert_eq!(
+            normalize_image("tacracr.azurecr.io/tapp:latest"),
+            "tacracr.azurecr.io/tapp:latest"
+        );
+        assert_eq!(
+            normalize_image("localhost:5000/x"),
+            "localhost:5000/x:latest"
+        );
+        assert_eq!(
+            normalize_image("rkube.local/pause:3.10"),
+            "rkube.local/pause:3.10"
+        );
     }
 
     #[test]

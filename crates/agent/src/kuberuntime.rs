@@ -94,11 +94,15 @@ pub fn time_of(ns: i64) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1
 
 /// Reads the sandboxes and containers of pod `uid`.
 pub async fn pod_runtime(cri: &mut CriClient, uid: &str) -> Result<PodRuntime, CriError> {
-    let selector: HashMap<String, String> = HashMap::from([(POD_UID_LABEL.to_string(), uid.to_string())]);
+    let selector: HashMap<String, String> =
+        HashMap::from([(POD_UID_LABEL.to_string(), uid.to_string())]);
     let sandboxes = cri
         .runtime
         .list_pod_sandbox(c::ListPodSandboxRequest {
-            filter: Some(c::PodSandboxFilter { label_selector: selector.clone(), ..Default::default() }),
+            filter: Some(c::PodSandboxFilter {
+                label_selector: selector.clone(),
+                ..Default::default()
+            }),
         })
         .await
         .call("ListPodSandbox")?
@@ -110,11 +114,20 @@ pub async fn pod_runtime(cri: &mut CriClient, uid: &str) -> Result<PodRuntime, C
         if ready {
             match cri
                 .runtime
-                .pod_sandbox_status(c::PodSandboxStatusRequest { pod_sandbox_id: s.id.clone(), verbose: false })
+                .pod_sandbox_status(c::PodSandboxStatusRequest {
+                    pod_sandbox_id: s.id.clone(),
+                    verbose: false,
+                })
                 .await
                 .call("PodSandboxStatus")
             {
-                Ok(st) => ip = st.status.and_then(|s| s.network).map(|n| n.ip).filter(|ip| !ip.is_empty()),
+                Ok(st) => {
+                    ip = st
+                        .status
+                        .and_then(|s| s.network)
+                        .map(|n| n.ip)
+                        .filter(|ip| !ip.is_empty())
+                }
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e),
             }
@@ -127,11 +140,15 @@ pub async fn pod_runtime(cri: &mut CriClient, uid: &str) -> Result<PodRuntime, C
             ip,
         });
     }
-    out.sandboxes.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    out.sandboxes
+        .sort_by(|a, b| b.created_at.cmp(&a.created_at));
     let containers = cri
         .runtime
         .list_containers(c::ListContainersRequest {
-            filter: Some(c::ContainerFilter { label_selector: selector, ..Default::default() }),
+            filter: Some(c::ContainerFilter {
+                label_selector: selector,
+                ..Default::default()
+            }),
         })
         .await
         .call("ListContainers")?
@@ -139,7 +156,10 @@ pub async fn pod_runtime(cri: &mut CriClient, uid: &str) -> Result<PodRuntime, C
     for ctr in containers {
         let st = match cri
             .runtime
-            .container_status(c::ContainerStatusRequest { container_id: ctr.id.clone(), verbose: false })
+            .container_status(c::ContainerStatusRequest {
+                container_id: ctr.id.clone(),
+                verbose: false,
+            })
             .await
             .call("ContainerStatus")
         {
@@ -153,15 +173,24 @@ pub async fn pod_runtime(cri: &mut CriClient, uid: &str) -> Result<PodRuntime, C
         out.containers.push(ContainerInfo {
             id: st.id.clone(),
             sandbox_id: ctr.pod_sandbox_id.clone(),
-            name: st.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
-            state: c::ContainerState::try_from(st.state).unwrap_or(c::ContainerState::ContainerUnknown),
+            name: st
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default(),
+            state: c::ContainerState::try_from(st.state)
+                .unwrap_or(c::ContainerState::ContainerUnknown),
             created_at: st.created_at,
             started_at: st.started_at,
             finished_at: st.finished_at,
             exit_code: st.exit_code,
             reason: st.reason.clone(),
             message: st.message.clone(),
-            image: st.image.as_ref().map(|i| i.image.clone()).unwrap_or_default(),
+            image: st
+                .image
+                .as_ref()
+                .map(|i| i.image.clone())
+                .unwrap_or_default(),
             image_ref: st.image_ref.clone(),
             restart_count: st
                 .annotations
@@ -171,7 +200,8 @@ pub async fn pod_runtime(cri: &mut CriClient, uid: &str) -> Result<PodRuntime, C
             log_path: st.log_path.clone(),
         });
     }
-    out.containers.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    out.containers
+        .sort_by(|a, b| b.created_at.cmp(&a.created_at));
     Ok(out)
 }
 
@@ -188,7 +218,10 @@ pub async fn runtime_pod_uids(cri: &mut CriClient) -> Result<Vec<String>, CriErr
         .await
         .call("ListPodSandbox")?
         .items;
-    let mut uids: Vec<String> = sandboxes.into_iter().filter_map(|s| s.labels.get(POD_UID_LABEL).cloned()).collect();
+    let mut uids: Vec<String> = sandboxes
+        .into_iter()
+        .filter_map(|s| s.labels.get(POD_UID_LABEL).cloned())
+        .collect();
     uids.sort();
     uids.dedup();
     Ok(uids)
@@ -197,30 +230,59 @@ pub async fn runtime_pod_uids(cri: &mut CriClient) -> Result<Vec<String>, CriErr
 /// Identity labels of a pod's runtime objects.
 pub fn pod_labels(pod: &Pod) -> HashMap<String, String> {
     HashMap::from([
-        (POD_NAME_LABEL.to_string(), pod.metadata.name.clone().unwrap_or_default()),
-        (POD_NAMESPACE_LABEL.to_string(), pod.metadata.namespace.clone().unwrap_or_default()),
-        (POD_UID_LABEL.to_string(), pod.metadata.uid.clone().unwrap_or_default()),
+        (
+            POD_NAME_LABEL.to_string(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        ),
+        (
+            POD_NAMESPACE_LABEL.to_string(),
+            pod.metadata.namespace.clone().unwrap_or_default(),
+        ),
+        (
+            POD_UID_LABEL.to_string(),
+            pod.metadata.uid.clone().unwrap_or_default(),
+        ),
         (MANAGED_LABEL.to_string(), "true".to_string()),
     ])
 }
 
 pub fn host_network(pod: &Pod) -> bool {
-    pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
 }
 
 /// The sandbox config for `pod` (the same every time for one pod and attempt).
-pub fn sandbox_config(pod: &Pod, attempt: u32, log_dir: &str, dns: Option<c::DnsConfig>) -> c::PodSandboxConfig {
+pub fn sandbox_config(
+    pod: &Pod,
+    attempt: u32,
+    log_dir: &str,
+    dns: Option<c::DnsConfig>,
+) -> c::PodSandboxConfig {
     let spec = pod.spec.clone().unwrap_or_default();
     let mut labels = pod_labels(pod);
     for (k, v) in pod.metadata.labels.iter().flatten() {
         labels.entry(k.clone()).or_insert_with(|| v.clone());
     }
-    let annotations: HashMap<String, String> = pod.metadata.annotations.clone().unwrap_or_default().into_iter().collect();
+    let annotations: HashMap<String, String> = pod
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let host_net = spec.host_network.unwrap_or(false);
     let hostname = if host_net {
-        hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
+        hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default()
     } else {
-        let mut h = spec.hostname.clone().unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
+        let mut h = spec
+            .hostname
+            .clone()
+            .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
         h.truncate(63);
         h.trim_end_matches(['-', '.']).to_string()
     };
@@ -241,7 +303,13 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, log_dir: &str, dns: Option<c::Dns
             }
         }
     }
-    let mode = |host: bool| if host { c::NamespaceMode::Node as i32 } else { c::NamespaceMode::Pod as i32 };
+    let mode = |host: bool| {
+        if host {
+            c::NamespaceMode::Node as i32
+        } else {
+            c::NamespaceMode::Pod as i32
+        }
+    };
     let sc = spec.security_context.clone().unwrap_or_default();
     c::PodSandboxConfig {
         metadata: Some(c::PodSandboxMetadata {

@@ -101,7 +101,11 @@ impl AgentConfig {
             kubelet_port: 10250,
             cluster_dns: None,
             cluster_domain: "cluster.local".into(),
-            cluster_cidr: Some(DEFAULT_CLUSTER_CIDR.parse().expect("invariant: literal CIDR")),
+            cluster_cidr: Some(
+                DEFAULT_CLUSTER_CIDR
+                    .parse()
+                    .expect("invariant: literal CIDR"),
+            ),
             pod_cidr_fallback_after: Duration::from_secs(5),
             node_status_report_frequency: Duration::from_secs(60),
             node_lease_renew_interval: Duration::from_secs(10),
@@ -147,10 +151,15 @@ pub fn default_node_ip() -> Option<IpAddr> {
 }
 
 /// Runs the agent until `cancel` fires.
-pub async fn run(client: Client, config: AgentConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    config: AgentConfig,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     node::validate_node_ip(config.node_ip).map_err(anyhow::Error::msg)?;
     let agent_dir = config.agent_dir();
-    std::fs::create_dir_all(&agent_dir).with_context(|| format!("creating {}", agent_dir.display()))?;
+    std::fs::create_dir_all(&agent_dir)
+        .with_context(|| format!("creating {}", agent_dir.display()))?;
     let cni_conf_dir = agent_dir.join("etc").join("cni").join("net.d");
 
     let (socket, managed) = match &config.container_runtime_endpoint {
@@ -180,29 +189,49 @@ pub async fn run(client: Client, config: AgentConfig, cancel: CancellationToken)
     result
 }
 
-async fn run_with_runtime(client: Client, config: AgentConfig, socket: PathBuf, cni_conf_dir: PathBuf, cancel: CancellationToken) -> anyhow::Result<()> {
+async fn run_with_runtime(
+    client: Client,
+    config: AgentConfig,
+    socket: PathBuf,
+    cni_conf_dir: PathBuf,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let agent_dir = config.agent_dir();
     let mut cri = cri::connect(&socket).await?;
     let version = cri
         .runtime
-        .version(cri::v1::VersionRequest { version: "v1".into() })
+        .version(cri::v1::VersionRequest {
+            version: "v1".into(),
+        })
         .await
         .context("asking the container runtime for its version")?
         .into_inner();
     let runtime_version = format!("{}://{}", version.runtime_name, version.runtime_version);
     tracing::info!(runtime = %runtime_version, socket = %socket.display(), "container runtime ready");
 
-    images::import_pause_image(&socket, &agent_dir.join("images-builtin")).await.context("importing the pause image")?;
+    images::import_pause_image(&socket, &agent_dir.join("images-builtin"))
+        .await
+        .context("importing the pause image")?;
     let airgap = images::airgap_tarballs(&agent_dir.join("images"));
     if !airgap.is_empty() {
-        images::import(&socket, &airgap).await.context("importing airgap images")?;
+        images::import(&socket, &airgap)
+            .await
+            .context("importing airgap images")?;
     }
 
     let host = host::detect(&config.data_dir);
     let status = node::desired_status(&config, &host, &runtime_version, &[], true);
-    node::register(&client, &config, &status).await.context("registering the node")?;
+    node::register(&client, &config, &status)
+        .await
+        .context("registering the node")?;
     let pod_cidr = node::wait_for_pod_cidr(&client, &config, &cancel).await?;
-    cni::write_conflist(&cni_conf_dir, &config.cni_bridge, pod_cidr, &agent_dir.join("cni").join("networks")).context("writing the CNI config")?;
+    cni::write_conflist(
+        &cni_conf_dir,
+        &config.cni_bridge,
+        pod_cidr,
+        &agent_dir.join("cni").join("networks"),
+    )
+    .context("writing the CNI config")?;
 
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(node::run_status_and_lease(
@@ -225,14 +254,36 @@ async fn run_with_runtime(client: Client, config: AgentConfig, socket: PathBuf, 
     });
     let workers = Arc::new(worker::PodWorkers::default());
 
-    let tls = server::tls_config(&config.node_name, config.node_ip, config.client_ca_pem.as_deref())?;
+    let tls = server::tls_config(
+        &config.node_name,
+        config.node_ip,
+        config.client_ca_pem.as_deref(),
+    )?;
     let listener = tokio::net::TcpListener::bind((config.node_ip, config.kubelet_port))
         .await
         .with_context(|| format!("binding {}:{}", config.node_ip, config.kubelet_port))?;
-    tasks.push(tokio::spawn(server::serve(ctx.clone(), listener, tls, cancel.clone())));
-    tasks.push(tokio::spawn(pleg::run(ctx.clone(), workers.clone(), cancel.clone())));
-    tasks.push(tokio::spawn(configwatch::run(ctx.clone(), workers.clone(), cancel.clone())));
-    tasks.push(tokio::spawn(static_pods::run(client.clone(), agent_dir.join("pod-manifests"), config.node_name.clone(), cancel.clone())));
+    tasks.push(tokio::spawn(server::serve(
+        ctx.clone(),
+        listener,
+        tls,
+        cancel.clone(),
+    )));
+    tasks.push(tokio::spawn(pleg::run(
+        ctx.clone(),
+        workers.clone(),
+        cancel.clone(),
+    )));
+    tasks.push(tokio::spawn(configwatch::run(
+        ctx.clone(),
+        workers.clone(),
+        cancel.clone(),
+    )));
+    tasks.push(tokio::spawn(static_pods::run(
+        client.clone(),
+        agent_dir.join("pod-manifests"),
+        config.node_name.clone(),
+        cancel.clone(),
+    )));
     tracing::info!(node = %config.node_name, "agent ready");
 
     watch_pods(ctx, workers, &mut cri, cancel.clone()).await;
@@ -244,7 +295,12 @@ async fn run_with_runtime(client: Client, config: AgentConfig, socket: PathBuf, 
 
 /// Feeds the pods bound to this node to their workers; after the first full list, pods
 /// the runtime still has but the API no longer knows are cleaned up.
-async fn watch_pods(ctx: Arc<worker::Ctx>, workers: Arc<worker::PodWorkers>, cri: &mut cri::CriClient, cancel: CancellationToken) {
+async fn watch_pods(
+    ctx: Arc<worker::Ctx>,
+    workers: Arc<worker::PodWorkers>,
+    cri: &mut cri::CriClient,
+    cancel: CancellationToken,
+) {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.config.node_name));
     let mut stream = watcher::watcher(api, cfg).boxed();

@@ -17,7 +17,12 @@ pub fn parse(line: &str) -> Option<Record<'_>> {
     let stream = parts.next()?;
     let tag = parts.next()?;
     let text = parts.next().unwrap_or("");
-    Some(Record { time, stream, partial: tag.starts_with('P'), text })
+    Some(Record {
+        time,
+        stream,
+        partial: tag.starts_with('P'),
+        text,
+    })
 }
 
 /// Options of a log request (the kubelet's `/containerLogs` query).
@@ -86,8 +91,18 @@ mod tests {
     #[test]
     fn timestamps_and_tail() {
         let mut out = Vec::new();
-        render(tail(LOG, 1), &LogOptions { timestamps: true, ..Default::default() }, &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), "2024-01-01T00:00:02Z three\n");
+        render(
+            tail(LOG, 1),
+            &LogOptions {
+                timestamps: true,
+                ..Default::default()
+            },
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2024-01-01T00:00:02Z three\n"
+        );
         assert_eq!(tail(LOG, 10), LOG);
     }
 
@@ -95,7 +110,14 @@ mod tests {
     fn since_filters_older_records() {
         let mut out = Vec::new();
         let since = "2024-01-01T00:00:01.5Z".parse().ok();
-        render(LOG, &LogOptions { since, ..Default::default() }, &mut out);
+        render(
+            LOG,
+            &LogOptions {
+                since,
+                ..Default::default()
+            },
+            &mut out,
+        );
         assert_eq!(String::from_utf8(out).unwrap(), "three\n");
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus, NodeSystemInfo,
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus,
+    NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
@@ -33,13 +34,25 @@ fn now() -> k8s_openapi::jiff::Timestamp {
 
 pub fn node_labels(config: &AgentConfig) -> BTreeMap<String, String> {
     let mut l = BTreeMap::new();
-    l.insert("kubernetes.io/hostname".to_string(), config.node_name.clone());
+    l.insert(
+        "kubernetes.io/hostname".to_string(),
+        config.node_name.clone(),
+    );
     l.insert("kubernetes.io/os".to_string(), "linux".to_string());
-    l.insert("kubernetes.io/arch".to_string(), crate::oci::host_architecture().to_string());
+    l.insert(
+        "kubernetes.io/arch".to_string(),
+        crate::oci::host_architecture().to_string(),
+    );
     l.insert("beta.kubernetes.io/os".to_string(), "linux".to_string());
-    l.insert("beta.kubernetes.io/arch".to_string(), crate::oci::host_architecture().to_string());
+    l.insert(
+        "beta.kubernetes.io/arch".to_string(),
+        crate::oci::host_architecture().to_string(),
+    );
     if config.control_plane {
-        l.insert("node-role.kubernetes.io/control-plane".to_string(), "true".to_string());
+        l.insert(
+            "node-role.kubernetes.io/control-plane".to_string(),
+            "true".to_string(),
+        );
     }
     for (k, v) in &config.node_labels {
         l.insert(k.clone(), v.clone());
@@ -50,8 +63,14 @@ pub fn node_labels(config: &AgentConfig) -> BTreeMap<String, String> {
 fn capacity(host: &HostInfo, max_pods: u32) -> BTreeMap<String, Quantity> {
     let mut c = BTreeMap::new();
     c.insert("cpu".to_string(), Quantity(host.cpus.to_string()));
-    c.insert("memory".to_string(), Quantity(format!("{}Ki", host.memory_bytes / 1024)));
-    c.insert("ephemeral-storage".to_string(), Quantity(format!("{}Ki", host.ephemeral_storage_bytes / 1024)));
+    c.insert(
+        "memory".to_string(),
+        Quantity(format!("{}Ki", host.memory_bytes / 1024)),
+    );
+    c.insert(
+        "ephemeral-storage".to_string(),
+        Quantity(format!("{}Ki", host.ephemeral_storage_bytes / 1024)),
+    );
     c.insert("pods".to_string(), Quantity(max_pods.to_string()));
     c.insert("hugepages-2Mi".to_string(), Quantity("0".to_string()));
     c
@@ -69,9 +88,14 @@ fn allocatable(host: &HostInfo, max_pods: u32) -> BTreeMap<String, Quantity> {
 }
 
 /// The conditions as observed now (with transition times carried over from `previous`).
-pub fn conditions(config: &AgentConfig, previous: &[NodeCondition], runtime_ready: bool) -> Vec<NodeCondition> {
+pub fn conditions(
+    config: &AgentConfig,
+    previous: &[NodeCondition],
+    runtime_ready: bool,
+) -> Vec<NodeCondition> {
     let mem_pressure = crate::host::memory_available().is_some_and(|b| b < 100 * 1024 * 1024);
-    let disk_pressure = crate::host::disk_available(&config.data_dir).is_some_and(|(_, share)| share < 0.05);
+    let disk_pressure =
+        crate::host::disk_available(&config.data_dir).is_some_and(|(_, share)| share < 0.05);
     let t = Time(now());
     let mk = |type_: &str, status: bool, reason: &str, message: String| {
         let status = if status { "True" } else { "False" }.to_string();
@@ -91,35 +115,84 @@ pub fn conditions(config: &AgentConfig, previous: &[NodeCondition], runtime_read
     };
     vec![
         if mem_pressure {
-            mk("MemoryPressure", true, "KubeletHasInsufficientMemory", "kubelet has insufficient memory available".into())
+            mk(
+                "MemoryPressure",
+                true,
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available".into(),
+            )
         } else {
-            mk("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available".into())
+            mk(
+                "MemoryPressure",
+                false,
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available".into(),
+            )
         },
         if disk_pressure {
-            mk("DiskPressure", true, "KubeletHasDiskPressure", "kubelet has disk pressure".into())
+            mk(
+                "DiskPressure",
+                true,
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure".into(),
+            )
         } else {
-            mk("DiskPressure", false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure".into())
+            mk(
+                "DiskPressure",
+                false,
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure".into(),
+            )
         },
-        mk("PIDPressure", false, "KubeletHasSufficientPID", "kubelet has sufficient PID available".into()),
+        mk(
+            "PIDPressure",
+            false,
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available".into(),
+        ),
         if runtime_ready {
-            mk("Ready", true, "KubeletReady", "kubelet is posting ready status".into())
+            mk(
+                "Ready",
+                true,
+                "KubeletReady",
+                "kubelet is posting ready status".into(),
+            )
         } else {
-            mk("Ready", false, "KubeletNotReady", "container runtime is down".into())
+            mk(
+                "Ready",
+                false,
+                "KubeletNotReady",
+                "container runtime is down".into(),
+            )
         },
     ]
 }
 
-pub fn desired_status(config: &AgentConfig, host: &HostInfo, runtime_version: &str, previous: &[NodeCondition], runtime_ready: bool) -> NodeStatus {
+pub fn desired_status(
+    config: &AgentConfig,
+    host: &HostInfo,
+    runtime_version: &str,
+    previous: &[NodeCondition],
+    runtime_ready: bool,
+) -> NodeStatus {
     NodeStatus {
         capacity: Some(capacity(host, config.max_pods)),
         allocatable: Some(allocatable(host, config.max_pods)),
         addresses: Some(vec![
-            NodeAddress { type_: "InternalIP".into(), address: config.node_ip.to_string() },
-            NodeAddress { type_: "Hostname".into(), address: config.node_name.clone() },
+            NodeAddress {
+                type_: "InternalIP".into(),
+                address: config.node_ip.to_string(),
+            },
+            NodeAddress {
+                type_: "Hostname".into(),
+                address: config.node_name.clone(),
+            },
         ]),
         conditions: Some(conditions(config, previous, runtime_ready)),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(config.kubelet_port) }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(config.kubelet_port),
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: crate::oci::host_architecture().to_string(),
@@ -139,7 +212,11 @@ pub fn desired_status(config: &AgentConfig, host: &HostInfo, runtime_version: &s
 }
 
 /// Creates the Node, or adopts an existing one (our labels win).
-pub async fn register(client: &Client, config: &AgentConfig, status: &NodeStatus) -> kube::Result<Node> {
+pub async fn register(
+    client: &Client,
+    config: &AgentConfig,
+    status: &NodeStatus,
+) -> kube::Result<Node> {
     let api: Api<Node> = Api::all(client.clone());
     let labels = node_labels(config);
     let node = Node {
@@ -159,12 +236,22 @@ pub async fn register(client: &Client, config: &AgentConfig, status: &NodeStatus
         Ok(n) => n,
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let patch = json!({"metadata": {"labels": labels}});
-            api.patch(&config.node_name, &PatchParams::default(), &Patch::Merge(&patch)).await?
+            api.patch(
+                &config.node_name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?
         }
         Err(e) => return Err(e),
     };
     let patch = json!({"status": status});
-    api.patch_status(&config.node_name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch_status(
+        &config.node_name,
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     tracing::info!(node = %config.node_name, "node registered");
     Ok(created)
 }
@@ -202,7 +289,11 @@ pub async fn wait_for_pod_cidr(
 
 /// FALLBACK podCIDR allocation (see [`wait_for_pod_cidr`]): the first /24 of
 /// `cluster` no other node uses.
-async fn carve_pod_cidr(api: &Api<Node>, name: &str, cluster: ipnet::Ipv4Net) -> anyhow::Result<ipnet::Ipv4Net> {
+async fn carve_pod_cidr(
+    api: &Api<Node>,
+    name: &str,
+    cluster: ipnet::Ipv4Net,
+) -> anyhow::Result<ipnet::Ipv4Net> {
     let nodes = api.list(&Default::default()).await?;
     let used: Vec<ipnet::Ipv4Net> = nodes
         .items
@@ -212,9 +303,14 @@ async fn carve_pod_cidr(api: &Api<Node>, name: &str, cluster: ipnet::Ipv4Net) ->
     let prefix = cluster.prefix_len().max(24);
     let subnets = cluster.subnets(prefix)?;
     for net in subnets {
-        if !used.iter().any(|u| u.contains(&net.network()) || net.contains(&u.network())) {
-            let patch = json!({"spec": {"podCIDR": net.to_string(), "podCIDRs": [net.to_string()]}});
-            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        if !used
+            .iter()
+            .any(|u| u.contains(&net.network()) || net.contains(&u.network()))
+        {
+            let patch =
+                json!({"spec": {"podCIDR": net.to_string(), "podCIDRs": [net.to_string()]}});
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             tracing::warn!(pod_cidr = %net, "no podCIDR assigned by node IPAM; the agent carved one itself");
             return Ok(net);
         }
@@ -239,25 +335,49 @@ pub async fn run_status_and_lease(
     loop {
         // Lease first: it is what the node lifecycle controller watches.
         if node_uid.is_none() {
-            node_uid = nodes.get(&config.node_name).await.ok().and_then(|n| n.metadata.uid);
+            node_uid = nodes
+                .get(&config.node_name)
+                .await
+                .ok()
+                .and_then(|n| n.metadata.uid);
         }
         if let Err(e) = renew_lease(&leases, &config, node_uid.as_deref()).await {
             tracing::warn!(error = %e, "could not renew node lease");
         }
-        let runtime_ready = cri.runtime.version(cri::v1::VersionRequest { version: "v1".into() }).await.is_ok();
+        let runtime_ready = cri
+            .runtime
+            .version(cri::v1::VersionRequest {
+                version: "v1".into(),
+            })
+            .await
+            .is_ok();
         match nodes.get_status(&config.node_name).await {
             Ok(current) => {
-                let previous = current.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-                let status = desired_status(&config, &host, &runtime_version, &previous, runtime_ready);
+                let previous = current
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.clone())
+                    .unwrap_or_default();
+                let status =
+                    desired_status(&config, &host, &runtime_version, &previous, runtime_ready);
                 let summary: Vec<(String, String)> = status
                     .conditions
                     .iter()
                     .flatten()
                     .map(|c| (c.type_.clone(), c.status.clone()))
                     .collect();
-                if summary != last_conditions || last_post.elapsed() >= config.node_status_report_frequency {
+                if summary != last_conditions
+                    || last_post.elapsed() >= config.node_status_report_frequency
+                {
                     let patch = json!({"status": status});
-                    match nodes.patch_status(&config.node_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    match nodes
+                        .patch_status(
+                            &config.node_name,
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await
+                    {
                         Ok(_) => {
                             last_post = tokio::time::Instant::now();
                             last_conditions = summary;
@@ -275,7 +395,11 @@ pub async fn run_status_and_lease(
     }
 }
 
-async fn renew_lease(leases: &Api<Lease>, config: &AgentConfig, node_uid: Option<&str>) -> kube::Result<()> {
+async fn renew_lease(
+    leases: &Api<Lease>,
+    config: &AgentConfig,
+    node_uid: Option<&str>,
+) -> kube::Result<()> {
     let now = MicroTime(now());
     let owner = node_uid.map(|uid| {
         vec![OwnerReference {
@@ -289,7 +413,13 @@ async fn renew_lease(leases: &Api<Lease>, config: &AgentConfig, node_uid: Option
     match leases.get_opt(&config.node_name).await? {
         Some(_) => {
             let patch = json!({"spec": {"holderIdentity": config.node_name, "renewTime": now, "leaseDurationSeconds": 40}});
-            leases.patch(&config.node_name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            leases
+                .patch(
+                    &config.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
         }
         None => {
             let lease = Lease {

@@ -10,9 +10,19 @@ use sha2::{Digest, Sha256};
 /// One entry of a layer (paths are relative to the image root, without a leading `/`).
 #[derive(Clone, Debug)]
 pub enum Entry {
-    Dir { path: String, mode: u32 },
-    File { path: String, mode: u32, data: Vec<u8> },
-    Symlink { path: String, target: String },
+    Dir {
+        path: String,
+        mode: u32,
+    },
+    File {
+        path: String,
+        mode: u32,
+        data: Vec<u8>,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
 }
 
 /// What an image runs and how it is named.
@@ -39,7 +49,10 @@ pub fn host_architecture() -> &'static str {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A tar archive in ustar format.
@@ -75,7 +88,11 @@ impl TarWriter {
     }
 
     pub fn dir(&mut self, path: &str, mode: u32) {
-        let p = if path.ends_with('/') { path.to_string() } else { format!("{path}/") };
+        let p = if path.ends_with('/') {
+            path.to_string()
+        } else {
+            format!("{path}/")
+        };
         self.header(&p, mode, 0, b'5', "");
     }
 
@@ -134,7 +151,11 @@ pub struct OciImage {
 impl OciImage {
     /// The image's tag (`latest` when the name has none).
     pub fn tag(&self) -> &str {
-        self.name.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map(|(_, t)| t).unwrap_or("latest")
+        self.name
+            .rsplit_once(':')
+            .filter(|(_, t)| !t.contains('/'))
+            .map(|(_, t)| t)
+            .unwrap_or("latest")
     }
 
     /// The name without its tag.
@@ -159,7 +180,10 @@ pub fn build_image(config: &ImageConfig, entries: &[Entry]) -> OciImage {
     }
     let layer = layer.finish();
     let layer_digest = format!("sha256:{}", sha256_hex(&layer));
-    let arch = config.architecture.clone().unwrap_or_else(|| host_architecture().to_string());
+    let arch = config
+        .architecture
+        .clone()
+        .unwrap_or_else(|| host_architecture().to_string());
 
     let mut cfg = serde_json::Map::new();
     if !config.env.is_empty() {
@@ -175,7 +199,11 @@ pub fn build_image(config: &ImageConfig, entries: &[Entry]) -> OciImage {
         cfg.insert("WorkingDir".into(), json!(config.working_dir));
     }
     if !config.exposed_ports.is_empty() {
-        let ports: BTreeMap<&str, serde_json::Value> = config.exposed_ports.iter().map(|p| (p.as_str(), json!({}))).collect();
+        let ports: BTreeMap<&str, serde_json::Value> = config
+            .exposed_ports
+            .iter()
+            .map(|p| (p.as_str(), json!({})))
+            .collect();
         cfg.insert("ExposedPorts".into(), json!(ports));
     }
     let image_config = json!({
@@ -225,7 +253,11 @@ pub fn layout_tarball(image: &OciImage) -> Vec<u8> {
 
     let mut out = TarWriter::new();
     out.file("oci-layout", 0o644, br#"{"imageLayoutVersion":"1.0.0"}"#);
-    out.file("index.json", 0o644, &serde_json::to_vec(&index).unwrap_or_default());
+    out.file(
+        "index.json",
+        0o644,
+        &serde_json::to_vec(&index).unwrap_or_default(),
+    );
     out.dir("blobs", 0o755);
     out.dir("blobs/sha256", 0o755);
     for (digest, data) in [&image.layer, &image.config, &image.manifest] {
@@ -268,8 +300,15 @@ mod tests {
     #[test]
     fn image_tarball_names_the_image() {
         let tar = image_tarball(
-            &ImageConfig { name: "docker.io/library/x:1.0".into(), cmd: vec!["sh".into()], ..Default::default() },
-            &[Entry::Dir { path: "bin".into(), mode: 0o755 }],
+            &ImageConfig {
+                name: "docker.io/library/x:1.0".into(),
+                cmd: vec!["sh".into()],
+                ..Default::default()
+            },
+            &[Entry::Dir {
+                path: "bin".into(),
+                mode: 0o755,
+            }],
         );
         let text = String::from_utf8_lossy(&tar);
         assert!(text.contains("\"io.containerd.image.name\":\"docker.io/library/x:1.0\""));

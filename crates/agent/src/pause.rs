@@ -69,7 +69,7 @@ pub fn pause_elf() -> Option<Vec<u8>> {
     e.extend_from_slice(&56u16.to_le_bytes()); // program header size
     e.extend_from_slice(&1u16.to_le_bytes()); // one program header
     e.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // section header size, count, names index
-    // PT_LOAD of the whole file, readable and executable.
+                                              // PT_LOAD of the whole file, readable and executable.
     e.extend_from_slice(&1u32.to_le_bytes());
     e.extend_from_slice(&5u32.to_le_bytes());
     e.extend_from_slice(&0u64.to_le_bytes());
@@ -86,8 +86,16 @@ pub fn pause_elf() -> Option<Vec<u8>> {
 pub fn pause_image_tarball() -> Option<Vec<u8>> {
     let elf = pause_elf()?;
     Some(oci::image_tarball(
-        &ImageConfig { name: PAUSE_IMAGE.to_string(), entrypoint: vec!["/pause".into()], ..Default::default() },
-        &[Entry::File { path: "pause".into(), mode: 0o755, data: elf }],
+        &ImageConfig {
+            name: PAUSE_IMAGE.to_string(),
+            entrypoint: vec!["/pause".into()],
+            ..Default::default()
+        },
+        &[Entry::File {
+            path: "pause".into(),
+            mode: 0o755,
+            data: elf,
+        }],
     ))
 }
 
@@ -105,9 +113,20 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut child = std::process::Command::new(&path).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(child.try_wait().unwrap().is_none(), "pause exited on its own");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "pause exited on its own"
+        );
         let pid = i32::try_from(child.id()).unwrap();
-        assert_eq!(std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap().code(), Some(0));
+        assert_eq!(
+            std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .unwrap()
+                .code(),
+            Some(0)
+        );
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(0));
     }

@@ -23,10 +23,19 @@ const RELIST_WITHOUT_EVENTS: Duration = Duration::from_secs(1);
 
 pub async fn run(ctx: Arc<Ctx>, workers: Arc<PodWorkers>, cancel: CancellationToken) {
     let events_ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ev = tokio::spawn(watch_events(ctx.clone(), workers.clone(), events_ok.clone(), cancel.clone()));
+    let ev = tokio::spawn(watch_events(
+        ctx.clone(),
+        workers.clone(),
+        events_ok.clone(),
+        cancel.clone(),
+    ));
     let mut last: HashMap<String, (String, i32)> = HashMap::new();
     loop {
-        let period = if events_ok.load(std::sync::atomic::Ordering::Relaxed) { RELIST_WITH_EVENTS } else { RELIST_WITHOUT_EVENTS };
+        let period = if events_ok.load(std::sync::atomic::Ordering::Relaxed) {
+            RELIST_WITH_EVENTS
+        } else {
+            RELIST_WITHOUT_EVENTS
+        };
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(period) => {}
@@ -36,7 +45,10 @@ pub async fn run(ctx: Arc<Ctx>, workers: Arc<PodWorkers>, cancel: CancellationTo
             .runtime
             .list_containers(c::ListContainersRequest {
                 filter: Some(c::ContainerFilter {
-                    label_selector: HashMap::from([(MANAGED_LABEL.to_string(), "true".to_string())]),
+                    label_selector: HashMap::from([(
+                        MANAGED_LABEL.to_string(),
+                        "true".to_string(),
+                    )]),
                     ..Default::default()
                 }),
             })
@@ -71,11 +83,24 @@ pub async fn run(ctx: Arc<Ctx>, workers: Arc<PodWorkers>, cancel: CancellationTo
     ev.abort();
 }
 
-async fn watch_events(ctx: Arc<Ctx>, workers: Arc<PodWorkers>, ok: Arc<std::sync::atomic::AtomicBool>, cancel: CancellationToken) {
+async fn watch_events(
+    ctx: Arc<Ctx>,
+    workers: Arc<PodWorkers>,
+    ok: Arc<std::sync::atomic::AtomicBool>,
+    cancel: CancellationToken,
+) {
     loop {
         let mut client = ctx.cri.events.clone();
         let req = cri::events::SubscribeRequest {
-            filters: ["/tasks/exit", "/tasks/oom"].iter().map(|t| format!("topic==\"{t}\",namespace==\"{}\"", crate::images::CRI_NAMESPACE)).collect(),
+            filters: ["/tasks/exit", "/tasks/oom"]
+                .iter()
+                .map(|t| {
+                    format!(
+                        "topic==\"{t}\",namespace==\"{}\"",
+                        crate::images::CRI_NAMESPACE
+                    )
+                })
+                .collect(),
         };
         match client.subscribe(req).await {
             Ok(resp) => {

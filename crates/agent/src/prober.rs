@@ -108,7 +108,11 @@ pub struct ProbeStatus {
 impl ProbeStatus {
     /// Before any probe ran (also what a running container without a worker reports).
     pub fn initial(ctr: &Container) -> Self {
-        ProbeStatus { started: ctr.startup_probe.is_none(), ready: ctr.readiness_probe.is_none(), failed: None }
+        ProbeStatus {
+            started: ctr.startup_probe.is_none(),
+            ready: ctr.readiness_probe.is_none(),
+            failed: None,
+        }
     }
 
     pub fn is_ready(&self) -> bool {
@@ -131,7 +135,9 @@ pub struct ProbeConfig {
 impl ProbeConfig {
     /// `running_for`: how long the container has been running when the worker starts.
     pub fn new(kind: ProbeKind, p: &Probe, running_for: Duration) -> Self {
-        let secs = |v: Option<i32>, default: i32| Duration::from_secs(v.filter(|v| *v > 0).unwrap_or(default) as u64);
+        let secs = |v: Option<i32>, default: i32| {
+            Duration::from_secs(v.filter(|v| *v > 0).unwrap_or(default) as u64)
+        };
         let initial = Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64);
         ProbeConfig {
             kind,
@@ -159,7 +165,12 @@ pub struct Thresholds {
 
 impl Thresholds {
     pub fn new(success: u32, failure: u32) -> Self {
-        Thresholds { success: success.max(1), failure: failure.max(1), last: None, run: 0 }
+        Thresholds {
+            success: success.max(1),
+            failure: failure.max(1),
+            last: None,
+            run: 0,
+        }
     }
 
     /// Records one attempt; returns the result once enough consecutive attempts agree.
@@ -190,8 +201,13 @@ fn apply(kind: ProbeKind, ok: bool, s: &mut ProbeStatus) -> bool {
 /// One probe worker: waits for the initial delay (and, for liveness and readiness, for
 /// the container to have started), then probes every period until cancelled or done.
 /// `probe` runs one attempt (bounded by the probe's timeout itself).
-pub async fn run_worker<F, Fut>(cfg: ProbeConfig, mut probe: F, status: Arc<watch::Sender<ProbeStatus>>, wake: Arc<Notify>, cancel: CancellationToken)
-where
+pub async fn run_worker<F, Fut>(
+    cfg: ProbeConfig,
+    mut probe: F,
+    status: Arc<watch::Sender<ProbeStatus>>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = Outcome>,
 {
@@ -224,7 +240,9 @@ where
             Outcome::Failure(_) => false,
             Outcome::Unknown(_) => continue,
         };
-        let Some(result) = run.observe(ok) else { continue };
+        let Some(result) = run.observe(ok) else {
+            continue;
+        };
         if status.send_if_modified(|s| apply(cfg.kind, result, s)) {
             wake.notify_one();
         }
@@ -258,24 +276,43 @@ pub struct PodProbes {
 impl PodProbes {
     /// `wake` is the pod worker's; workers stop when `parent` is cancelled.
     pub fn new(wake: Arc<Notify>, parent: &CancellationToken) -> Self {
-        PodProbes { wake, cancel: parent.child_token(), containers: HashMap::new(), stopping: Vec::new() }
+        PodProbes {
+            wake,
+            cancel: parent.child_token(),
+            containers: HashMap::new(),
+            stopping: Vec::new(),
+        }
     }
 
     /// Starts workers for the pod's running containers that have probes and none yet, and
     /// stops the workers of instances that no longer run.
-    pub fn sync(&mut self, ctx: &Arc<Ctx>, pod: &Pod, rt: &PodRuntime, sandbox: Option<&SandboxInfo>) {
+    pub fn sync(
+        &mut self,
+        ctx: &Arc<Ctx>,
+        pod: &Pod,
+        rt: &PodRuntime,
+        sandbox: Option<&SandboxInfo>,
+    ) {
         let spec = pod.spec.clone().unwrap_or_default();
         let pod_ip = pod_ip(ctx, pod, sandbox);
         let mut running: Vec<(&Container, &ContainerInfo)> = Vec::new();
         if let Some(sb) = sandbox {
             for ctr in &spec.containers {
-                if let Some(info) = rt.latest(&ctr.name).filter(|c| c.running() && c.sandbox_id == sb.id) {
+                if let Some(info) = rt
+                    .latest(&ctr.name)
+                    .filter(|c| c.running() && c.sandbox_id == sb.id)
+                {
                     running.push((ctr, info));
                 }
             }
         }
         let keep: Vec<&str> = running.iter().map(|(_, i)| i.id.as_str()).collect();
-        let gone: Vec<String> = self.containers.keys().filter(|id| !keep.contains(&id.as_str())).cloned().collect();
+        let gone: Vec<String> = self
+            .containers
+            .keys()
+            .filter(|id| !keep.contains(&id.as_str()))
+            .cloned()
+            .collect();
         for id in gone {
             self.stop(&id);
         }
@@ -285,12 +322,20 @@ impl PodProbes {
             if self.containers.contains_key(&info.id) {
                 continue;
             }
-            let kinds: Vec<ProbeKind> =
-                [ProbeKind::Startup, ProbeKind::Liveness, ProbeKind::Readiness].into_iter().filter(|k| k.of(ctr).is_some()).collect();
+            let kinds: Vec<ProbeKind> = [
+                ProbeKind::Startup,
+                ProbeKind::Liveness,
+                ProbeKind::Readiness,
+            ]
+            .into_iter()
+            .filter(|k| k.of(ctr).is_some())
+            .collect();
             if kinds.is_empty() {
                 continue;
             }
-            let running_for = Duration::from_nanos(u64::try_from(now_ns - i128::from(info.started_at)).unwrap_or(0));
+            let running_for = Duration::from_nanos(
+                u64::try_from(now_ns - i128::from(info.started_at)).unwrap_or(0),
+            );
             let status = Arc::new(watch::channel(ProbeStatus::initial(ctr)).0);
             let cancel = self.cancel.child_token();
             let reference = crate::worker::object_ref(pod, Some(&ctr.name), false);
@@ -314,9 +359,22 @@ impl PodProbes {
                     async move { t.probe_and_report().await }
                 };
                 tracing::debug!(container = %ctr.name, id = %info.id, probe = kind.name(), "starting probe worker");
-                tasks.push(tokio::spawn(run_worker(cfg, probe, status.clone(), self.wake.clone(), cancel.clone())));
+                tasks.push(tokio::spawn(run_worker(
+                    cfg,
+                    probe,
+                    status.clone(),
+                    self.wake.clone(),
+                    cancel.clone(),
+                )));
             }
-            self.containers.insert(info.id.clone(), ContainerProbes { status, cancel, tasks });
+            self.containers.insert(
+                info.id.clone(),
+                ContainerProbes {
+                    status,
+                    cancel,
+                    tasks,
+                },
+            );
         }
     }
 
@@ -334,7 +392,10 @@ impl PodProbes {
 
     /// Statuses of every container instance with probe workers, by container ID.
     pub fn snapshot(&self) -> HashMap<String, ProbeStatus> {
-        self.containers.iter().map(|(id, c)| (id.clone(), *c.status.borrow())).collect()
+        self.containers
+            .iter()
+            .map(|(id, c)| (id.clone(), *c.status.borrow()))
+            .collect()
     }
 
     /// Stops every worker (the pod terminates).
@@ -389,15 +450,33 @@ impl Target {
         let kind = self.kind.name();
         match &outcome {
             Outcome::Success => {}
-            Outcome::Warning(msg) => self.ctx.warn(&self.reference, "ProbeWarning", format!("{kind} probe warning: {msg}")).await,
+            Outcome::Warning(msg) => {
+                self.ctx
+                    .warn(
+                        &self.reference,
+                        "ProbeWarning",
+                        format!("{kind} probe warning: {msg}"),
+                    )
+                    .await
+            }
             Outcome::Failure(msg) => {
                 tracing::debug!(container = %self.container.name, probe = kind, output = %msg, "probe failed");
-                self.ctx.warn(&self.reference, "Unhealthy", format!("{kind} probe failed: {msg}")).await
+                self.ctx
+                    .warn(
+                        &self.reference,
+                        "Unhealthy",
+                        format!("{kind} probe failed: {msg}"),
+                    )
+                    .await
             }
             Outcome::Unknown(msg) => {
                 tracing::debug!(container = %self.container.name, probe = kind, error = %msg, "probe errored");
                 self.ctx
-                    .warn(&self.reference, "Unhealthy", format!("{kind} probe errored and resulted in unknown state: {msg}"))
+                    .warn(
+                        &self.reference,
+                        "Unhealthy",
+                        format!("{kind} probe errored and resulted in unknown state: {msg}"),
+                    )
                     .await
             }
         }
@@ -418,17 +497,33 @@ impl Target {
             };
         }
         if let Some(t) = &p.tcp_socket {
-            let host = t.host.clone().filter(|h| !h.is_empty()).or_else(|| self.pod_ip.clone());
-            let Some(host) = host else { return Outcome::Unknown("the pod has no IP yet".into()) };
+            let host = t
+                .host
+                .clone()
+                .filter(|h| !h.is_empty())
+                .or_else(|| self.pod_ip.clone());
+            let Some(host) = host else {
+                return Outcome::Unknown("the pod has no IP yet".into());
+            };
             return match resolve_port(&t.port, &self.container) {
                 Ok(port) => tcp_probe(&host, port, self.timeout).await,
                 Err(e) => Outcome::Unknown(e),
             };
         }
         if let Some(g) = &p.grpc {
-            let Some(host) = self.pod_ip.clone() else { return Outcome::Unknown("the pod has no IP yet".into()) };
-            let Ok(port) = u16::try_from(g.port) else { return Outcome::Unknown(format!("invalid port number: {}", g.port)) };
-            return grpc_probe(&host, port, g.service.as_deref().unwrap_or(""), self.timeout).await;
+            let Some(host) = self.pod_ip.clone() else {
+                return Outcome::Unknown("the pod has no IP yet".into());
+            };
+            let Ok(port) = u16::try_from(g.port) else {
+                return Outcome::Unknown(format!("invalid port number: {}", g.port));
+            };
+            return grpc_probe(
+                &host,
+                port,
+                g.service.as_deref().unwrap_or(""),
+                self.timeout,
+            )
+            .await;
         }
         Outcome::Unknown("missing probe handler".into())
     }
@@ -447,13 +542,23 @@ pub fn join_host_port(host: &str, port: u16) -> String {
 pub fn resolve_port(port: &IntOrString, ctr: &Container) -> Result<u16, String> {
     let n = match port {
         IntOrString::Int(n) => i64::from(*n),
-        IntOrString::String(name) => match ctr.ports.iter().flatten().find(|p| p.name.as_deref() == Some(name.as_str())) {
+        IntOrString::String(name) => match ctr
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+        {
             Some(p) => i64::from(p.container_port),
             // Upstream's last ditch: a number stored as a string.
-            None => name.parse::<i64>().map_err(|_| format!("port {name} not found"))?,
+            None => name
+                .parse::<i64>()
+                .map_err(|_| format!("port {name} not found"))?,
         },
     };
-    u16::try_from(n).ok().filter(|p| *p > 0).ok_or_else(|| format!("invalid port number: {n}"))
+    u16::try_from(n)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("invalid port number: {n}"))
 }
 
 /// `kube-probe/1.33`-style user agents from the version the node reports.
@@ -493,11 +598,20 @@ pub enum ExecError {
 
 /// Runs `cmd` in the container through CRI ExecSync; returns the exit code and the
 /// combined output. `timeout` zero: no limit.
-pub async fn exec_sync(cri: &mut CriClient, container_id: &str, cmd: &[String], timeout: Duration) -> Result<(i32, String), ExecError> {
+pub async fn exec_sync(
+    cri: &mut CriClient,
+    container_id: &str,
+    cmd: &[String],
+    timeout: Duration,
+) -> Result<(i32, String), ExecError> {
     let req = c::ExecSyncRequest {
         container_id: container_id.to_string(),
         cmd: cmd.to_vec(),
-        timeout: if timeout.is_zero() { 0 } else { timeout.as_secs().max(1) as i64 },
+        timeout: if timeout.is_zero() {
+            0
+        } else {
+            timeout.as_secs().max(1) as i64
+        },
     };
     let joined = cmd.join(" ");
     let call = cri.runtime.exec_sync(req);
@@ -515,7 +629,10 @@ pub async fn exec_sync(cri: &mut CriClient, container_id: &str, cmd: &[String], 
             let r = r.into_inner();
             let mut out = r.stdout;
             out.extend_from_slice(&r.stderr);
-            Ok((r.exit_code, truncate(String::from_utf8_lossy(&out).into_owned())))
+            Ok((
+                r.exit_code,
+                truncate(String::from_utf8_lossy(&out).into_owned()),
+            ))
         }
         Err(s) if s.code() == tonic::Code::DeadlineExceeded => Err(ExecError::TimedOut(joined)),
         Err(s) => Err(ExecError::Runtime(format!("{}: {}", s.code(), s.message()))),
@@ -523,7 +640,12 @@ pub async fn exec_sync(cri: &mut CriClient, container_id: &str, cmd: &[String], 
 }
 
 /// An exec probe: exit code 0 is success, else failure with the command's output.
-pub async fn exec_probe(cri: &mut CriClient, container_id: &str, cmd: &[String], timeout: Duration) -> Outcome {
+pub async fn exec_probe(
+    cri: &mut CriClient,
+    container_id: &str,
+    cmd: &[String],
+    timeout: Duration,
+) -> Outcome {
     match exec_sync(cri, container_id, cmd, timeout).await {
         Ok((0, _)) => Outcome::Success,
         Ok((_, out)) => Outcome::Failure(out.trim_end().to_string()),
@@ -545,7 +667,12 @@ pub struct HttpTarget {
 
 impl HttpTarget {
     pub fn new(a: &HTTPGetAction, ctr: &Container, pod_ip: Option<&str>) -> Result<Self, String> {
-        let host = a.host.clone().filter(|h| !h.is_empty()).or_else(|| pod_ip.map(str::to_string)).ok_or("the pod has no IP yet")?;
+        let host = a
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .or_else(|| pod_ip.map(str::to_string))
+            .ok_or("the pod has no IP yet")?;
         let port = resolve_port(&a.port, ctr)?;
         let https = match a.scheme.as_deref().map(str::to_ascii_uppercase).as_deref() {
             None | Some("") | Some("HTTP") => false,
@@ -556,30 +683,56 @@ impl HttpTarget {
         if !path.starts_with('/') {
             path.insert(0, '/');
         }
-        let headers = a.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();
-        Ok(HttpTarget { https, host, port, path, headers })
+        let headers = a
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect();
+        Ok(HttpTarget {
+            https,
+            host,
+            port,
+            path,
+            headers,
+        })
     }
 
     pub fn url(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
-        format!("{scheme}://{}{}", join_host_port(&self.host, self.port), self.path)
+        format!(
+            "{scheme}://{}{}",
+            join_host_port(&self.host, self.port),
+            self.path
+        )
     }
 }
 
 /// One GET; the status code and (the start of) the body. Errors read like Go's.
-pub async fn http_get(t: &HttpTarget, user_agent: &str, timeout: Duration) -> Result<(u16, String), String> {
+pub async fn http_get(
+    t: &HttpTarget,
+    user_agent: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     let url = t.url();
     let work = async {
         let addr = join_host_port(&t.host, t.port);
-        let tcp = tokio::net::TcpStream::connect(&addr).await.map_err(|e| format!("dial tcp {addr}: {}", io_message(&e)))?;
+        let tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .map_err(|e| format!("dial tcp {addr}: {}", io_message(&e)))?;
         let _ = tcp.set_nodelay(true);
         if t.https {
-            let tls = tokio_rustls::TlsConnector::from(insecure_tls_config().map_err(|e| e.to_string())?);
+            let tls =
+                tokio_rustls::TlsConnector::from(insecure_tls_config().map_err(|e| e.to_string())?);
             let name = match t.host.parse::<std::net::IpAddr>() {
                 Ok(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
-                Err(_) => rustls::pki_types::ServerName::try_from(t.host.clone()).map_err(|e| e.to_string())?,
+                Err(_) => rustls::pki_types::ServerName::try_from(t.host.clone())
+                    .map_err(|e| e.to_string())?,
             };
-            let stream = tls.connect(name, tcp).await.map_err(|e| format!("tls: {e}"))?;
+            let stream = tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("tls: {e}"))?;
             request(stream, t, user_agent).await
         } else {
             request(tcp, t, user_agent).await
@@ -596,7 +749,10 @@ async fn request<S>(io: S, t: &HttpTarget, user_agent: &str) -> Result<(u16, Str
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(io)).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(io))
+            .await
+            .map_err(|e| e.to_string())?;
     let mut req = http::Request::get(t.path.as_str())
         .header(http::header::HOST, join_host_port(&t.host, t.port))
         .header(http::header::USER_AGENT, user_agent)
@@ -605,7 +761,10 @@ where
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
     for (name, value) in &t.headers {
-        let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(value)) else {
+        let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) else {
             return Err(format!("invalid header {name:?}"));
         };
         // Given headers replace the defaults (Host, User-Agent, Accept included).
@@ -627,7 +786,10 @@ where
                 None => break,
             }
         }
-        Ok((status, truncate(String::from_utf8_lossy(&data).into_owned())))
+        Ok((
+            status,
+            truncate(String::from_utf8_lossy(&data).into_owned()),
+        ))
     };
     tokio::pin!(exchange);
     tokio::pin!(conn);
@@ -647,7 +809,9 @@ where
 pub async fn http_probe(t: &HttpTarget, timeout: Duration) -> Outcome {
     match http_get(t, &user_agent("kube-probe"), timeout).await {
         Ok((code, _)) if (200..300).contains(&code) => Outcome::Success,
-        Ok((code, body)) if (300..400).contains(&code) => Outcome::Warning(format!("Probe terminated redirects, Response body: {body}")),
+        Ok((code, body)) if (300..400).contains(&code) => {
+            Outcome::Warning(format!("Probe terminated redirects, Response body: {body}"))
+        }
         Ok((code, _)) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
         Err(e) => Outcome::Failure(e),
     }
@@ -716,15 +880,31 @@ pub async fn grpc_probe(host: &str, port: u16, service: &str, timeout: Duration)
     };
     let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
         Ok(Ok(ch)) => ch,
-        Ok(Err(e)) => return Outcome::Failure(format!("error: failed to connect service at {addr:?}: {}", error_chain(&e))),
-        Err(_) => return Outcome::Failure(format!("timeout: failed to connect service {addr:?} within {secs}s: context deadline exceeded")),
+        Ok(Err(e)) => {
+            return Outcome::Failure(format!(
+                "error: failed to connect service at {addr:?}: {}",
+                error_chain(&e)
+            ))
+        }
+        Err(_) => return Outcome::Failure(format!(
+            "timeout: failed to connect service {addr:?} within {secs}s: context deadline exceeded"
+        )),
     };
     let mut grpc = tonic::client::Grpc::new(channel);
     let call = async {
-        grpc.ready().await.map_err(|e| tonic::Status::unavailable(error_chain(&e)))?;
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(error_chain(&e)))?;
         let codec = tonic_prost::ProstCodec::<HealthCheckRequest, HealthCheckResponse>::default();
         let path = http::uri::PathAndQuery::from_static(HEALTH_CHECK_PATH);
-        grpc.unary(tonic::Request::new(HealthCheckRequest { service: service.to_string() }), path, codec).await
+        grpc.unary(
+            tonic::Request::new(HealthCheckRequest {
+                service: service.to_string(),
+            }),
+            path,
+            codec,
+        )
+        .await
     };
     match tokio::time::timeout(timeout, call).await {
         Err(_) => Outcome::Failure(format!("timeout: health rpc did not complete within {secs}s")),
@@ -776,7 +956,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -785,7 +970,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -817,14 +1007,23 @@ mod tests {
     }
 
     /// A probe answering from a script (the last answer repeats), logging when it ran.
-    fn scripted(answers: Vec<Outcome>) -> (impl FnMut() -> std::future::Ready<Outcome>, Arc<Mutex<Vec<Duration>>>) {
+    fn scripted(
+        answers: Vec<Outcome>,
+    ) -> (
+        impl FnMut() -> std::future::Ready<Outcome>,
+        Arc<Mutex<Vec<Duration>>>,
+    ) {
         let start = Instant::now();
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut answers: VecDeque<Outcome> = answers.into();
         let l = log.clone();
         let probe = move || {
             l.lock().expect("log").push(start.elapsed());
-            let a = if answers.len() > 1 { answers.pop_front() } else { answers.front().cloned() };
+            let a = if answers.len() > 1 {
+                answers.pop_front()
+            } else {
+                answers.front().cloned()
+            };
             std::future::ready(a.unwrap_or(Outcome::Success))
         };
         (probe, log)
@@ -835,7 +1034,14 @@ mod tests {
     }
 
     fn status(started: bool, ready: bool) -> Arc<watch::Sender<ProbeStatus>> {
-        Arc::new(watch::channel(ProbeStatus { started, ready, failed: None }).0)
+        Arc::new(
+            watch::channel(ProbeStatus {
+                started,
+                ready,
+                failed: None,
+            })
+            .0,
+        )
     }
 
     /// Counts the wake-ups a probe worker gives the pod worker.
@@ -856,19 +1062,36 @@ mod tests {
     }
 
     fn secs(log: &Arc<Mutex<Vec<Duration>>>) -> Vec<u64> {
-        log.lock().expect("log").iter().map(|d| d.as_secs()).collect()
+        log.lock()
+            .expect("log")
+            .iter()
+            .map(|d| d.as_secs())
+            .collect()
     }
 
     #[test]
     fn thresholds_need_consecutive_agreeing_results() {
         let mut t = Thresholds::new(2, 3);
-        let seen: Vec<Option<bool>> = [false, true, true, true, false, false, true, false, false, false]
-            .into_iter()
-            .map(|ok| t.observe(ok))
-            .collect();
+        let seen: Vec<Option<bool>> = [
+            false, true, true, true, false, false, true, false, false, false,
+        ]
+        .into_iter()
+        .map(|ok| t.observe(ok))
+        .collect();
         assert_eq!(
             seen,
-            vec![None, None, Some(true), Some(true), None, None, None, None, None, Some(false)]
+            vec![
+                None,
+                None,
+                Some(true),
+                Some(true),
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some(false)
+            ]
         );
         let mut once = Thresholds::new(0, 1);
         assert_eq!(once.observe(false), Some(false));
@@ -880,25 +1103,50 @@ mod tests {
         let p = Probe::default();
         let c = ProbeConfig::new(ProbeKind::Liveness, &p, Duration::ZERO);
         assert_eq!(c, cfg(ProbeKind::Liveness, 0, 10, 1, 3));
-        let p = Probe { initial_delay_seconds: Some(30), success_threshold: Some(4), timeout_seconds: Some(5), ..Default::default() };
+        let p = Probe {
+            initial_delay_seconds: Some(30),
+            success_threshold: Some(4),
+            timeout_seconds: Some(5),
+            ..Default::default()
+        };
         let c = ProbeConfig::new(ProbeKind::Readiness, &p, Duration::from_secs(12));
         assert_eq!(c.initial_delay, Duration::from_secs(18));
         assert_eq!(c.success_threshold, 4);
         assert_eq!(c.timeout, Duration::from_secs(5));
         // A container that has run longer than the delay is probed at once.
-        assert_eq!(ProbeConfig::new(ProbeKind::Readiness, &p, Duration::from_secs(99)).initial_delay, Duration::ZERO);
-        assert_eq!(ProbeConfig::new(ProbeKind::Startup, &p, Duration::ZERO).success_threshold, 1);
+        assert_eq!(
+            ProbeConfig::new(ProbeKind::Readiness, &p, Duration::from_secs(99)).initial_delay,
+            Duration::ZERO
+        );
+        assert_eq!(
+            ProbeConfig::new(ProbeKind::Startup, &p, Duration::ZERO).success_threshold,
+            1
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn readiness_follows_thresholds_on_the_period_and_wakes_the_pod_worker() {
         let start = Instant::now();
-        let (probe, log) = scripted(vec![fail(), Outcome::Success, Outcome::Success, fail(), fail(), fail(), Outcome::Success]);
+        let (probe, log) = scripted(vec![
+            fail(),
+            Outcome::Success,
+            Outcome::Success,
+            fail(),
+            fail(),
+            fail(),
+            Outcome::Success,
+        ]);
         let st = status(true, false);
         let wake = Arc::new(Notify::new());
         let wakes = count_wakes(&wake);
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(run_worker(cfg(ProbeKind::Readiness, 5, 10, 2, 3), probe, st.clone(), wake, cancel.clone()));
+        let task = tokio::spawn(run_worker(
+            cfg(ProbeKind::Readiness, 5, 10, 2, 3),
+            probe,
+            st.clone(),
+            wake,
+            cancel.clone(),
+        ));
         at(start, 24.5).await;
         assert!(!st.borrow().ready, "one success is below the threshold");
         at(start, 25.5).await;
@@ -923,10 +1171,25 @@ mod tests {
         let cancel = CancellationToken::new();
         let (startup, startup_log) = scripted(vec![fail(), fail(), Outcome::Success]);
         let (live, live_log) = scripted(vec![fail(), fail(), fail()]);
-        let s = tokio::spawn(run_worker(cfg(ProbeKind::Startup, 0, 1, 1, 3), startup, st.clone(), wake.clone(), cancel.clone()));
-        let l = tokio::spawn(run_worker(cfg(ProbeKind::Liveness, 0, 1, 1, 2), live, st.clone(), wake, cancel.clone()));
+        let s = tokio::spawn(run_worker(
+            cfg(ProbeKind::Startup, 0, 1, 1, 3),
+            startup,
+            st.clone(),
+            wake.clone(),
+            cancel.clone(),
+        ));
+        let l = tokio::spawn(run_worker(
+            cfg(ProbeKind::Liveness, 0, 1, 1, 2),
+            live,
+            st.clone(),
+            wake,
+            cancel.clone(),
+        ));
         at(start, 1.5).await;
-        assert!(live_log.lock().expect("log").is_empty(), "liveness waits for the startup probe");
+        assert!(
+            live_log.lock().expect("log").is_empty(),
+            "liveness waits for the startup probe"
+        );
         at(start, 2.5).await;
         assert!(st.borrow().started);
         assert!(s.is_finished(), "the startup worker ends once started");
@@ -949,12 +1212,31 @@ mod tests {
         let cancel = CancellationToken::new();
         let (startup, _) = scripted(vec![fail()]);
         let (ready, ready_log) = scripted(vec![Outcome::Success]);
-        let s = tokio::spawn(run_worker(cfg(ProbeKind::Startup, 0, 2, 1, 3), startup, st.clone(), wake.clone(), cancel.clone()));
-        let r = tokio::spawn(run_worker(cfg(ProbeKind::Readiness, 0, 1, 1, 3), ready, st.clone(), wake, cancel.clone()));
+        let s = tokio::spawn(run_worker(
+            cfg(ProbeKind::Startup, 0, 2, 1, 3),
+            startup,
+            st.clone(),
+            wake.clone(),
+            cancel.clone(),
+        ));
+        let r = tokio::spawn(run_worker(
+            cfg(ProbeKind::Readiness, 0, 1, 1, 3),
+            ready,
+            st.clone(),
+            wake,
+            cancel.clone(),
+        ));
         at(start, 3.5).await;
         assert_eq!(st.borrow().failed, None);
         at(start, 4.5).await;
-        assert_eq!(*st.borrow(), ProbeStatus { started: false, ready: false, failed: Some(ProbeKind::Startup) });
+        assert_eq!(
+            *st.borrow(),
+            ProbeStatus {
+                started: false,
+                ready: false,
+                failed: Some(ProbeKind::Startup)
+            }
+        );
         assert!(s.is_finished());
         assert!(ready_log.lock().expect("log").is_empty());
         // The container's workers are stopped with its token.
@@ -967,17 +1249,37 @@ mod tests {
         let start = Instant::now();
         let st = status(true, true);
         let wake = Arc::new(Notify::new());
-        let (live, _) = scripted(vec![fail(), Outcome::Unknown("no such port".into()), fail()]);
+        let (live, _) = scripted(vec![
+            fail(),
+            Outcome::Unknown("no such port".into()),
+            fail(),
+        ]);
         let cancel = CancellationToken::new();
-        let _w = tokio::spawn(run_worker(cfg(ProbeKind::Liveness, 0, 1, 1, 2), live, st.clone(), wake, cancel.clone()));
+        let _w = tokio::spawn(run_worker(
+            cfg(ProbeKind::Liveness, 0, 1, 1, 2),
+            live,
+            st.clone(),
+            wake,
+            cancel.clone(),
+        ));
         at(start, 1.5).await;
-        assert_eq!(st.borrow().failed, None, "an error does not count as the second failure");
+        assert_eq!(
+            st.borrow().failed,
+            None,
+            "an error does not count as the second failure"
+        );
         at(start, 2.5).await;
         assert_eq!(st.borrow().failed, Some(ProbeKind::Liveness));
         // A warning counts as success.
         let st = status(true, false);
         let (ready, _) = scripted(vec![Outcome::Warning("redirect".into())]);
-        let _r = tokio::spawn(run_worker(cfg(ProbeKind::Readiness, 0, 1, 1, 1), ready, st.clone(), Arc::new(Notify::new()), cancel.clone()));
+        let _r = tokio::spawn(run_worker(
+            cfg(ProbeKind::Readiness, 0, 1, 1, 1),
+            ready,
+            st.clone(),
+            Arc::new(Notify::new()),
+            cancel.clone(),
+        ));
         at(start, 3.0).await;
         assert!(st.borrow().ready);
         cancel.cancel();
@@ -987,21 +1289,43 @@ mod tests {
     fn ports_resolve_by_number_or_name() {
         let ctr = Container {
             name: "c".into(),
-            ports: Some(vec![ContainerPort { name: Some("http".into()), container_port: 8080, ..Default::default() }]),
+            ports: Some(vec![ContainerPort {
+                name: Some("http".into()),
+                container_port: 8080,
+                ..Default::default()
+            }]),
             ..Default::default()
         };
         assert_eq!(resolve_port(&IntOrString::Int(80), &ctr), Ok(80));
-        assert_eq!(resolve_port(&IntOrString::String("http".into()), &ctr), Ok(8080));
-        assert_eq!(resolve_port(&IntOrString::String("9090".into()), &ctr), Ok(9090));
-        assert_eq!(resolve_port(&IntOrString::String("grpc".into()), &ctr), Err("port grpc not found".into()));
-        assert_eq!(resolve_port(&IntOrString::Int(0), &ctr), Err("invalid port number: 0".into()));
-        assert_eq!(resolve_port(&IntOrString::Int(70000), &ctr), Err("invalid port number: 70000".into()));
+        assert_eq!(
+            resolve_port(&IntOrString::String("http".into()), &ctr),
+            Ok(8080)
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::String("9090".into()), &ctr),
+            Ok(9090)
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::String("grpc".into()), &ctr),
+            Err("port grpc not found".into())
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::Int(0), &ctr),
+            Err("invalid port number: 0".into())
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::Int(70000), &ctr),
+            Err("invalid port number: 70000".into())
+        );
     }
 
     #[test]
     fn http_targets_default_to_the_pod_ip() {
         let ctr = Container::default();
-        let a = HTTPGetAction { port: IntOrString::Int(8080), ..Default::default() };
+        let a = HTTPGetAction {
+            port: IntOrString::Int(8080),
+            ..Default::default()
+        };
         let t = HttpTarget::new(&a, &ctr, Some("10.1.2.3")).expect("target");
         assert_eq!(t.url(), "http://10.1.2.3:8080/");
         let a = HTTPGetAction {
@@ -1011,14 +1335,19 @@ mod tests {
             port: IntOrString::Int(443),
             ..Default::default()
         };
-        assert_eq!(HttpTarget::new(&a, &ctr, None).expect("target").url(), "https://[::1]:443/healthz?x=1");
+        assert_eq!(
+            HttpTarget::new(&a, &ctr, None).expect("target").url(),
+            "https://[::1]:443/healthz?x=1"
+        );
         assert!(HttpTarget::new(&HTTPGetAction::default(), &ctr, None).is_err());
         assert_eq!(user_agent("kube-probe"), "kube-probe/1.33");
     }
 
     /// An HTTP/1.1 server on loopback answering every request with `status`; the
     /// requests it got come out of the channel.
-    async fn http_server(status: &'static str) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    async fn http_server(
+        status: &'static str,
+    ) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = l.local_addr().expect("addr").port();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -1035,7 +1364,9 @@ mod tests {
                         }
                     }
                     let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
-                    let resp = format!("HTTP/1.1 {status}\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody");
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody"
+                    );
                     let _ = s.write_all(resp.as_bytes()).await;
                 });
             }
@@ -1044,7 +1375,13 @@ mod tests {
     }
 
     fn target(port: u16) -> HttpTarget {
-        HttpTarget { https: false, host: "127.0.0.1".into(), port, path: "/healthz".into(), headers: vec![] }
+        HttpTarget {
+            https: false,
+            host: "127.0.0.1".into(),
+            port,
+            path: "/healthz".into(),
+            headers: vec![],
+        }
     }
 
     #[tokio::test]
@@ -1052,7 +1389,10 @@ mod tests {
         let t = Duration::from_secs(5);
         let (port, mut reqs) = http_server("200 OK").await;
         let mut ok = target(port);
-        ok.headers = vec![("X-Custom".into(), "yes".into()), ("Host".into(), "example.test".into())];
+        ok.headers = vec![
+            ("X-Custom".into(), "yes".into()),
+            ("Host".into(), "example.test".into()),
+        ];
         assert_eq!(http_probe(&ok, t).await, Outcome::Success);
         let req = reqs.recv().await.expect("request").to_ascii_lowercase();
         assert!(req.starts_with("get /healthz http/1.1\r\n"), "{req}");
@@ -1062,13 +1402,25 @@ mod tests {
         assert!(!req.contains(&format!("host: 127.0.0.1:{port}")), "{req}");
 
         let (port, _reqs) = http_server("500 Internal Server Error").await;
-        assert_eq!(http_probe(&target(port), t).await, Outcome::Failure("HTTP probe failed with statuscode: 500".into()));
+        assert_eq!(
+            http_probe(&target(port), t).await,
+            Outcome::Failure("HTTP probe failed with statuscode: 500".into())
+        );
         let (port, _reqs) = http_server("302 Found").await;
-        assert_eq!(http_probe(&target(port), t).await, Outcome::Warning("Probe terminated redirects, Response body: body".into()));
+        assert_eq!(
+            http_probe(&target(port), t).await,
+            Outcome::Warning("Probe terminated redirects, Response body: body".into())
+        );
         let (port, _reqs) = http_server("399 Odd").await;
-        assert!(matches!(http_probe(&target(port), t).await, Outcome::Warning(_)));
+        assert!(matches!(
+            http_probe(&target(port), t).await,
+            Outcome::Warning(_)
+        ));
         let (port, _reqs) = http_server("400 Bad Request").await;
-        assert_eq!(http_probe(&target(port), t).await, Outcome::Failure("HTTP probe failed with statuscode: 400".into()));
+        assert_eq!(
+            http_probe(&target(port), t).await,
+            Outcome::Failure("HTTP probe failed with statuscode: 400".into())
+        );
     }
 
     #[tokio::test]
@@ -1097,7 +1449,8 @@ mod tests {
 
     #[tokio::test]
     async fn https_probe_does_not_verify_the_certificate() {
-        let tls = crate::server::tls_config("probe-test", "127.0.0.1".parse().expect("ip"), None).expect("tls config");
+        let tls = crate::server::tls_config("probe-test", "127.0.0.1".parse().expect("ip"), None)
+            .expect("tls config");
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = l.local_addr().expect("addr").port();
@@ -1105,17 +1458,24 @@ mod tests {
             while let Ok((s, _)) = l.accept().await {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let Ok(mut s) = acceptor.accept(s).await else { return };
+                    let Ok(mut s) = acceptor.accept(s).await else {
+                        return;
+                    };
                     let mut buf = [0u8; 4096];
                     let _ = s.read(&mut buf).await;
-                    let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                        .await;
                     let _ = s.shutdown().await;
                 });
             }
         });
         let mut t = target(port);
         t.https = true;
-        assert_eq!(http_probe(&t, Duration::from_secs(5)).await, Outcome::Success);
+        assert_eq!(
+            http_probe(&t, Duration::from_secs(5)).await,
+            Outcome::Success
+        );
     }
 
     #[tokio::test]
@@ -1129,11 +1489,16 @@ mod tests {
     async fn tcp_probe_connects_or_fails() {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = l.local_addr().expect("addr").port();
-        assert_eq!(tcp_probe("127.0.0.1", port, Duration::from_secs(1)).await, Outcome::Success);
+        assert_eq!(
+            tcp_probe("127.0.0.1", port, Duration::from_secs(1)).await,
+            Outcome::Success
+        );
         drop(l);
         assert_eq!(
             tcp_probe("127.0.0.1", port, Duration::from_secs(1)).await,
-            Outcome::Failure(format!("dial tcp 127.0.0.1:{port}: connect: connection refused"))
+            Outcome::Failure(format!(
+                "dial tcp 127.0.0.1:{port}: connect: connection refused"
+            ))
         );
     }
 
@@ -1148,35 +1513,55 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((s, _)) = l.accept().await {
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                        assert_eq!(req.uri().path(), HEALTH_CHECK_PATH);
-                        let body = req.into_body().collect().await.expect("request body").to_bytes();
-                        let msg = HealthCheckRequest::decode(&body[5..]).expect("HealthCheckRequest");
-                        let mut frames = Vec::new();
-                        let mut trailers = http::HeaderMap::new();
-                        let (grpc_status, serving) = match msg.service.as_str() {
-                            "" => (0, 1),
-                            "down" => (0, 2),
-                            _ => (12, 0),
-                        };
-                        if grpc_status == 0 {
-                            let out = HealthCheckResponse { status: serving }.encode_to_vec();
-                            let mut data = vec![0u8];
-                            data.extend_from_slice(&(out.len() as u32).to_be_bytes());
-                            data.extend_from_slice(&out);
-                            frames.push(Frame::data(Bytes::from(data)));
-                        } else {
-                            trailers.insert("grpc-message", http::HeaderValue::from_static("unknown service grpc.health.v1.Health"));
-                        }
-                        trailers.insert("grpc-status", http::HeaderValue::from(grpc_status));
-                        frames.push(Frame::trailers(trailers));
-                        let body = StreamBody::new(futures::stream::iter(frames.into_iter().map(Ok::<_, std::convert::Infallible>)));
-                        let resp = http::Response::builder().header("content-type", "application/grpc").body(body).expect("response");
-                        Ok::<_, std::convert::Infallible>(resp)
-                    });
-                    let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(TokioIo::new(s), svc)
-                        .await;
+                    let svc = hyper::service::service_fn(
+                        |req: http::Request<hyper::body::Incoming>| async move {
+                            assert_eq!(req.uri().path(), HEALTH_CHECK_PATH);
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .expect("request body")
+                                .to_bytes();
+                            let msg =
+                                HealthCheckRequest::decode(&body[5..]).expect("HealthCheckRequest");
+                            let mut frames = Vec::new();
+                            let mut trailers = http::HeaderMap::new();
+                            let (grpc_status, serving) = match msg.service.as_str() {
+                                "" => (0, 1),
+                                "down" => (0, 2),
+                                _ => (12, 0),
+                            };
+                            if grpc_status == 0 {
+                                let out = HealthCheckResponse { status: serving }.encode_to_vec();
+                                let mut data = vec![0u8];
+                                data.extend_from_slice(&(out.len() as u32).to_be_bytes());
+                                data.extend_from_slice(&out);
+                                frames.push(Frame::data(Bytes::from(data)));
+                            } else {
+                                trailers.insert(
+                                    "grpc-message",
+                                    http::HeaderValue::from_static(
+                                        "unknown service grpc.health.v1.Health",
+                                    ),
+                                );
+                            }
+                            trailers.insert("grpc-status", http::HeaderValue::from(grpc_status));
+                            frames.push(Frame::trailers(trailers));
+                            let body = StreamBody::new(futures::stream::iter(
+                                frames.into_iter().map(Ok::<_, std::convert::Infallible>),
+                            ));
+                            let resp = http::Response::builder()
+                                .header("content-type", "application/grpc")
+                                .body(body)
+                                .expect("response");
+                            Ok::<_, std::convert::Infallible>(resp)
+                        },
+                    );
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
                 });
             }
         });
@@ -1204,7 +1589,12 @@ mod tests {
             l.local_addr().expect("addr").port()
         };
         match grpc_probe("127.0.0.1", closed, "", t).await {
-            Outcome::Failure(m) => assert!(m.starts_with(&format!("error: failed to connect service at \"127.0.0.1:{closed}\"")), "{m}"),
+            Outcome::Failure(m) => assert!(
+                m.starts_with(&format!(
+                    "error: failed to connect service at \"127.0.0.1:{closed}\""
+                )),
+                "{m}"
+            ),
             other => panic!("{other:?}"),
         }
     }
@@ -1213,10 +1603,16 @@ mod tests {
     fn initial_status_without_probes_is_started_and_ready() {
         let plain = Container::default();
         assert!(ProbeStatus::initial(&plain).is_ready());
-        let gated = Container { startup_probe: Some(Probe::default()), ..Default::default() };
+        let gated = Container {
+            startup_probe: Some(Probe::default()),
+            ..Default::default()
+        };
         let s = ProbeStatus::initial(&gated);
         assert!(!s.started && !s.is_ready());
-        let with_readiness = Container { readiness_probe: Some(Probe::default()), ..Default::default() };
+        let with_readiness = Container {
+            readiness_probe: Some(Probe::default()),
+            ..Default::default()
+        };
         let s = ProbeStatus::initial(&with_readiness);
         assert!(s.started && !s.is_ready());
     }

@@ -14,7 +14,9 @@ pub fn cpu_millis(q: &str) -> i64 {
     if let Some(m) = q.strip_suffix('m') {
         return m.parse::<f64>().map(|v| v.ceil() as i64).unwrap_or(0);
     }
-    q.parse::<f64>().map(|v| (v * 1000.0).ceil() as i64).unwrap_or(0)
+    q.parse::<f64>()
+        .map(|v| (v * 1000.0).ceil() as i64)
+        .unwrap_or(0)
 }
 
 /// Bytes of a memory quantity (`64Mi`, `1G`, `128974848`, `129e6`).
@@ -37,7 +39,10 @@ pub fn bytes(q: &str) -> i64 {
     ];
     for (s, mult) in suffixes {
         if let Some(n) = q.strip_suffix(s) {
-            return n.parse::<f64>().map(|v| (v * mult).ceil() as i64).unwrap_or(0);
+            return n
+                .parse::<f64>()
+                .map(|v| (v * mult).ceil() as i64)
+                .unwrap_or(0);
         }
     }
     q.parse::<f64>().map(|v| v.ceil() as i64).unwrap_or(0)
@@ -45,7 +50,11 @@ pub fn bytes(q: &str) -> i64 {
 
 fn quantity(container: &Container, limits: bool, name: &str) -> Option<String> {
     let r = container.resources.as_ref()?;
-    let m = if limits { r.limits.as_ref()? } else { r.requests.as_ref()? };
+    let m = if limits {
+        r.limits.as_ref()?
+    } else {
+        r.requests.as_ref()?
+    };
     m.get(name).map(|q| q.0.clone())
 }
 
@@ -56,7 +65,10 @@ pub fn qos_class(pod: &Pod) -> String {
     }
     let containers: Vec<&Container> = pod.spec.iter().flat_map(|s| s.containers.iter()).collect();
     let any = containers.iter().any(|c| {
-        c.resources.as_ref().is_some_and(|r| r.requests.as_ref().is_some_and(|m| !m.is_empty()) || r.limits.as_ref().is_some_and(|m| !m.is_empty()))
+        c.resources.as_ref().is_some_and(|r| {
+            r.requests.as_ref().is_some_and(|m| !m.is_empty())
+                || r.limits.as_ref().is_some_and(|m| !m.is_empty())
+        })
     });
     if !any {
         return "BestEffort".into();
@@ -67,15 +79,27 @@ pub fn qos_class(pod: &Pod) -> String {
             l.is_some() && (quantity(c, false, r).is_none() || quantity(c, false, r) == l)
         })
     });
-    if guaranteed { "Guaranteed" } else { "Burstable" }.into()
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+    .into()
 }
 
-pub fn linux_resources(pod: &Pod, container: &Container, machine_memory: i64) -> LinuxContainerResources {
-    let cpu_request = quantity(container, false, "cpu").or_else(|| quantity(container, true, "cpu"));
+pub fn linux_resources(
+    pod: &Pod,
+    container: &Container,
+    machine_memory: i64,
+) -> LinuxContainerResources {
+    let cpu_request =
+        quantity(container, false, "cpu").or_else(|| quantity(container, true, "cpu"));
     let cpu_limit = quantity(container, true, "cpu");
     let mem_limit = quantity(container, true, "memory");
     let mem_request = quantity(container, false, "memory").or_else(|| mem_limit.clone());
-    let shares = cpu_request.map(|q| (cpu_millis(&q) * 1024 / 1000).max(MIN_SHARES)).unwrap_or(MIN_SHARES);
+    let shares = cpu_request
+        .map(|q| (cpu_millis(&q) * 1024 / 1000).max(MIN_SHARES))
+        .unwrap_or(MIN_SHARES);
     let (period, quota) = match cpu_limit {
         Some(l) => (CPU_PERIOD, (cpu_millis(&l) * CPU_PERIOD / 1000).max(1000)),
         None => (0, 0),
@@ -85,7 +109,11 @@ pub fn linux_resources(pod: &Pod, container: &Container, machine_memory: i64) ->
         "BestEffort" => 1000,
         _ => {
             let req = mem_request.map(|q| bytes(&q)).unwrap_or(0);
-            let adj = if machine_memory > 0 { 1000 - (1000 * req) / machine_memory } else { 1000 };
+            let adj = if machine_memory > 0 {
+                1000 - (1000 * req) / machine_memory
+            } else {
+                1000
+            };
             adj.clamp(3, 999)
         }
     };

@@ -29,25 +29,45 @@ pub(crate) fn full(code: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
         .status(code)
         .header(http::header::CONTENT_TYPE, "text/plain")
-        .body(Full::new(text.into()).map_err(|never| match never {}).boxed())
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed()))
+        .body(
+            Full::new(text.into())
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .unwrap_or_else(|_| {
+            Response::new(
+                Full::new(Bytes::new())
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+        })
 }
 
 /// TLS config: a self-signed serving certificate for the node; client certificates
 /// verified against `client_ca_pem` when given.
-pub fn tls_config(node_name: &str, node_ip: std::net::IpAddr, client_ca_pem: Option<&str>) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+pub fn tls_config(
+    node_name: &str,
+    node_ip: std::net::IpAddr,
+    client_ca_pem: Option<&str>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let ck = rcgen::generate_simple_self_signed(vec![node_name.to_string(), node_ip.to_string()])?;
     let cert = rustls::pki_types::CertificateDer::from(ck.cert.der().to_vec());
-    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let builder = match client_ca_pem {
         Some(pem) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in rustls_pemfile::certs(&mut pem.as_bytes()) {
                 roots.add(c?)?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -57,7 +77,12 @@ pub fn tls_config(node_name: &str, node_ip: std::net::IpAddr, client_ca_pem: Opt
     Ok(Arc::new(cfg))
 }
 
-pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, cancel: CancellationToken) {
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    cancel: CancellationToken,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -71,18 +96,27 @@ pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::TcpListener, tls: Arc<ru
         let ctx = ctx.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
             let svc = hyper::service::service_fn(move |req| {
                 let ctx = ctx.clone();
                 let cancel = cancel.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(ctx, req, peer, cancel).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(tls), svc).await;
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await;
         });
     }
 }
 
-async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>, _peer: SocketAddr, cancel: CancellationToken) -> Response<Body> {
+async fn handle(
+    ctx: Arc<Ctx>,
+    req: Request<Incoming>,
+    _peer: SocketAddr,
+    cancel: CancellationToken,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query: HashMap<String, String> = req
         .uri()
@@ -91,7 +125,9 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>, _peer: SocketAddr, cancel
             q.split('&')
                 .filter_map(|kv| {
                     let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned();
+                    let v = percent_encoding::percent_decode_str(v)
+                        .decode_utf8_lossy()
+                        .into_owned();
                     Some((k.to_string(), v))
                 })
                 .collect()
@@ -104,34 +140,60 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>, _peer: SocketAddr, cancel
         return match crate::stats::collect(&ctx).await {
             Ok((node, pods)) if path == "/metrics/resource" => {
                 let mut r = full(StatusCode::OK, crate::stats::resource_metrics(&node, &pods));
-                r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
                 r
             }
             Ok((node, pods)) => {
-                let body = crate::stats::summary_json(&ctx.config.node_name, &node, &pods).to_string();
+                let body =
+                    crate::stats::summary_json(&ctx.config.node_name, &node, &pods).to_string();
                 let mut r = full(StatusCode::OK, body);
-                r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
                 r
             }
-            Err(e) => full(StatusCode::INTERNAL_SERVER_ERROR, format!("failed to get stats: {e:#}")),
+            Err(e) => full(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("failed to get stats: {e:#}"),
+            ),
         };
     }
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     use crate::streaming::{handle as stream, Stream};
     match parts.as_slice() {
-        ["containerLogs", ns, pod, container] => container_logs(ctx, ns, pod, container, &query, cancel).await,
-        ["exec", ns, pod, container] | ["exec", ns, pod, _, container] => stream(&ctx, req, ns, pod, Stream::Exec { container }).await,
-        ["attach", ns, pod, container] | ["attach", ns, pod, _, container] => stream(&ctx, req, ns, pod, Stream::Attach { container }).await,
-        ["portForward", ns, pod] | ["portForward", ns, pod, _] => stream(&ctx, req, ns, pod, Stream::PortForward).await,
+        ["containerLogs", ns, pod, container] => {
+            container_logs(ctx, ns, pod, container, &query, cancel).await
+        }
+        ["exec", ns, pod, container] | ["exec", ns, pod, _, container] => {
+            stream(&ctx, req, ns, pod, Stream::Exec { container }).await
+        }
+        ["attach", ns, pod, container] | ["attach", ns, pod, _, container] => {
+            stream(&ctx, req, ns, pod, Stream::Attach { container }).await
+        }
+        ["portForward", ns, pod] | ["portForward", ns, pod, _] => {
+            stream(&ctx, req, ns, pod, Stream::PortForward).await
+        }
         _ => full(StatusCode::NOT_FOUND, "404 page not found"),
     }
 }
 
 fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
-    q.get(k).is_some_and(|v| v.is_empty() || v == "true" || v == "1")
+    q.get(k)
+        .is_some_and(|v| v.is_empty() || v == "true" || v == "1")
 }
 
-async fn container_logs(ctx: Arc<Ctx>, ns: &str, pod: &str, container: &str, q: &HashMap<String, String>, cancel: CancellationToken) -> Response<Body> {
+async fn container_logs(
+    ctx: Arc<Ctx>,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    q: &HashMap<String, String>,
+    cancel: CancellationToken,
+) -> Response<Body> {
     let mut cri = ctx.cri.clone();
     let selector = HashMap::from([
         (POD_NAMESPACE_LABEL.to_string(), ns.to_string()),
@@ -140,7 +202,12 @@ async fn container_logs(ctx: Arc<Ctx>, ns: &str, pod: &str, container: &str, q: 
     ]);
     let list = match cri
         .runtime
-        .list_containers(c::ListContainersRequest { filter: Some(c::ContainerFilter { label_selector: selector, ..Default::default() }) })
+        .list_containers(c::ListContainersRequest {
+            filter: Some(c::ContainerFilter {
+                label_selector: selector,
+                ..Default::default()
+            }),
+        })
         .await
         .call("ListContainers")
     {
@@ -155,12 +222,22 @@ async fn container_logs(ctx: Arc<Ctx>, ns: &str, pod: &str, container: &str, q: 
         let msg = if previous {
             format!("previous terminated container \"{container}\" in pod \"{pod}\" not found")
         } else {
-            format!("container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating")
+            format!(
+                "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+            )
         };
         return full(StatusCode::BAD_REQUEST, msg);
     };
     let id = chosen.id.clone();
-    let status = match cri.runtime.container_status(c::ContainerStatusRequest { container_id: id.clone(), verbose: false }).await.call("ContainerStatus") {
+    let status = match cri
+        .runtime
+        .container_status(c::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: false,
+        })
+        .await
+        .call("ContainerStatus")
+    {
         Ok(s) => s.status.unwrap_or_default(),
         Err(e) => return full(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
@@ -169,9 +246,13 @@ async fn container_logs(ctx: Arc<Ctx>, ns: &str, pod: &str, container: &str, q: 
         .get("sinceTime")
         .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
         .or_else(|| {
-            q.get("sinceSeconds").and_then(|s| s.parse::<i64>().ok()).and_then(|s| {
-                k8s_openapi::jiff::Timestamp::now().checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(s)).ok()
-            })
+            q.get("sinceSeconds")
+                .and_then(|s| s.parse::<i64>().ok())
+                .and_then(|s| {
+                    k8s_openapi::jiff::Timestamp::now()
+                        .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(s))
+                        .ok()
+                })
         });
     let opts = LogOptions {
         follow: truthy(q, "follow"),
@@ -261,8 +342,18 @@ async fn stream_file(
         idle_checks += 1;
         if idle_checks % 5 == 0 {
             let mut cri = ctx.cri.clone();
-            let exited = match cri.runtime.container_status(c::ContainerStatusRequest { container_id: id.clone(), verbose: false }).await.call("ContainerStatus") {
-                Ok(s) => s.status.is_none_or(|s| s.state == c::ContainerState::ContainerExited as i32),
+            let exited = match cri
+                .runtime
+                .container_status(c::ContainerStatusRequest {
+                    container_id: id.clone(),
+                    verbose: false,
+                })
+                .await
+                .call("ContainerStatus")
+            {
+                Ok(s) => s
+                    .status
+                    .is_none_or(|s| s.state == c::ContainerState::ContainerExited as i32),
                 Err(_) => true,
             };
             if exited {

@@ -33,11 +33,16 @@ pub fn desired(dir: &Path, node: &str) -> BTreeMap<String, Pod> {
     files.sort();
     let mut out = BTreeMap::new();
     for file in files {
-        let ext = file.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        let ext = file
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
         if !matches!(ext, "yaml" | "yml" | "json") {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let value = match serde_json::Value::deserialize(doc) {
                 Ok(v) if !v.is_null() => v,
@@ -51,7 +56,9 @@ pub fn desired(dir: &Path, node: &str) -> BTreeMap<String, Pod> {
                 Some(p) => {
                     out.insert(p.metadata.name.clone().unwrap_or_default(), p);
                 }
-                None => tracing::warn!(file = %file.display(), "static pod manifest is not a Pod with a name"),
+                None => {
+                    tracing::warn!(file = %file.display(), "static pod manifest is not a Pod with a name")
+                }
             }
         }
     }
@@ -72,12 +79,17 @@ pub fn mirror_pod(mut manifest: serde_json::Value, node: &str) -> Option<Pod> {
     if !meta.contains_key("namespace") {
         meta.insert("namespace".into(), "default".into());
     }
-    let annotations = meta.entry("annotations").or_insert_with(|| serde_json::json!({}));
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| serde_json::json!({}));
     let annotations = annotations.as_object_mut()?;
     annotations.insert(SOURCE_ANNOTATION.into(), "file".into());
     annotations.insert(HASH_ANNOTATION.into(), hash.into());
     annotations.insert(MIRROR_ANNOTATION.into(), hash.into());
-    manifest.get_mut("spec")?.as_object_mut()?.insert("nodeName".into(), node.into());
+    manifest
+        .get_mut("spec")?
+        .as_object_mut()?
+        .insert("nodeName".into(), node.into());
     serde_json::from_value(manifest).ok()
 }
 
@@ -102,40 +114,72 @@ async fn sync(client: &Client, dir: &Path, node: &str) -> anyhow::Result<()> {
         .await?
         .items
         .into_iter()
-        .filter(|p| p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(MIRROR_ANNOTATION)))
+        .filter(|p| {
+            p.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION))
+        })
         .collect();
-    let node_uid = Api::<Node>::all(client.clone()).get(node).await?.metadata.uid;
-    let hash_of = |p: &Pod| p.metadata.annotations.as_ref().and_then(|a| a.get(HASH_ANNOTATION).cloned());
+    let node_uid = Api::<Node>::all(client.clone())
+        .get(node)
+        .await?
+        .metadata
+        .uid;
+    let hash_of = |p: &Pod| {
+        p.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(HASH_ANNOTATION).cloned())
+    };
     for p in &have {
         let name = p.metadata.name.clone().unwrap_or_default();
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let stale = match want.get(&name) {
-            Some(w) => hash_of(w) != hash_of(p) || w.metadata.namespace.as_deref() != Some(ns.as_str()),
+            Some(w) => {
+                hash_of(w) != hash_of(p) || w.metadata.namespace.as_deref() != Some(ns.as_str())
+            }
             None => true,
         };
         if stale && p.metadata.deletion_timestamp.is_none() {
             tracing::info!(pod = %format!("{ns}/{name}"), "removing a static pod's mirror");
-            let _ = Api::<Pod>::namespaced(client.clone(), &ns).delete(&name, &DeleteParams::default()).await;
+            let _ = Api::<Pod>::namespaced(client.clone(), &ns)
+                .delete(&name, &DeleteParams::default())
+                .await;
         }
     }
     for (name, mut pod) in want {
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        if have.iter().any(|p| p.metadata.name.as_deref() == Some(name.as_str()) && p.metadata.namespace.as_deref() == Some(ns.as_str())) {
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        if have.iter().any(|p| {
+            p.metadata.name.as_deref() == Some(name.as_str())
+                && p.metadata.namespace.as_deref() == Some(ns.as_str())
+        }) {
             continue;
         }
-        pod.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-            api_version: "v1".into(),
-            kind: "Node".into(),
-            name: node.to_string(),
-            uid: node_uid.clone().unwrap_or_default(),
-            controller: Some(true),
-            ..Default::default()
-        }]);
-        match Api::<Pod>::namespaced(client.clone(), &ns).create(&PostParams::default(), &pod).await {
+        pod.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "v1".into(),
+                kind: "Node".into(),
+                name: node.to_string(),
+                uid: node_uid.clone().unwrap_or_default(),
+                controller: Some(true),
+                ..Default::default()
+            },
+        ]);
+        match Api::<Pod>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &pod)
+            .await
+        {
             Ok(_) => tracing::info!(pod = %format!("{ns}/{name}"), "created a static pod's mirror"),
             // Still terminating after a change: the next round creates it.
             Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "creating a mirror pod failed"),
+            Err(e) => {
+                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "creating a mirror pod failed")
+            }
         }
     }
     Ok(())
@@ -154,19 +198,32 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
-        std::fs::write(dir.path().join("bad.yaml"), "kind: Service\nmetadata: {name: x}\n").unwrap();
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            "kind: Service\nmetadata: {name: x}\n",
+        )
+        .unwrap();
         let pods = desired(dir.path(), "n1");
         assert_eq!(pods.keys().collect::<Vec<_>>(), ["second-n1", "web-n1"]);
         let web = &pods["web-n1"];
         assert_eq!(web.metadata.namespace.as_deref(), Some("kube-system"));
-        assert_eq!(pods["second-n1"].metadata.namespace.as_deref(), Some("default"));
-        assert_eq!(web.spec.as_ref().and_then(|s| s.node_name.as_deref()), Some("n1"));
+        assert_eq!(
+            pods["second-n1"].metadata.namespace.as_deref(),
+            Some("default")
+        );
+        assert_eq!(
+            web.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+            Some("n1")
+        );
         let a = web.metadata.annotations.clone().unwrap();
         assert_eq!(a[SOURCE_ANNOTATION], "file");
         assert_eq!(a[HASH_ANNOTATION], a[MIRROR_ANNOTATION]);
         // A changed manifest has another hash.
         std::fs::write(dir.path().join("web.yaml"), "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: kube-system\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n").unwrap();
         let again = desired(dir.path(), "n1");
-        assert_ne!(again["web-n1"].metadata.annotations.as_ref().unwrap()[HASH_ANNOTATION], a[HASH_ANNOTATION]);
+        assert_ne!(
+            again["web-n1"].metadata.annotations.as_ref().unwrap()[HASH_ANNOTATION],
+            a[HASH_ANNOTATION]
+        );
     }
 }

@@ -14,7 +14,9 @@ use cri::v1 as c;
 use cri::CallExt;
 use serde_json::{json, Value};
 
-use crate::kuberuntime::{CONTAINER_NAME_LABEL, MANAGED_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL};
+use crate::kuberuntime::{
+    CONTAINER_NAME_LABEL, MANAGED_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL,
+};
 use crate::worker::Ctx;
 
 /// Previous cumulative cpu readings (ns of cpu, ns timestamp) by container ID (`""`: the node).
@@ -68,7 +70,9 @@ impl Usage {
 }
 
 fn rfc3339(ns: i64) -> String {
-    k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(ns)).map(|t| t.to_string()).unwrap_or_default()
+    k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(ns))
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 fn now_ns() -> i64 {
@@ -86,11 +90,23 @@ pub fn node_usage(stat: &str, meminfo: &str, at_ns: i64) -> Usage {
         .skip(1)
         .filter_map(|f| f.parse().ok())
         .collect();
-    let busy: u64 = fields.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4 && *i < 8).map(|(_, v)| v).sum();
+    let busy: u64 = fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+        .map(|(_, v)| v)
+        .sum();
     let kib = |name: &str| -> u64 {
         meminfo
             .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.split_whitespace().next()?.parse::<u64>().ok())
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(':')?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
             .unwrap_or(0)
             * 1024
     };
@@ -171,7 +187,10 @@ pub async fn collect(ctx: &Ctx) -> anyhow::Result<(Usage, Vec<PodUsage>)> {
 
 /// The sum of a pod's containers.
 fn pod_total(p: &PodUsage) -> Usage {
-    let mut t = Usage { at_ns: p.containers.iter().map(|(_, u)| u.at_ns).max().unwrap_or(0), ..Default::default() };
+    let mut t = Usage {
+        at_ns: p.containers.iter().map(|(_, u)| u.at_ns).max().unwrap_or(0),
+        ..Default::default()
+    };
     let mut rate = Some(0u64);
     for (_, u) in &p.containers {
         t.cpu_core_ns += u.cpu_core_ns;
@@ -214,7 +233,9 @@ pub fn resource_metrics(node: &Usage, pods: &[PodUsage]) -> String {
     let secs = |ns: u64| ns as f64 / 1e9;
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String, i64)>| {
-        out.push_str(&format!("# HELP {name} [STABLE] {help}\n# TYPE {name} {kind}\n"));
+        out.push_str(&format!(
+            "# HELP {name} [STABLE] {help}\n# TYPE {name} {kind}\n"
+        ));
         for (labels, value, ts) in rows {
             out.push_str(&format!("{name}{labels} {value} {ts}\n"));
         }
@@ -223,7 +244,14 @@ pub fn resource_metrics(node: &Usage, pods: &[PodUsage]) -> String {
         pods.iter()
             .flat_map(|p| {
                 p.containers.iter().map(move |(c, u)| {
-                    (format!("{{container=\"{c}\",namespace=\"{}\",pod=\"{}\"}}", p.namespace, p.name), f(u), ms(u.at_ns))
+                    (
+                        format!(
+                            "{{container=\"{c}\",namespace=\"{}\",pod=\"{}\"}}",
+                            p.namespace, p.name
+                        ),
+                        f(u),
+                        ms(u.at_ns),
+                    )
                 })
             })
             .collect()
@@ -232,16 +260,58 @@ pub fn resource_metrics(node: &Usage, pods: &[PodUsage]) -> String {
         pods.iter()
             .map(|p| {
                 let t = pod_total(p);
-                (format!("{{namespace=\"{}\",pod=\"{}\"}}", p.namespace, p.name), f(&t), ms(t.at_ns))
+                (
+                    format!("{{namespace=\"{}\",pod=\"{}\"}}", p.namespace, p.name),
+                    f(&t),
+                    ms(t.at_ns),
+                )
             })
             .collect()
     };
-    family("container_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed by the container in core-seconds", container_rows(&|u| secs(u.cpu_core_ns).to_string()));
-    family("container_memory_working_set_bytes", "gauge", "Current working set of the container in bytes", container_rows(&|u| u.memory_working_set.to_string()));
-    family("node_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed by the node in core-seconds", vec![(String::new(), secs(node.cpu_core_ns).to_string(), ms(node.at_ns))]);
-    family("node_memory_working_set_bytes", "gauge", "Current working set of the node in bytes", vec![(String::new(), node.memory_working_set.to_string(), ms(node.at_ns))]);
-    family("pod_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed by the pod in core-seconds", pod_rows(&|u| secs(u.cpu_core_ns).to_string()));
-    family("pod_memory_working_set_bytes", "gauge", "Current working set of the pod in bytes", pod_rows(&|u| u.memory_working_set.to_string()));
+    family(
+        "container_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed by the container in core-seconds",
+        container_rows(&|u| secs(u.cpu_core_ns).to_string()),
+    );
+    family(
+        "container_memory_working_set_bytes",
+        "gauge",
+        "Current working set of the container in bytes",
+        container_rows(&|u| u.memory_working_set.to_string()),
+    );
+    family(
+        "node_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed by the node in core-seconds",
+        vec![(
+            String::new(),
+            secs(node.cpu_core_ns).to_string(),
+            ms(node.at_ns),
+        )],
+    );
+    family(
+        "node_memory_working_set_bytes",
+        "gauge",
+        "Current working set of the node in bytes",
+        vec![(
+            String::new(),
+            node.memory_working_set.to_string(),
+            ms(node.at_ns),
+        )],
+    );
+    family(
+        "pod_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed by the pod in core-seconds",
+        pod_rows(&|u| secs(u.cpu_core_ns).to_string()),
+    );
+    family(
+        "pod_memory_working_set_bytes",
+        "gauge",
+        "Current working set of the pod in bytes",
+        pod_rows(&|u| u.memory_working_set.to_string()),
+    );
     out.push_str("# HELP scrape_error [ALPHA] 1 if there was an error while getting container metrics, 0 otherwise\n# TYPE scrape_error gauge\nscrape_error 0\n");
     out
 }
@@ -273,8 +343,19 @@ mod tests {
 
     #[test]
     fn summary_and_metrics_name_pods_and_containers() {
-        let u = Usage { at_ns: 2_000_000_000, cpu_core_ns: 1_500_000_000, cpu_nano_cores: Some(1000), memory_working_set: 4096, ..Default::default() };
-        let pods = vec![PodUsage { namespace: "ns".into(), name: "p".into(), uid: "u".into(), containers: vec![("a".into(), u.clone()), ("b".into(), u.clone())] }];
+        let u = Usage {
+            at_ns: 2_000_000_000,
+            cpu_core_ns: 1_500_000_000,
+            cpu_nano_cores: Some(1000),
+            memory_working_set: 4096,
+            ..Default::default()
+        };
+        let pods = vec![PodUsage {
+            namespace: "ns".into(),
+            name: "p".into(),
+            uid: "u".into(),
+            containers: vec![("a".into(), u.clone()), ("b".into(), u.clone())],
+        }];
         let s = summary_json("n1", &u, &pods);
         assert_eq!(s["node"]["nodeName"], "n1");
         assert_eq!(s["pods"][0]["podRef"]["uid"], "u");
@@ -284,7 +365,13 @@ mod tests {
         assert_eq!(s["pods"][0]["cpu"]["time"], "1970-01-01T00:00:02Z");
         let m = resource_metrics(&u, &pods);
         assert!(m.contains("container_cpu_usage_seconds_total{container=\"a\",namespace=\"ns\",pod=\"p\"} 1.5 2000\n"), "{m}");
-        assert!(m.contains("pod_memory_working_set_bytes{namespace=\"ns\",pod=\"p\"} 8192 2000\n"), "{m}");
-        assert!(m.contains("node_memory_working_set_bytes 4096 2000\n"), "{m}");
+        assert!(
+            m.contains("pod_memory_working_set_bytes{namespace=\"ns\",pod=\"p\"} 8192 2000\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("node_memory_working_set_bytes 4096 2000\n"),
+            "{m}"
+        );
     }
 }

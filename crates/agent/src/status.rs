@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP,
-    Pod, PodCondition, PodIP, PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -98,13 +98,18 @@ fn container_status(
             st.image_id = c.image_ref.clone();
             if c.running() {
                 st.state = Some(ContainerState {
-                    running: Some(ContainerStateRunning { started_at: time_of(c.started_at) }),
+                    running: Some(ContainerStateRunning {
+                        started_at: time_of(c.started_at),
+                    }),
                     ..Default::default()
                 });
                 if init {
                     st.started = Some(true);
                 } else {
-                    let p = probes.get(&c.id).copied().unwrap_or_else(|| ProbeStatus::initial(spec));
+                    let p = probes
+                        .get(&c.id)
+                        .copied()
+                        .unwrap_or_else(|| ProbeStatus::initial(spec));
                     st.ready = p.is_ready();
                     st.started = Some(p.started);
                 }
@@ -124,19 +129,31 @@ fn container_status(
                 }
             } else {
                 // Created, not yet started.
-                let w = waiting.cloned().unwrap_or(Waiting { reason: default_reason.into(), message: String::new() });
+                let w = waiting.cloned().unwrap_or(Waiting {
+                    reason: default_reason.into(),
+                    message: String::new(),
+                });
                 st.state = Some(waiting_state(&w.reason, &w.message));
             }
         }
         None => {
-            let w = waiting.cloned().unwrap_or(Waiting { reason: default_reason.into(), message: String::new() });
+            let w = waiting.cloned().unwrap_or(Waiting {
+                reason: default_reason.into(),
+                message: String::new(),
+            });
             st.state = Some(waiting_state(&w.reason, &w.message));
         }
     }
     st
 }
 
-fn condition(previous: &[PodCondition], type_: &str, ok: bool, reason: Option<&str>, now: &Time) -> PodCondition {
+fn condition(
+    previous: &[PodCondition],
+    type_: &str,
+    ok: bool,
+    reason: Option<&str>,
+    now: &Time,
+) -> PodCondition {
     let status = if ok { "True" } else { "False" }.to_string();
     let transition = previous
         .iter()
@@ -157,11 +174,19 @@ fn is_running(s: &ContainerStatus) -> bool {
 }
 
 fn terminated_ok(s: &ContainerStatus) -> bool {
-    s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 0)
+    s.state
+        .as_ref()
+        .and_then(|st| st.terminated.as_ref())
+        .is_some_and(|t| t.exit_code == 0)
 }
 
 /// The phase from container statuses (upstream `getPhase`).
-pub fn phase(restart_policy: &str, init: &[ContainerStatus], containers: &[ContainerStatus], init_failed: bool) -> String {
+pub fn phase(
+    restart_policy: &str,
+    init: &[ContainerStatus],
+    containers: &[ContainerStatus],
+    init_failed: bool,
+) -> String {
     if init_failed {
         return "Failed".into();
     }
@@ -179,7 +204,10 @@ pub fn phase(restart_policy: &str, init: &[ContainerStatus], containers: &[Conta
                 succeeded += 1;
             }
         } else if state.waiting.is_some() {
-            if s.last_state.as_ref().is_some_and(|l| l.terminated.is_some()) {
+            if s.last_state
+                .as_ref()
+                .is_some_and(|l| l.terminated.is_some())
+            {
                 stopped += 1;
             } else {
                 waiting += 1;
@@ -207,7 +235,10 @@ pub fn phase(restart_policy: &str, init: &[ContainerStatus], containers: &[Conta
 pub fn compute(pod: &Pod, rt: &PodRuntime, inputs: &StatusInputs<'_>) -> PodStatus {
     let spec = pod.spec.clone().unwrap_or_default();
     let old = pod.status.clone().unwrap_or_default();
-    let restart_policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+    let restart_policy = spec
+        .restart_policy
+        .clone()
+        .unwrap_or_else(|| "Always".into());
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let sandbox = rt.ready_sandbox();
 
@@ -215,16 +246,43 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, inputs: &StatusInputs<'_>) -> PodStat
         .init_containers
         .iter()
         .flatten()
-        .map(|c| container_status(c, rt, inputs.waiting.get(&c.name), "PodInitializing", true, inputs.probes))
+        .map(|c| {
+            container_status(
+                c,
+                rt,
+                inputs.waiting.get(&c.name),
+                "PodInitializing",
+                true,
+                inputs.probes,
+            )
+        })
         .collect();
     let init_done = init.iter().all(terminated_ok);
     let init_failed = restart_policy == "Never"
-        && init.iter().any(|s| s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code != 0));
-    let default_reason = if init_done { "ContainerCreating" } else { "PodInitializing" };
+        && init.iter().any(|s| {
+            s.state
+                .as_ref()
+                .and_then(|st| st.terminated.as_ref())
+                .is_some_and(|t| t.exit_code != 0)
+        });
+    let default_reason = if init_done {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
     let containers: Vec<ContainerStatus> = spec
         .containers
         .iter()
-        .map(|c| container_status(c, rt, inputs.waiting.get(&c.name), default_reason, false, inputs.probes))
+        .map(|c| {
+            container_status(
+                c,
+                rt,
+                inputs.waiting.get(&c.name),
+                default_reason,
+                false,
+                inputs.probes,
+            )
+        })
         .collect();
     let mut phase = phase(&restart_policy, &init, &containers, init_failed);
     // Once terminal, a pod stays terminal.
@@ -232,7 +290,11 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, inputs: &StatusInputs<'_>) -> PodStat
         phase = old.phase.clone().unwrap_or(phase);
     }
     if inputs.terminated && phase == "Running" {
-        phase = if restart_policy == "Always" { "Failed".into() } else { phase };
+        phase = if restart_policy == "Always" {
+            "Failed".into()
+        } else {
+            phase
+        };
     }
 
     let prev_conds = old.conditions.clone().unwrap_or_default();
@@ -246,20 +308,46 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, inputs: &StatusInputs<'_>) -> PodStat
         Some("ContainersNotReady")
     };
     let mut conditions = vec![
-        condition(&prev_conds, "PodReadyToStartContainers", sandbox.is_some(), None, &now),
+        condition(
+            &prev_conds,
+            "PodReadyToStartContainers",
+            sandbox.is_some(),
+            None,
+            &now,
+        ),
         condition(
             &prev_conds,
             "Initialized",
             init_done,
-            if init_done { None } else { Some("ContainersNotInitialized") },
+            if init_done {
+                None
+            } else {
+                Some("ContainersNotInitialized")
+            },
             &now,
         ),
-        condition(&prev_conds, "Ready", all_ready && !completed, ready_reason, &now),
-        condition(&prev_conds, "ContainersReady", all_ready && !completed, ready_reason, &now),
+        condition(
+            &prev_conds,
+            "Ready",
+            all_ready && !completed,
+            ready_reason,
+            &now,
+        ),
+        condition(
+            &prev_conds,
+            "ContainersReady",
+            all_ready && !completed,
+            ready_reason,
+            &now,
+        ),
     ];
     if completed && init_done {
         // Upstream keeps Initialized True with reason PodCompleted for finished pods.
-        conditions[1].reason = if init.is_empty() { None } else { Some("PodCompleted".into()) };
+        conditions[1].reason = if init.is_empty() {
+            None
+        } else {
+            Some("PodCompleted".into())
+        };
     }
     let scheduled = prev_conds
         .iter()
@@ -274,30 +362,50 @@ pub fn compute(pod: &Pod, rt: &PodRuntime, inputs: &StatusInputs<'_>) -> PodStat
         }
     }
     // Not-ready messages as upstream phrases them.
-    let not_ready: Vec<String> = containers.iter().filter(|s| !(s.ready && is_running(s))).map(|s| s.name.clone()).collect();
+    let not_ready: Vec<String> = containers
+        .iter()
+        .filter(|s| !(s.ready && is_running(s)))
+        .map(|s| s.name.clone())
+        .collect();
     if !not_ready.is_empty() && !completed {
         let msg = format!("containers with unready status: [{}]", not_ready.join(" "));
-        for c in conditions.iter_mut().filter(|c| c.type_ == "Ready" || c.type_ == "ContainersReady") {
+        for c in conditions
+            .iter_mut()
+            .filter(|c| c.type_ == "Ready" || c.type_ == "ContainersReady")
+        {
             c.message = Some(msg.clone());
         }
     }
-    let not_init: Vec<String> = init.iter().filter(|s| !terminated_ok(s)).map(|s| s.name.clone()).collect();
+    let not_init: Vec<String> = init
+        .iter()
+        .filter(|s| !terminated_ok(s))
+        .map(|s| s.name.clone())
+        .collect();
     if !not_init.is_empty() {
         if let Some(c) = conditions.iter_mut().find(|c| c.type_ == "Initialized") {
-            c.message = Some(format!("containers with incomplete status: [{}]", not_init.join(" ")));
+            c.message = Some(format!(
+                "containers with incomplete status: [{}]",
+                not_init.join(" ")
+            ));
         }
     }
 
     let pod_ip = if crate::kuberuntime::host_network(pod) {
         Some(inputs.node_ip.to_string())
     } else {
-        sandbox.and_then(|s| s.ip.clone()).or_else(|| old.pod_ip.clone().filter(|_| !completed && sandbox.is_some()))
+        sandbox.and_then(|s| s.ip.clone()).or_else(|| {
+            old.pod_ip
+                .clone()
+                .filter(|_| !completed && sandbox.is_some())
+        })
     };
     PodStatus {
         phase: Some(phase),
         conditions: Some(conditions),
         host_ip: Some(inputs.node_ip.to_string()),
-        host_ips: Some(vec![HostIP { ip: inputs.node_ip.to_string() }]),
+        host_ips: Some(vec![HostIP {
+            ip: inputs.node_ip.to_string(),
+        }]),
         pod_ip: pod_ip.clone().or(old.pod_ip.clone()),
         pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]).or(old.pod_ips.clone()),
         start_time: old.start_time.clone().or(inputs.start_time.clone()),
@@ -318,7 +426,10 @@ mod tests {
     fn term(code: i32) -> ContainerStatus {
         ContainerStatus {
             state: Some(ContainerState {
-                terminated: Some(ContainerStateTerminated { exit_code: code, ..Default::default() }),
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: code,
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -327,7 +438,10 @@ mod tests {
 
     fn running() -> ContainerStatus {
         ContainerStatus {
-            state: Some(ContainerState { running: Some(Default::default()), ..Default::default() }),
+            state: Some(ContainerState {
+                running: Some(Default::default()),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -349,11 +463,20 @@ mod tests {
 
     fn running_pod(ctr: Container) -> (Pod, PodRuntime) {
         let pod = Pod {
-            spec: Some(k8s_openapi::api::core::v1::PodSpec { containers: vec![ctr], ..Default::default() }),
+            spec: Some(k8s_openapi::api::core::v1::PodSpec {
+                containers: vec![ctr],
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let rt = PodRuntime {
-            sandboxes: vec![crate::kuberuntime::SandboxInfo { id: "sb".into(), ready: true, created_at: 1, attempt: 0, ip: Some("10.1.0.5".into()) }],
+            sandboxes: vec![crate::kuberuntime::SandboxInfo {
+                id: "sb".into(),
+                ready: true,
+                created_at: 1,
+                attempt: 0,
+                ip: Some("10.1.0.5".into()),
+            }],
             containers: vec![ContainerInfo {
                 id: "c1".into(),
                 sandbox_id: "sb".into(),
@@ -375,34 +498,108 @@ mod tests {
     }
 
     /// (containerStatuses[0].ready, started, Ready condition, ContainersReady condition)
-    fn readiness(pod: &Pod, rt: &PodRuntime, probes: &HashMap<String, ProbeStatus>) -> (bool, Option<bool>, String, String) {
+    fn readiness(
+        pod: &Pod,
+        rt: &PodRuntime,
+        probes: &HashMap<String, ProbeStatus>,
+    ) -> (bool, Option<bool>, String, String) {
         let waiting = HashMap::new();
-        let inputs = StatusInputs { node_ip: "10.0.0.1", waiting: &waiting, start_time: None, terminated: false, probes };
+        let inputs = StatusInputs {
+            node_ip: "10.0.0.1",
+            waiting: &waiting,
+            start_time: None,
+            terminated: false,
+            probes,
+        };
         let st = compute(pod, rt, &inputs);
         let cs = st.container_statuses.clone().unwrap_or_default();
-        let cond = |t: &str| st.conditions.iter().flatten().find(|c| c.type_ == t).map(|c| c.status.clone()).unwrap_or_default();
-        (cs[0].ready, cs[0].started, cond("Ready"), cond("ContainersReady"))
+        let cond = |t: &str| {
+            st.conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == t)
+                .map(|c| c.status.clone())
+                .unwrap_or_default()
+        };
+        (
+            cs[0].ready,
+            cs[0].started,
+            cond("Ready"),
+            cond("ContainersReady"),
+        )
     }
 
     #[test]
     fn readiness_and_started_come_from_the_prober() {
         let t = |s: &str| s.to_string();
-        let plain = Container { name: "main".into(), ..Default::default() };
+        let plain = Container {
+            name: "main".into(),
+            ..Default::default()
+        };
         let (pod, rt) = running_pod(plain);
-        assert_eq!(readiness(&pod, &rt, &HashMap::new()), (true, Some(true), t("True"), t("True")), "no probes: ready once running");
+        assert_eq!(
+            readiness(&pod, &rt, &HashMap::new()),
+            (true, Some(true), t("True"), t("True")),
+            "no probes: ready once running"
+        );
 
-        let probed = Container { name: "main".into(), readiness_probe: Some(Default::default()), ..Default::default() };
+        let probed = Container {
+            name: "main".into(),
+            readiness_probe: Some(Default::default()),
+            ..Default::default()
+        };
         let (pod, rt) = running_pod(probed);
-        assert_eq!(readiness(&pod, &rt, &HashMap::new()), (false, Some(true), t("False"), t("False")), "probe not run yet");
-        let ready = HashMap::from([("c1".to_string(), ProbeStatus { started: true, ready: true, failed: None })]);
-        assert_eq!(readiness(&pod, &rt, &ready), (true, Some(true), t("True"), t("True")));
-        let unready = HashMap::from([("c1".to_string(), ProbeStatus { started: true, ready: false, failed: None })]);
-        assert_eq!(readiness(&pod, &rt, &unready), (false, Some(true), t("False"), t("False")));
+        assert_eq!(
+            readiness(&pod, &rt, &HashMap::new()),
+            (false, Some(true), t("False"), t("False")),
+            "probe not run yet"
+        );
+        let ready = HashMap::from([(
+            "c1".to_string(),
+            ProbeStatus {
+                started: true,
+                ready: true,
+                failed: None,
+            },
+        )]);
+        assert_eq!(
+            readiness(&pod, &rt, &ready),
+            (true, Some(true), t("True"), t("True"))
+        );
+        let unready = HashMap::from([(
+            "c1".to_string(),
+            ProbeStatus {
+                started: true,
+                ready: false,
+                failed: None,
+            },
+        )]);
+        assert_eq!(
+            readiness(&pod, &rt, &unready),
+            (false, Some(true), t("False"), t("False"))
+        );
 
-        let gated = Container { name: "main".into(), startup_probe: Some(Default::default()), ..Default::default() };
+        let gated = Container {
+            name: "main".into(),
+            startup_probe: Some(Default::default()),
+            ..Default::default()
+        };
         let (pod, rt) = running_pod(gated);
-        assert_eq!(readiness(&pod, &rt, &HashMap::new()), (false, Some(false), t("False"), t("False")));
-        let started = HashMap::from([("c1".to_string(), ProbeStatus { started: true, ready: true, failed: None })]);
-        assert_eq!(readiness(&pod, &rt, &started), (true, Some(true), t("True"), t("True")));
+        assert_eq!(
+            readiness(&pod, &rt, &HashMap::new()),
+            (false, Some(false), t("False"), t("False"))
+        );
+        let started = HashMap::from([(
+            "c1".to_string(),
+            ProbeStatus {
+                started: true,
+                ready: true,
+                failed: None,
+            },
+        )]);
+        assert_eq!(
+            readiness(&pod, &rt, &started),
+            (true, Some(true), t("True"), t("True"))
+        );
     }
 }

@@ -21,7 +21,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::kuberuntime::{CONTAINER_NAME_LABEL, MANAGED_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL};
+use crate::kuberuntime::{
+    CONTAINER_NAME_LABEL, MANAGED_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL,
+};
 use crate::server::{full, Body};
 use crate::worker::Ctx;
 
@@ -35,8 +37,9 @@ pub enum Stream<'a> {
 /// Query flags as kubectl sends them (`stdin=true`) or as upstream's API server
 /// rewrites them for the kubelet (`input=1`).
 fn flag(q: &[(String, String)], names: &[&str]) -> bool {
-    q.iter()
-        .any(|(k, v)| names.contains(&k.as_str()) && (v.is_empty() || v == "1" || v.eq_ignore_ascii_case("true")))
+    q.iter().any(|(k, v)| {
+        names.contains(&k.as_str()) && (v.is_empty() || v == "1" || v.eq_ignore_ascii_case("true"))
+    })
 }
 
 fn parse_query(uri: &http::Uri) -> Vec<(String, String)> {
@@ -50,14 +53,24 @@ fn form_urlencoded_pairs(q: &str) -> Vec<(String, String)> {
         .filter(|kv| !kv.is_empty())
         .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (dec(k), dec(v))
         })
         .collect()
 }
 
 /// Serves one streaming request for pod `ns/pod`.
-pub async fn handle(ctx: &Ctx, req: Request<Incoming>, ns: &str, pod: &str, kind: Stream<'_>) -> Response<Body> {
+pub async fn handle(
+    ctx: &Ctx,
+    req: Request<Incoming>,
+    ns: &str,
+    pod: &str,
+    kind: Stream<'_>,
+) -> Response<Body> {
     let q = parse_query(req.uri());
     let mut cri = ctx.cri.clone();
     let url = match kind {
@@ -66,9 +79,16 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>, ns: &str, pod: &str, kind
                 Ok(id) => id,
                 Err(resp) => return resp,
             };
-            let cmd: Vec<String> = q.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
+            let cmd: Vec<String> = q
+                .iter()
+                .filter(|(k, _)| k == "command")
+                .map(|(_, v)| v.clone())
+                .collect();
             if cmd.is_empty() {
-                return full(StatusCode::BAD_REQUEST, "you must specify at least one command for the container");
+                return full(
+                    StatusCode::BAD_REQUEST,
+                    "you must specify at least one command for the container",
+                );
             }
             let tty = flag(&q, &["tty"]);
             let r = c::ExecRequest {
@@ -102,24 +122,46 @@ pub async fn handle(ctx: &Ctx, req: Request<Incoming>, ns: &str, pod: &str, kind
                 Ok(id) => id,
                 Err(resp) => return resp,
             };
-            let ports = q.iter().filter(|(k, _)| k == "port").filter_map(|(_, v)| v.parse().ok()).collect();
-            cri.runtime.port_forward(c::PortForwardRequest { pod_sandbox_id: sandbox, port: ports }).await.call("PortForward").map(|r| r.url)
+            let ports = q
+                .iter()
+                .filter(|(k, _)| k == "port")
+                .filter_map(|(_, v)| v.parse().ok())
+                .collect();
+            cri.runtime
+                .port_forward(c::PortForwardRequest {
+                    pod_sandbox_id: sandbox,
+                    port: ports,
+                })
+                .await
+                .call("PortForward")
+                .map(|r| r.url)
         }
     };
     let url = match url {
         Ok(u) => u,
         Err(e) => {
-            let msg = e.status().map(|s| s.message().to_string()).unwrap_or_else(|| e.to_string());
+            let msg = e
+                .status()
+                .map(|s| s.message().to_string())
+                .unwrap_or_else(|| e.to_string());
             return full(StatusCode::INTERNAL_SERVER_ERROR, msg);
         }
     };
     match splice(req, &url).await {
         Ok(r) => r,
-        Err(e) => full(StatusCode::INTERNAL_SERVER_ERROR, format!("error proxying to the container runtime's streaming server: {e}")),
+        Err(e) => full(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("error proxying to the container runtime's streaming server: {e}"),
+        ),
     }
 }
 
-async fn running_container(ctx: &Ctx, ns: &str, pod: &str, container: &str) -> Result<String, Response<Body>> {
+async fn running_container(
+    ctx: &Ctx,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Result<String, Response<Body>> {
     let mut cri = ctx.cri.clone();
     let selector = HashMap::from([
         (POD_NAMESPACE_LABEL.to_string(), ns.to_string()),
@@ -129,7 +171,12 @@ async fn running_container(ctx: &Ctx, ns: &str, pod: &str, container: &str) -> R
     ]);
     let list = cri
         .runtime
-        .list_containers(c::ListContainersRequest { filter: Some(c::ContainerFilter { label_selector: selector, ..Default::default() }) })
+        .list_containers(c::ListContainersRequest {
+            filter: Some(c::ContainerFilter {
+                label_selector: selector,
+                ..Default::default()
+            }),
+        })
         .await
         .call("ListContainers")
         .map_err(|e| full(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -155,7 +202,12 @@ async fn ready_sandbox(ctx: &Ctx, ns: &str, pod: &str) -> Result<String, Respons
     ]);
     let list = cri
         .runtime
-        .list_pod_sandbox(c::ListPodSandboxRequest { filter: Some(c::PodSandboxFilter { label_selector: selector, ..Default::default() }) })
+        .list_pod_sandbox(c::ListPodSandboxRequest {
+            filter: Some(c::PodSandboxFilter {
+                label_selector: selector,
+                ..Default::default()
+            }),
+        })
         .await
         .call("ListPodSandbox")
         .map_err(|e| full(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -164,14 +216,22 @@ async fn ready_sandbox(ctx: &Ctx, ns: &str, pod: &str) -> Result<String, Respons
         .filter(|s| s.state == c::PodSandboxState::SandboxReady as i32)
         .max_by_key(|s| s.created_at)
         .map(|s| s.id)
-        .ok_or_else(|| full(StatusCode::BAD_REQUEST, format!("unable to upgrade connection: pod {pod} has no running sandbox")))
+        .ok_or_else(|| {
+            full(
+                StatusCode::BAD_REQUEST,
+                format!("unable to upgrade connection: pod {pod} has no running sandbox"),
+            )
+        })
 }
 
 /// Replays `req` against the runtime's streaming `url` and joins the two connections
 /// once both sides switched protocols; any other answer is passed back as it is.
 async fn splice(req: Request<Incoming>, url: &str) -> anyhow::Result<Response<Body>> {
     let target: http::Uri = url.parse()?;
-    let authority = target.authority().ok_or_else(|| anyhow::anyhow!("streaming URL {url} has no host"))?.to_string();
+    let authority = target
+        .authority()
+        .ok_or_else(|| anyhow::anyhow!("streaming URL {url} has no host"))?
+        .to_string();
     let tcp = tokio::net::TcpStream::connect(&authority).await?;
     let _ = tcp.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
@@ -185,15 +245,24 @@ async fn splice(req: Request<Incoming>, url: &str) -> anyhow::Result<Response<Bo
     let path = target.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut out = Request::builder().method(parts.method.clone()).uri(path);
     for (k, v) in &parts.headers {
-        if k != http::header::HOST && k != http::header::AUTHORIZATION && k != http::header::CONTENT_LENGTH {
+        if k != http::header::HOST
+            && k != http::header::AUTHORIZATION
+            && k != http::header::CONTENT_LENGTH
+        {
             out = out.header(k, v);
         }
     }
     out = out.header(http::header::HOST, authority.as_str());
-    let mut response = sender.send_request(out.body(Empty::<Bytes>::new())?).await?;
+    let mut response = sender
+        .send_request(out.body(Empty::<Bytes>::new())?)
+        .await?;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         tracing::debug!(status = %parts.status, body = %String::from_utf8_lossy(&body), "streaming server refused the upgrade");
         let mut r = full(parts.status, body);
         for (k, v) in &parts.headers {
@@ -222,7 +291,11 @@ async fn splice(req: Request<Incoming>, url: &str) -> anyhow::Result<Response<Bo
     for (k, v) in response.headers() {
         switched = switched.header(k, v);
     }
-    Ok(switched.body(Empty::<Bytes>::new().map_err(|never| match never {}).boxed())?)
+    Ok(switched.body(
+        Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed(),
+    )?)
 }
 
 #[cfg(test)]
@@ -231,12 +304,18 @@ mod tests {
 
     #[test]
     fn flags_in_both_spellings() {
-        let q = form_urlencoded_pairs("command=sh&command=-c&command=echo+a%20b&stdin=true&output=1&tty=false");
+        let q = form_urlencoded_pairs(
+            "command=sh&command=-c&command=echo+a%20b&stdin=true&output=1&tty=false",
+        );
         assert!(flag(&q, &["stdin", "input"]));
         assert!(flag(&q, &["stdout", "output"]));
         assert!(!flag(&q, &["tty"]));
         assert!(!flag(&q, &["stderr", "error"]));
-        let cmd: Vec<&str> = q.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.as_str()).collect();
+        let cmd: Vec<&str> = q
+            .iter()
+            .filter(|(k, _)| k == "command")
+            .map(|(_, v)| v.as_str())
+            .collect();
         assert_eq!(cmd, ["sh", "-c", "echo a b"]);
     }
 }

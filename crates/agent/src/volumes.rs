@@ -25,7 +25,10 @@ pub enum VolumeError {
     #[error("configmap references non-existent config key: {0}")]
     MissingKey(String),
     #[error("volume {volume}: {source}")]
-    Io { volume: String, source: std::io::Error },
+    Io {
+        volume: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Api(#[from] kube::Error),
     #[error("{0}")]
@@ -42,13 +45,24 @@ pub fn pod_dir(agent_dir: &Path, uid: &str) -> PathBuf {
 }
 
 fn io(volume: &str) -> impl Fn(std::io::Error) -> VolumeError + '_ {
-    move |source| VolumeError::Io { volume: volume.to_string(), source }
+    move |source| VolumeError::Io {
+        volume: volume.to_string(),
+        source,
+    }
 }
 
 /// Makes every volume of `pod` ready and returns their host paths.
-pub async fn setup(client: &Client, agent_dir: &Path, pod: &Pod) -> Result<VolumePaths, VolumeError> {
+pub async fn setup(
+    client: &Client,
+    agent_dir: &Path,
+    pod: &Pod,
+) -> Result<VolumePaths, VolumeError> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let base = pod_dir(agent_dir, &uid).join("volumes");
     let mut out = VolumePaths::new();
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
@@ -60,7 +74,13 @@ pub async fn setup(client: &Client, agent_dir: &Path, pod: &Pod) -> Result<Volum
     Ok(out)
 }
 
-async fn setup_one(client: &Client, base: &Path, ns: &str, pod: &Pod, v: &Volume) -> Result<Option<PathBuf>, VolumeError> {
+async fn setup_one(
+    client: &Client,
+    base: &Path,
+    ns: &str,
+    pod: &Pod,
+    v: &Volume,
+) -> Result<Option<PathBuf>, VolumeError> {
     let name = v.name.as_str();
     if v.empty_dir.is_some() {
         let p = base.join("kubernetes.io~empty-dir").join(name);
@@ -81,23 +101,45 @@ async fn setup_one(client: &Client, base: &Path, ns: &str, pod: &Pod, v: &Volume
                 }
             }
             "Directory" if !p.is_dir() => {
-                return Err(VolumeError::HostPathType { path: hp.path.clone(), kind: "directory".into() })
+                return Err(VolumeError::HostPathType {
+                    path: hp.path.clone(),
+                    kind: "directory".into(),
+                })
             }
-            "File" if !p.is_file() => return Err(VolumeError::HostPathType { path: hp.path.clone(), kind: "file".into() }),
+            "File" if !p.is_file() => {
+                return Err(VolumeError::HostPathType {
+                    path: hp.path.clone(),
+                    kind: "file".into(),
+                })
+            }
             _ => {}
         }
         return Ok(Some(p));
     }
     if let Some(cm) = &v.config_map {
         let p = base.join("kubernetes.io~configmap").join(name);
-        let files = config_map_files(client, ns, &cm.name, cm.items.as_deref(), cm.optional.unwrap_or(false)).await?;
+        let files = config_map_files(
+            client,
+            ns,
+            &cm.name,
+            cm.items.as_deref(),
+            cm.optional.unwrap_or(false),
+        )
+        .await?;
         write_files(&p, &files, cm.default_mode.unwrap_or(0o644)).map_err(io(name))?;
         return Ok(Some(p));
     }
     if let Some(s) = &v.secret {
         let p = base.join("kubernetes.io~secret").join(name);
         let sname = s.secret_name.clone().unwrap_or_default();
-        let files = secret_files(client, ns, &sname, s.items.as_deref(), s.optional.unwrap_or(false)).await?;
+        let files = secret_files(
+            client,
+            ns,
+            &sname,
+            s.items.as_deref(),
+            s.optional.unwrap_or(false),
+        )
+        .await?;
         write_files(&p, &files, s.default_mode.unwrap_or(0o644)).map_err(io(name))?;
         return Ok(Some(p));
     }
@@ -106,7 +148,12 @@ async fn setup_one(client: &Client, base: &Path, ns: &str, pod: &Pod, v: &Volume
         let mut files = BTreeMap::new();
         for item in d.items.iter().flatten() {
             if let Some(f) = &item.field_ref {
-                files.insert(item.path.clone(), crate::envvars::field_value(pod, &f.field_path).unwrap_or_default().into_bytes());
+                files.insert(
+                    item.path.clone(),
+                    crate::envvars::field_value(pod, &f.field_path)
+                        .unwrap_or_default()
+                        .into_bytes(),
+                );
             }
         }
         write_files(&p, &files, d.default_mode.unwrap_or(0o644)).map_err(io(name))?;
@@ -117,20 +164,48 @@ async fn setup_one(client: &Client, base: &Path, ns: &str, pod: &Pod, v: &Volume
         let mut files = BTreeMap::new();
         for src in pr.sources.iter().flatten() {
             if let Some(cm) = &src.config_map {
-                files.extend(config_map_files(client, ns, &cm.name, cm.items.as_deref(), cm.optional.unwrap_or(false)).await?);
+                files.extend(
+                    config_map_files(
+                        client,
+                        ns,
+                        &cm.name,
+                        cm.items.as_deref(),
+                        cm.optional.unwrap_or(false),
+                    )
+                    .await?,
+                );
             }
             if let Some(s) = &src.secret {
-                files.extend(secret_files(client, ns, &s.name, s.items.as_deref(), s.optional.unwrap_or(false)).await?);
+                files.extend(
+                    secret_files(
+                        client,
+                        ns,
+                        &s.name,
+                        s.items.as_deref(),
+                        s.optional.unwrap_or(false),
+                    )
+                    .await?,
+                );
             }
             if let Some(d) = &src.downward_api {
                 for item in d.items.iter().flatten() {
                     if let Some(f) = &item.field_ref {
-                        files.insert(item.path.clone(), crate::envvars::field_value(pod, &f.field_path).unwrap_or_default().into_bytes());
+                        files.insert(
+                            item.path.clone(),
+                            crate::envvars::field_value(pod, &f.field_path)
+                                .unwrap_or_default()
+                                .into_bytes(),
+                        );
                     }
                 }
             }
             if let Some(t) = &src.service_account_token {
-                files.insert(t.path.clone(), service_account_token(client, ns, pod, t).await?.into_bytes());
+                files.insert(
+                    t.path.clone(),
+                    service_account_token(client, ns, pod, t)
+                        .await?
+                        .into_bytes(),
+                );
             }
         }
         write_files(&p, &files, pr.default_mode.unwrap_or(0o644)).map_err(io(name))?;
@@ -139,12 +214,16 @@ async fn setup_one(client: &Client, base: &Path, ns: &str, pod: &Pod, v: &Volume
     // Other volume types are not supported yet: mount an empty directory so the pod runs.
     let p = base.join("unsupported").join(name);
     std::fs::create_dir_all(&p).map_err(io(name))?;
-    tracing::warn!(volume = name, "volume type not supported; mounting an empty directory");
+    tracing::warn!(
+        volume = name,
+        "volume type not supported; mounting an empty directory"
+    );
     Ok(Some(p))
 }
 
 /// Cached tokens by (pod UID, file path): the token and when to request a new one.
-type TokenCache = parking_lot::Mutex<std::collections::HashMap<(String, String), (String, std::time::Instant)>>;
+type TokenCache =
+    parking_lot::Mutex<std::collections::HashMap<(String, String), (String, std::time::Instant)>>;
 
 fn token_cache() -> &'static TokenCache {
     static CACHE: std::sync::OnceLock<TokenCache> = std::sync::OnceLock::new();
@@ -162,7 +241,9 @@ async fn service_account_token(
     pod: &Pod,
     source: &k8s_openapi::api::core::v1::ServiceAccountTokenProjection,
 ) -> Result<String, VolumeError> {
-    use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::authentication::v1::{
+        BoundObjectReference, TokenRequest, TokenRequestSpec,
+    };
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let key = (uid.clone(), source.path.clone());
     if let Some((token, refresh_at)) = token_cache().lock().get(&key) {
@@ -170,7 +251,12 @@ async fn service_account_token(
             return Ok(token.clone());
         }
     }
-    let sa = pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into());
+    let sa = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into());
     let ttl = source.expiration_seconds.unwrap_or(3600).max(600);
     let request = TokenRequest {
         spec: TokenRequestSpec {
@@ -189,14 +275,25 @@ async fn service_account_token(
     let resp: TokenRequest = api
         .create_subresource("token", &sa, &kube::api::PostParams::default(), &request)
         .await
-        .map_err(|e| VolumeError::Token(format!("failed to fetch token for service account {ns}/{sa}: {e}")))?;
+        .map_err(|e| {
+            VolumeError::Token(format!(
+                "failed to fetch token for service account {ns}/{sa}: {e}"
+            ))
+        })?;
     let token = resp.status.map(|s| s.token).unwrap_or_default();
-    let refresh_at = std::time::Instant::now() + std::time::Duration::from_secs((ttl as u64) * 8 / 10);
-    token_cache().lock().insert(key, (token.clone(), refresh_at));
+    let refresh_at =
+        std::time::Instant::now() + std::time::Duration::from_secs((ttl as u64) * 8 / 10);
+    token_cache()
+        .lock()
+        .insert(key, (token.clone(), refresh_at));
     Ok(token)
 }
 
-fn select(data: BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>, what: &str) -> Result<BTreeMap<String, Vec<u8>>, VolumeError> {
+fn select(
+    data: BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    what: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, VolumeError> {
     match items {
         None | Some([]) => Ok(data),
         Some(items) => {
@@ -214,7 +311,13 @@ fn select(data: BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>, what: &s
     }
 }
 
-async fn config_map_files(client: &Client, ns: &str, name: &str, items: Option<&[KeyToPath]>, optional: bool) -> Result<BTreeMap<String, Vec<u8>>, VolumeError> {
+async fn config_map_files(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: bool,
+) -> Result<BTreeMap<String, Vec<u8>>, VolumeError> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let Some(cm) = api.get_opt(name).await? else {
         if optional {
@@ -222,14 +325,25 @@ async fn config_map_files(client: &Client, ns: &str, name: &str, items: Option<&
         }
         return Err(VolumeError::ConfigMapNotFound(name.to_string()));
     };
-    let mut data: BTreeMap<String, Vec<u8>> = cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+    let mut data: BTreeMap<String, Vec<u8>> = cm
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
     for (k, v) in cm.binary_data.unwrap_or_default() {
         data.insert(k, v.0);
     }
     select(data, items, name)
 }
 
-async fn secret_files(client: &Client, ns: &str, name: &str, items: Option<&[KeyToPath]>, optional: bool) -> Result<BTreeMap<String, Vec<u8>>, VolumeError> {
+async fn secret_files(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: bool,
+) -> Result<BTreeMap<String, Vec<u8>>, VolumeError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let Some(s) = api.get_opt(name).await? else {
         if optional {
@@ -237,7 +351,12 @@ async fn secret_files(client: &Client, ns: &str, name: &str, items: Option<&[Key
         }
         return Err(VolumeError::SecretNotFound(name.to_string()));
     };
-    let mut data: BTreeMap<String, Vec<u8>> = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+    let mut data: BTreeMap<String, Vec<u8>> = s
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
     for (k, v) in s.string_data.unwrap_or_default() {
         data.insert(k, v.into_bytes());
     }
@@ -269,10 +388,16 @@ fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>, mode: i32) -> std:
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let wanted = files.keys().any(|k| k.trim_start_matches('/').split('/').next() == Some(name.as_str()));
+            let wanted = files
+                .keys()
+                .any(|k| k.trim_start_matches('/').split('/').next() == Some(name.as_str()));
             if !wanted {
                 let p = e.path();
-                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
             }
         }
     }
@@ -280,26 +405,39 @@ fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>, mode: i32) -> std:
 }
 
 /// The pod's `/etc/hosts` (managed by the agent for pods not on the host network).
-pub fn write_etc_hosts(agent_dir: &Path, pod: &Pod, pod_ip: Option<&str>) -> std::io::Result<PathBuf> {
+pub fn write_etc_hosts(
+    agent_dir: &Path,
+    pod: &Pod,
+    pod_ip: Option<&str>,
+) -> std::io::Result<PathBuf> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let dir = pod_dir(agent_dir, &uid);
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("etc-hosts");
     let spec = pod.spec.clone().unwrap_or_default();
-    let hostname = spec.hostname.clone().unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
+    let hostname = spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
     let mut text = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
     if let Some(ip) = pod_ip {
         match &spec.subdomain {
             Some(sub) if !sub.is_empty() => {
                 let ns = pod.metadata.namespace.clone().unwrap_or_default();
-                text.push_str(&format!("{ip}\t{hostname}.{sub}.{ns}.svc.cluster.local\t{hostname}\n"));
+                text.push_str(&format!(
+                    "{ip}\t{hostname}.{sub}.{ns}.svc.cluster.local\t{hostname}\n"
+                ));
             }
             _ => text.push_str(&format!("{ip}\t{hostname}\n")),
         }
     }
     for ha in spec.host_aliases.iter().flatten() {
         if !ha.ip.is_empty() {
-            text.push_str(&format!("\n# Entries added by HostAliases.\n{}\t{}\n", ha.ip, ha.hostnames.clone().unwrap_or_default().join("\t")));
+            text.push_str(&format!(
+                "\n# Entries added by HostAliases.\n{}\t{}\n",
+                ha.ip,
+                ha.hostnames.clone().unwrap_or_default().join("\t")
+            ));
         }
     }
     if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {

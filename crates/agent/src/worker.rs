@@ -27,12 +27,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use controllers::controller_utils::EventRecorder;
-use kube::runtime::events::EventType;
 use cri::v1 as c;
 use cri::{CallExt, CriClient};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::EventType;
 use kube::Client;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -63,10 +63,14 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn normal(&self, r: &ObjectReference, reason: &str, msg: String) {
-        self.recorder.publish(r, EventType::Normal, reason, reason, msg).await;
+        self.recorder
+            .publish(r, EventType::Normal, reason, reason, msg)
+            .await;
     }
     pub async fn warn(&self, r: &ObjectReference, reason: &str, msg: String) {
-        self.recorder.publish(r, EventType::Warning, reason, reason, msg).await;
+        self.recorder
+            .publish(r, EventType::Warning, reason, reason, msg)
+            .await;
     }
     fn agent_dir(&self) -> PathBuf {
         self.config.data_dir.join("agent")
@@ -108,7 +112,13 @@ pub struct PodWorkers {
 impl PodWorkers {
     /// Delivers the latest version of a pod (`None`: gone from the API), starting a worker
     /// if there is none.
-    pub fn update(self: &Arc<Self>, ctx: &Arc<Ctx>, uid: &str, pod: Option<Arc<Pod>>, cancel: &CancellationToken) {
+    pub fn update(
+        self: &Arc<Self>,
+        ctx: &Arc<Ctx>,
+        uid: &str,
+        pod: Option<Arc<Pod>>,
+        cancel: &CancellationToken,
+    ) {
         let mut workers = self.workers.lock();
         if let Some(h) = workers.get(uid) {
             if !h.done.is_cancelled() {
@@ -119,7 +129,14 @@ impl PodWorkers {
         let (tx, rx) = watch::channel(pod);
         let wake = Arc::new(Notify::new());
         let done = CancellationToken::new();
-        workers.insert(uid.to_string(), WorkerHandle { pod: tx, wake: wake.clone(), done: done.clone() });
+        workers.insert(
+            uid.to_string(),
+            WorkerHandle {
+                pod: tx,
+                wake: wake.clone(),
+                done: done.clone(),
+            },
+        );
         let ctx = ctx.clone();
         let uid = uid.to_string();
         let cancel = cancel.clone();
@@ -171,7 +188,13 @@ struct WorkerState {
     probe_killed: HashSet<String>,
 }
 
-async fn run_worker(ctx: Arc<Ctx>, uid: String, pod_rx: watch::Receiver<Option<Arc<Pod>>>, wake: Arc<Notify>, cancel: CancellationToken) {
+async fn run_worker(
+    ctx: Arc<Ctx>,
+    uid: String,
+    pod_rx: watch::Receiver<Option<Arc<Pod>>>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
     let mut state = WorkerState {
         backoff: HashMap::new(),
         waiting: HashMap::new(),
@@ -231,7 +254,11 @@ async fn worker_loop(
 }
 
 fn pod_key(pod: &Pod) -> String {
-    format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
 }
 
 fn log_dir(ctx: &Ctx, pod: &Pod) -> PathBuf {
@@ -247,11 +274,15 @@ fn log_dir(ctx: &Ctx, pod: &Pod) -> PathBuf {
 /// host's resolver settings.
 fn dns_config(ctx: &Ctx, pod: &Pod) -> Option<c::DnsConfig> {
     let spec = pod.spec.as_ref()?;
-    let policy = spec.dns_policy.clone().unwrap_or_else(|| "ClusterFirst".into());
+    let policy = spec
+        .dns_policy
+        .clone()
+        .unwrap_or_else(|| "ClusterFirst".into());
     let host_net = spec.host_network.unwrap_or(false);
     let mut cfg = c::DnsConfig::default();
     // ClusterFirst on the host network falls back to the host's resolver, as upstream.
-    let cluster_first = (policy == "ClusterFirst" && !host_net) || policy == "ClusterFirstWithHostNet";
+    let cluster_first =
+        (policy == "ClusterFirst" && !host_net) || policy == "ClusterFirstWithHostNet";
     match (&ctx.config.cluster_dns, cluster_first) {
         (Some(dns), true) => {
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -275,7 +306,8 @@ fn dns_config(ctx: &Ctx, pod: &Pod) -> Option<c::DnsConfig> {
         }
     }
     if let Some(pc) = &spec.dns_config {
-        cfg.servers.extend(pc.nameservers.clone().unwrap_or_default());
+        cfg.servers
+            .extend(pc.nameservers.clone().unwrap_or_default());
         cfg.searches.extend(pc.searches.clone().unwrap_or_default());
         for o in pc.options.iter().flatten() {
             if let Some(n) = &o.name {
@@ -292,7 +324,11 @@ fn dns_config(ctx: &Ctx, pod: &Pod) -> Option<c::DnsConfig> {
 fn grace_seconds(pod: &Pod) -> i64 {
     pod.metadata
         .deletion_grace_period_seconds
-        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
         .unwrap_or(30)
         .max(0)
 }
@@ -308,7 +344,11 @@ fn remember(ctx: &Ctx, uid: &str, rt: &PodRuntime) {
 }
 
 /// One sync of a pod; returns when it wants to run again without another trigger.
-async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Result<Option<Duration>> {
+async fn sync_pod(
+    ctx: &Arc<Ctx>,
+    pod: &Pod,
+    st: &mut WorkerState,
+) -> anyhow::Result<Option<Duration>> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let mut cri = ctx.cri.clone();
     let mut rt = kuberuntime::pod_runtime(&mut cri, &uid).await?;
@@ -325,13 +365,22 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
             let rt = kuberuntime::pod_runtime(&mut cri, &uid).await?;
             st.waiting.clear();
             write_status(ctx, pod, &rt, st, true).await?;
-            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+            let api: Api<Pod> = Api::namespaced(
+                ctx.client.clone(),
+                pod.metadata.namespace.as_deref().unwrap_or("default"),
+            );
             let dp = DeleteParams {
                 grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
                 ..Default::default()
             };
-            match api.delete(pod.metadata.name.as_deref().unwrap_or(""), &dp).await {
+            match api
+                .delete(pod.metadata.name.as_deref().unwrap_or(""), &dp)
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
                 Err(e) => return Err(e.into()),
@@ -342,22 +391,45 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
         return Ok(None);
     }
 
-    let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
     if phase == "Succeeded" || phase == "Failed" {
         // Terminal: stop whatever still runs and free the sandbox's network.
         st.probes.stop_all();
-        let running: Vec<_> = rt.containers.iter().filter(|c| c.running()).cloned().collect();
+        let running: Vec<_> = rt
+            .containers
+            .iter()
+            .filter(|c| c.running())
+            .cloned()
+            .collect();
         for ctr in running {
-            let _ = cri.runtime.stop_container(c::StopContainerRequest { container_id: ctr.id.clone(), timeout: grace_seconds(pod) }).await;
+            let _ = cri
+                .runtime
+                .stop_container(c::StopContainerRequest {
+                    container_id: ctr.id.clone(),
+                    timeout: grace_seconds(pod),
+                })
+                .await;
         }
         for s in rt.sandboxes.iter().filter(|s| s.ready) {
-            let _ = cri.runtime.stop_pod_sandbox(c::StopPodSandboxRequest { pod_sandbox_id: s.id.clone() }).await;
+            let _ = cri
+                .runtime
+                .stop_pod_sandbox(c::StopPodSandboxRequest {
+                    pod_sandbox_id: s.id.clone(),
+                })
+                .await;
         }
         return Ok(None);
     }
 
     let spec = pod.spec.clone().unwrap_or_default();
-    let restart_policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+    let restart_policy = spec
+        .restart_policy
+        .clone()
+        .unwrap_or_else(|| "Always".into());
     let agent_dir = ctx.agent_dir();
 
     // Volumes first: a missing configMap keeps the pod from starting.
@@ -365,7 +437,8 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
         Ok(v) => v,
         Err(e) => {
             let r = object_ref(pod, None, false);
-            ctx.warn(&r, "FailedMount", format!("MountVolume.SetUp failed: {e}")).await;
+            ctx.warn(&r, "FailedMount", format!("MountVolume.SetUp failed: {e}"))
+                .await;
             write_status(ctx, pod, &rt, st, false).await?;
             return Ok(Some(Duration::from_secs(5)));
         }
@@ -385,32 +458,68 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
             // finished and that won't restart needs no new sandbox.
             if had_sandbox {
                 let all_done = spec.containers.iter().all(|ctr| {
-                    rt.latest(&ctr.name).is_some_and(|c| c.exited() && (restart_policy == "Never" || (restart_policy == "OnFailure" && c.exit_code == 0)))
+                    rt.latest(&ctr.name).is_some_and(|c| {
+                        c.exited()
+                            && (restart_policy == "Never"
+                                || (restart_policy == "OnFailure" && c.exit_code == 0))
+                    })
                 });
                 if all_done {
                     write_status(ctx, pod, &rt, st, false).await?;
                     return Ok(None);
                 }
                 let r = object_ref(pod, None, false);
-                ctx.normal(&r, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.".into()).await;
+                ctx.normal(
+                    &r,
+                    "SandboxChanged",
+                    "Pod sandbox changed, it will be killed and re-created.".into(),
+                )
+                .await;
                 for ctr in rt.containers.iter().filter(|c| c.running()) {
-                    let _ = cri.runtime.stop_container(c::StopContainerRequest { container_id: ctr.id.clone(), timeout: 0 }).await;
+                    let _ = cri
+                        .runtime
+                        .stop_container(c::StopContainerRequest {
+                            container_id: ctr.id.clone(),
+                            timeout: 0,
+                        })
+                        .await;
                 }
                 for s in &rt.sandboxes {
-                    let _ = cri.runtime.stop_pod_sandbox(c::StopPodSandboxRequest { pod_sandbox_id: s.id.clone() }).await;
+                    let _ = cri
+                        .runtime
+                        .stop_pod_sandbox(c::StopPodSandboxRequest {
+                            pod_sandbox_id: s.id.clone(),
+                        })
+                        .await;
                 }
             }
             std::fs::create_dir_all(&logs)?;
-            let cfg = kuberuntime::sandbox_config(pod, sandbox_attempt, &logs.display().to_string(), dns.clone());
+            let cfg = kuberuntime::sandbox_config(
+                pod,
+                sandbox_attempt,
+                &logs.display().to_string(),
+                dns.clone(),
+            );
             let res = cri
                 .runtime
-                .run_pod_sandbox(c::RunPodSandboxRequest { config: Some(cfg), runtime_handler: String::new() })
+                .run_pod_sandbox(c::RunPodSandboxRequest {
+                    config: Some(cfg),
+                    runtime_handler: String::new(),
+                })
                 .await
                 .call("RunPodSandbox");
             if let Err(e) = res {
-                let msg = e.status().map(|s| s.message().to_string()).unwrap_or_else(|| e.to_string());
+                let msg = e
+                    .status()
+                    .map(|s| s.message().to_string())
+                    .unwrap_or_else(|| e.to_string());
                 let r = object_ref(pod, None, false);
-                ctx.warn(&r, "FailedCreatePodSandBox", format!("Failed to create pod sandbox: {msg}")).await;
+                ctx.warn(
+                    &r,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to create pod sandbox: {msg}"),
+                )
+                .await;
                 write_status(ctx, pod, &rt, st, false).await?;
                 return Ok(Some(Duration::from_secs(5)));
             }
@@ -422,11 +531,16 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
             }
         }
     };
-    let sandbox_cfg = kuberuntime::sandbox_config(pod, sandbox.attempt, &logs.display().to_string(), dns);
+    let sandbox_cfg =
+        kuberuntime::sandbox_config(pod, sandbox.attempt, &logs.display().to_string(), dns);
     let etc_hosts = if kuberuntime::host_network(pod) {
         None
     } else {
-        Some(crate::volumes::write_etc_hosts(&agent_dir, pod, sandbox.ip.as_deref())?)
+        Some(crate::volumes::write_etc_hosts(
+            &agent_dir,
+            pod,
+            sandbox.ip.as_deref(),
+        )?)
     };
     let pod_ip = crate::prober::pod_ip(ctx, pod, Some(&sandbox));
     // Containers of older sandboxes count for restarts but are not "current".
@@ -442,7 +556,10 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
     // Init containers, in order; each must exit 0 before the next starts.
     let mut init_blocked = false;
     for ctr in spec.init_containers.iter().flatten() {
-        let latest = current.latest(&ctr.name).filter(|c| c.sandbox_id == sandbox.id).cloned();
+        let latest = current
+            .latest(&ctr.name)
+            .filter(|c| c.sandbox_id == sandbox.id)
+            .cloned();
         match latest {
             Some(c) if c.exited() && c.exit_code == 0 => {
                 st.waiting.remove(&ctr.name);
@@ -458,7 +575,23 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
                     init_blocked = true;
                     break;
                 }
-                match start_with_backoff(ctx, pod, ctr, true, &sandbox.id, &sandbox_cfg, c.restart_count + 1, Some(&c), &volumes, etc_hosts.as_deref(), pod_ip.as_deref(), st, now).await {
+                match start_with_backoff(
+                    ctx,
+                    pod,
+                    ctr,
+                    true,
+                    &sandbox.id,
+                    &sandbox_cfg,
+                    c.restart_count + 1,
+                    Some(&c),
+                    &volumes,
+                    etc_hosts.as_deref(),
+                    pod_ip.as_deref(),
+                    st,
+                    now,
+                )
+                .await
+                {
                     Some(d) => next = min_opt(next, d),
                     None => changed = true,
                 }
@@ -466,8 +599,27 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
                 break;
             }
             None => {
-                let restarts = current.latest(&ctr.name).map(|c| c.restart_count + 1).unwrap_or(0);
-                match start_with_backoff(ctx, pod, ctr, true, &sandbox.id, &sandbox_cfg, restarts, None, &volumes, etc_hosts.as_deref(), pod_ip.as_deref(), st, now).await {
+                let restarts = current
+                    .latest(&ctr.name)
+                    .map(|c| c.restart_count + 1)
+                    .unwrap_or(0);
+                match start_with_backoff(
+                    ctx,
+                    pod,
+                    ctr,
+                    true,
+                    &sandbox.id,
+                    &sandbox_cfg,
+                    restarts,
+                    None,
+                    &volumes,
+                    etc_hosts.as_deref(),
+                    pod_ip.as_deref(),
+                    st,
+                    now,
+                )
+                .await
+                {
                     Some(d) => next = min_opt(next, d),
                     None => changed = true,
                 }
@@ -484,7 +636,8 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
             match in_sandbox {
                 Some(c) if c.running() => {
                     if let Some(kind) = st.probes.status(&c.id).and_then(|p| p.failed) {
-                        kill_for_probe(ctx, pod, ctr, c, kind, pod_ip.as_deref(), &restart_policy).await;
+                        kill_for_probe(ctx, pod, ctr, c, kind, pod_ip.as_deref(), &restart_policy)
+                            .await;
                         st.probe_killed.insert(c.id.clone());
                         changed = true;
                         // Restart it (or report it) in the next sync, at once.
@@ -503,7 +656,12 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
                 }
                 Some(c) if c.state == c::ContainerState::ContainerCreated => {
                     // Created but never started (agent crashed in between): start it.
-                    let _ = cri.runtime.start_container(c::StartContainerRequest { container_id: c.id.clone() }).await;
+                    let _ = cri
+                        .runtime
+                        .start_container(c::StartContainerRequest {
+                            container_id: c.id.clone(),
+                        })
+                        .await;
                     changed = true;
                 }
                 Some(c) => {
@@ -517,14 +675,46 @@ async fn sync_pod(ctx: &Arc<Ctx>, pod: &Pod, st: &mut WorkerState) -> anyhow::Re
                         continue;
                     }
                     let c = c.clone();
-                    match start_with_backoff(ctx, pod, ctr, false, &sandbox.id, &sandbox_cfg, c.restart_count + 1, Some(&c), &volumes, etc_hosts.as_deref(), pod_ip.as_deref(), st, now).await {
+                    match start_with_backoff(
+                        ctx,
+                        pod,
+                        ctr,
+                        false,
+                        &sandbox.id,
+                        &sandbox_cfg,
+                        c.restart_count + 1,
+                        Some(&c),
+                        &volumes,
+                        etc_hosts.as_deref(),
+                        pod_ip.as_deref(),
+                        st,
+                        now,
+                    )
+                    .await
+                    {
                         Some(d) => next = min_opt(next, d),
                         None => changed = true,
                     }
                 }
                 None => {
                     let restarts = latest.as_ref().map(|c| c.restart_count + 1).unwrap_or(0);
-                    match start_with_backoff(ctx, pod, ctr, false, &sandbox.id, &sandbox_cfg, restarts, None, &volumes, etc_hosts.as_deref(), pod_ip.as_deref(), st, now).await {
+                    match start_with_backoff(
+                        ctx,
+                        pod,
+                        ctr,
+                        false,
+                        &sandbox.id,
+                        &sandbox_cfg,
+                        restarts,
+                        None,
+                        &volumes,
+                        etc_hosts.as_deref(),
+                        pod_ip.as_deref(),
+                        st,
+                        now,
+                    )
+                    .await
+                    {
                         Some(d) => next = min_opt(next, d),
                         None => changed = true,
                     }
@@ -570,7 +760,14 @@ async fn kill_for_probe(
         .and_then(|p| p.termination_grace_period_seconds)
         .unwrap_or_else(|| crate::container::spec_grace(pod));
     tracing::info!(pod = %pod_key(pod), container = %ctr.name, probe = what, "probe failed; killing the container");
-    let k = crate::container::Kill { container: ctr, init: false, container_id: &info.id, pod_ip, grace, message };
+    let k = crate::container::Kill {
+        container: ctr,
+        init: false,
+        container_id: &info.id,
+        pod_ip,
+        grace,
+        message,
+    };
     if let Err(e) = crate::container::kill(ctx, pod, k).await {
         if !e.is_not_found() {
             tracing::warn!(pod = %pod_key(pod), container = %ctr.name, error = %e, "killing the container failed");
@@ -612,11 +809,27 @@ async fn start_with_backoff(
                     pod.metadata.namespace.as_deref().unwrap_or(""),
                     pod.metadata.uid.as_deref().unwrap_or("")
                 );
-                if st.waiting.get(&ctr.name).map(|w| w.reason.as_str()) != Some("CrashLoopBackOff") {
+                if st.waiting.get(&ctr.name).map(|w| w.reason.as_str()) != Some("CrashLoopBackOff")
+                {
                     let r = object_ref(pod, Some(&ctr.name), init);
-                    ctx.warn(&r, "BackOff", format!("Back-off restarting failed container {} in pod {}", ctr.name, pod_key(pod).replace('/', "_"))).await;
+                    ctx.warn(
+                        &r,
+                        "BackOff",
+                        format!(
+                            "Back-off restarting failed container {} in pod {}",
+                            ctr.name,
+                            pod_key(pod).replace('/', "_")
+                        ),
+                    )
+                    .await;
                 }
-                st.waiting.insert(ctr.name.clone(), Waiting { reason: "CrashLoopBackOff".into(), message: msg });
+                st.waiting.insert(
+                    ctr.name.clone(),
+                    Waiting {
+                        reason: "CrashLoopBackOff".into(),
+                        message: msg,
+                    },
+                );
                 return Some(until - now);
             }
         }
@@ -641,21 +854,42 @@ async fn start_with_backoff(
         Ok(_) => {
             st.waiting.remove(&ctr.name);
             if previous.is_some() {
-                let delay = st.backoff.get(&ctr.name).map(|(d, _)| (*d * 2).min(BACKOFF_MAX)).unwrap_or(BACKOFF_INITIAL);
-                st.backoff.insert(ctr.name.clone(), (delay, Instant::now() + delay));
+                let delay = st
+                    .backoff
+                    .get(&ctr.name)
+                    .map(|(d, _)| (*d * 2).min(BACKOFF_MAX))
+                    .unwrap_or(BACKOFF_INITIAL);
+                st.backoff
+                    .insert(ctr.name.clone(), (delay, Instant::now() + delay));
             }
             None
         }
         Err(e) => {
-            let (delay, _) = st.backoff.get(&ctr.name).cloned().unwrap_or((BACKOFF_INITIAL / 2, now));
+            let (delay, _) = st
+                .backoff
+                .get(&ctr.name)
+                .cloned()
+                .unwrap_or((BACKOFF_INITIAL / 2, now));
             let delay = (delay * 2).min(BACKOFF_MAX);
-            st.backoff.insert(ctr.name.clone(), (delay, Instant::now() + delay));
-            let reason = if e.reason == "ErrImagePull" && st.waiting.get(&ctr.name).is_some_and(|w| w.reason == "ErrImagePull" || w.reason == "ImagePullBackOff") {
+            st.backoff
+                .insert(ctr.name.clone(), (delay, Instant::now() + delay));
+            let reason = if e.reason == "ErrImagePull"
+                && st
+                    .waiting
+                    .get(&ctr.name)
+                    .is_some_and(|w| w.reason == "ErrImagePull" || w.reason == "ImagePullBackOff")
+            {
                 "ImagePullBackOff"
             } else {
                 e.reason
             };
-            st.waiting.insert(ctr.name.clone(), Waiting { reason: reason.into(), message: e.message });
+            st.waiting.insert(
+                ctr.name.clone(),
+                Waiting {
+                    reason: reason.into(),
+                    message: e.message,
+                },
+            );
             Some(delay)
         }
     }
@@ -679,7 +913,12 @@ async fn prune_dead(cri: &mut CriClient, rt: &PodRuntime) {
         let n = seen.entry(ctr.name.as_str()).or_default();
         *n += 1;
         if *n > 2 && ctr.exited() {
-            let _ = cri.runtime.remove_container(c::RemoveContainerRequest { container_id: ctr.id.clone() }).await;
+            let _ = cri
+                .runtime
+                .remove_container(c::RemoveContainerRequest {
+                    container_id: ctr.id.clone(),
+                })
+                .await;
         }
     }
 }
@@ -690,12 +929,29 @@ async fn kill_pod(ctx: &Ctx, pod: &Pod, rt: &PodRuntime, grace: i64) -> anyhow::
     let spec = pod.spec.clone().unwrap_or_default();
     let pod_ip = crate::prober::pod_ip(ctx, pod, rt.ready_sandbox());
     let mut stops = Vec::new();
-    for ctr in rt.containers.iter().filter(|c| c.running() || c.state == c::ContainerState::ContainerCreated) {
-        let init_spec = spec.init_containers.iter().flatten().find(|i| i.name == ctr.name);
-        let mut ctr_spec = spec.containers.iter().find(|c| c.name == ctr.name).or(init_spec).cloned().unwrap_or_else(|| {
-            // Not in the spec (cannot happen for a pod's own containers): no hooks.
-            k8s_openapi::api::core::v1::Container { name: ctr.name.clone(), ..Default::default() }
-        });
+    for ctr in rt
+        .containers
+        .iter()
+        .filter(|c| c.running() || c.state == c::ContainerState::ContainerCreated)
+    {
+        let init_spec = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .find(|i| i.name == ctr.name);
+        let mut ctr_spec = spec
+            .containers
+            .iter()
+            .find(|c| c.name == ctr.name)
+            .or(init_spec)
+            .cloned()
+            .unwrap_or_else(|| {
+                // Not in the spec (cannot happen for a pod's own containers): no hooks.
+                k8s_openapi::api::core::v1::Container {
+                    name: ctr.name.clone(),
+                    ..Default::default()
+                }
+            });
         if !ctr.running() {
             // Created, never started: nothing for a preStop hook to run in.
             ctr_spec.lifecycle = None;
@@ -724,7 +980,14 @@ async fn kill_pod(ctx: &Ctx, pod: &Pod, rt: &PodRuntime, grace: i64) -> anyhow::
     }
     let mut cri = ctx.cri.clone();
     for s in &rt.sandboxes {
-        if let Err(e) = cri.runtime.stop_pod_sandbox(c::StopPodSandboxRequest { pod_sandbox_id: s.id.clone() }).await.call("StopPodSandbox") {
+        if let Err(e) = cri
+            .runtime
+            .stop_pod_sandbox(c::StopPodSandboxRequest {
+                pod_sandbox_id: s.id.clone(),
+            })
+            .await
+            .call("StopPodSandbox")
+        {
             if !e.is_not_found() {
                 return Err(e.into());
             }
@@ -739,11 +1002,29 @@ async fn remove_pod(ctx: &Ctx, uid: &str) -> anyhow::Result<()> {
     let rt = kuberuntime::pod_runtime(&mut cri, uid).await?;
     for ctr in rt.containers.iter().filter(|c| c.running()) {
         let grace = 2;
-        let _ = cri.runtime.stop_container(c::StopContainerRequest { container_id: ctr.id.clone(), timeout: grace }).await;
+        let _ = cri
+            .runtime
+            .stop_container(c::StopContainerRequest {
+                container_id: ctr.id.clone(),
+                timeout: grace,
+            })
+            .await;
     }
     for s in &rt.sandboxes {
-        let _ = cri.runtime.stop_pod_sandbox(c::StopPodSandboxRequest { pod_sandbox_id: s.id.clone() }).await;
-        if let Err(e) = cri.runtime.remove_pod_sandbox(c::RemovePodSandboxRequest { pod_sandbox_id: s.id.clone() }).await.call("RemovePodSandbox") {
+        let _ = cri
+            .runtime
+            .stop_pod_sandbox(c::StopPodSandboxRequest {
+                pod_sandbox_id: s.id.clone(),
+            })
+            .await;
+        if let Err(e) = cri
+            .runtime
+            .remove_pod_sandbox(c::RemovePodSandboxRequest {
+                pod_sandbox_id: s.id.clone(),
+            })
+            .await
+            .call("RemovePodSandbox")
+        {
             if !e.is_not_found() {
                 return Err(e.into());
             }
@@ -759,13 +1040,25 @@ async fn remove_pod(ctx: &Ctx, uid: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn write_status(ctx: &Ctx, pod: &Pod, rt: &PodRuntime, st: &mut WorkerState, terminated: bool) -> anyhow::Result<()> {
+async fn write_status(
+    ctx: &Ctx,
+    pod: &Pod,
+    rt: &PodRuntime,
+    st: &mut WorkerState,
+    terminated: bool,
+) -> anyhow::Result<()> {
     let node_ip = ctx.config.node_ip.to_string();
     let probes = st.probes.snapshot();
     let status = crate::status::compute(
         pod,
         rt,
-        &StatusInputs { node_ip: &node_ip, waiting: &st.waiting, start_time: st.start_time.clone(), terminated, probes: &probes },
+        &StatusInputs {
+            node_ip: &node_ip,
+            waiting: &st.waiting,
+            start_time: st.start_time.clone(),
+            terminated,
+            probes: &probes,
+        },
     );
     let value = serde_json::to_value(&status)?;
     // Compare without timestamps that change on every computation.
@@ -777,9 +1070,19 @@ async fn write_status(ctx: &Ctx, pod: &Pod, rt: &PodRuntime, st: &mut WorkerStat
         st.last_status = Some(value);
         return Ok(());
     }
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+    let api: Api<Pod> = Api::namespaced(
+        ctx.client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+    );
     let patch = serde_json::json!({"metadata": {"uid": pod.metadata.uid}, "status": value});
-    match api.patch_status(pod.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch_status(
+            pod.metadata.name.as_deref().unwrap_or(""),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
         Ok(_) => {
             st.last_status = Some(value);
             Ok(())

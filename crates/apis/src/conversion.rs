@@ -15,12 +15,20 @@ const EVENT_FIELDS: &[(&str, &str)] = &[
     ("deprecatedCount", "count"),
 ];
 
-fn rename(obj: &mut Value, from_to: impl Iterator<Item = (&'static str, &'static str)>, api_version: &str) {
+fn rename(
+    obj: &mut Value,
+    from_to: impl Iterator<Item = (&'static str, &'static str)>,
+    api_version: &str,
+) {
     let Some(m) = obj.as_object_mut() else { return };
     let mut out = Map::with_capacity(m.len());
     let renames: Vec<(&str, &str)> = from_to.collect();
     for (k, v) in std::mem::take(m) {
-        let key = renames.iter().find(|(from, _)| *from == k).map(|(_, to)| to.to_string()).unwrap_or(k);
+        let key = renames
+            .iter()
+            .find(|(from, _)| *from == k)
+            .map(|(_, to)| to.to_string())
+            .unwrap_or(k);
         out.insert(key, v);
     }
     out.insert("apiVersion".into(), Value::String(api_version.to_string()));
@@ -41,7 +49,11 @@ pub fn event_from_core(obj: &mut Value) {
     if obj.get("apiVersion").and_then(Value::as_str) == Some("events.k8s.io/v1") {
         return;
     }
-    rename(obj, EVENT_FIELDS.iter().map(|(a, b)| (*b, *a)), "events.k8s.io/v1");
+    rename(
+        obj,
+        EVENT_FIELDS.iter().map(|(a, b)| (*b, *a)),
+        "events.k8s.io/v1",
+    );
 }
 
 #[cfg(test)]

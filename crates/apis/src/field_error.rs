@@ -68,38 +68,97 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(kind: FieldErrorType, field: impl Into<String>, bad_value: Option<String>, detail: impl Into<String>) -> Self {
-        FieldError { kind, field: field.into(), bad_value, detail: detail.into() }
+    fn new(
+        kind: FieldErrorType,
+        field: impl Into<String>,
+        bad_value: Option<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            kind,
+            field: field.into(),
+            bad_value,
+            detail: detail.into(),
+        }
     }
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(FieldErrorType::Required, field, None, detail)
     }
-    pub fn invalid(field: impl Into<String>, value: impl fmt::Display, detail: impl Into<String>) -> Self {
-        Self::new(FieldErrorType::Invalid, field, Some(quote_value(&value.to_string())), detail)
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            FieldErrorType::Invalid,
+            field,
+            Some(quote_value(&value.to_string())),
+            detail,
+        )
     }
     /// An invalid non-string value (printed without quotes, e.g. `-1`).
-    pub fn invalid_raw(field: impl Into<String>, value: impl fmt::Display, detail: impl Into<String>) -> Self {
-        Self::new(FieldErrorType::Invalid, field, Some(value.to_string()), detail)
+    pub fn invalid_raw(
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            FieldErrorType::Invalid,
+            field,
+            Some(value.to_string()),
+            detail,
+        )
     }
-    pub fn not_supported(field: impl Into<String>, value: impl fmt::Display, valid: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        valid: &[&str],
+    ) -> Self {
         let detail = if valid.is_empty() {
             String::new()
         } else {
-            format!("supported values: {}", valid.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", "))
+            format!(
+                "supported values: {}",
+                valid
+                    .iter()
+                    .map(|v| format!("\"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
-        Self::new(FieldErrorType::NotSupported, field, Some(quote_value(&value.to_string())), detail)
+        Self::new(
+            FieldErrorType::NotSupported,
+            field,
+            Some(quote_value(&value.to_string())),
+            detail,
+        )
     }
     pub fn duplicate(field: impl Into<String>, value: impl fmt::Display) -> Self {
-        Self::new(FieldErrorType::Duplicate, field, Some(quote_value(&value.to_string())), "")
+        Self::new(
+            FieldErrorType::Duplicate,
+            field,
+            Some(quote_value(&value.to_string())),
+            "",
+        )
     }
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(FieldErrorType::Forbidden, field, None, detail)
     }
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
-        Self::new(FieldErrorType::TooLong, field, None, format!("must have at most {max} bytes"))
+        Self::new(
+            FieldErrorType::TooLong,
+            field,
+            None,
+            format!("must have at most {max} bytes"),
+        )
     }
     pub fn not_found(field: impl Into<String>, value: impl fmt::Display) -> Self {
-        Self::new(FieldErrorType::NotFound, field, Some(quote_value(&value.to_string())), "")
+        Self::new(
+            FieldErrorType::NotFound,
+            field,
+            Some(quote_value(&value.to_string())),
+            "",
+        )
     }
 
     /// The cause message without the field: `Invalid value: "x": detail`.
@@ -184,12 +243,22 @@ mod tests {
 
     #[test]
     fn messages_match_upstream_shape() {
-        let p = Path::new("spec").child("containers").index(0).child("image");
+        let p = Path::new("spec")
+            .child("containers")
+            .index(0)
+            .child("image");
         let e = FieldError::required(&p, "");
         assert_eq!(e.to_string(), "spec.containers[0].image: Required value");
         let e = FieldError::invalid("metadata.name", "A_b", "a lowercase RFC 1123 subdomain");
-        assert_eq!(e.to_string(), "metadata.name: Invalid value: \"A_b\": a lowercase RFC 1123 subdomain");
-        let e = FieldError::not_supported("spec.restartPolicy", "Sometimes", &["Always", "Never", "OnFailure"]);
+        assert_eq!(
+            e.to_string(),
+            "metadata.name: Invalid value: \"A_b\": a lowercase RFC 1123 subdomain"
+        );
+        let e = FieldError::not_supported(
+            "spec.restartPolicy",
+            "Sometimes",
+            &["Always", "Never", "OnFailure"],
+        );
         assert_eq!(
             e.to_string(),
             "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"Never\", \"OnFailure\""

@@ -3,20 +3,20 @@
 
 pub use k8s_openapi;
 
-pub mod field_error;
-pub mod patch;
-pub mod managedfields;
-pub mod resources;
 pub mod conversion;
 pub mod crd;
-pub mod defaults;
-pub mod validation;
 pub mod decode;
+pub mod defaults;
+pub mod field_error;
+pub mod managedfields;
+pub mod patch;
 pub mod protobuf;
 pub mod quota;
 pub mod resource;
+pub mod resources;
 pub mod schema;
 pub mod selectors;
+pub mod validation;
 
 pub use field_error::{FieldError, FieldErrorType, FieldErrors, Path};
 pub use resources::{builtin_resources, ResourceInfo, Subresource};

@@ -8,7 +8,16 @@
 use std::sync::Arc;
 
 /// All verbs of a normal read-write resource, in the order upstream lists them.
-pub const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 /// Verbs of create-only review resources.
 pub const CREATE_VERBS: &[&str] = &["create"];
 /// Verbs of a read-only list/get resource (componentstatuses).
@@ -148,7 +157,17 @@ const fn def(
     categories: &'static [&'static str],
     subresources: &'static [&'static str],
 ) -> Def {
-    Def { group, version, resource, kind, namespaced, short, categories, subresources, verbs: ALL_VERBS }
+    Def {
+        group,
+        version,
+        resource,
+        kind,
+        namespaced,
+        short,
+        categories,
+        subresources,
+        verbs: ALL_VERBS,
+    }
 }
 
 const ALL: &[&str] = &["all"];
@@ -157,15 +176,90 @@ const NONE: &[&str] = &[];
 const DEFS: &[Def] = &[
     // core/v1
     def("", "v1", "bindings", "Binding", true, NONE, NONE, NONE),
-    Def { verbs: READ_VERBS, ..def("", "v1", "componentstatuses", "ComponentStatus", false, &["cs"], NONE, NONE) },
-    def("", "v1", "configmaps", "ConfigMap", true, &["cm"], NONE, NONE),
-    def("", "v1", "endpoints", "Endpoints", true, &["ep"], NONE, NONE),
+    Def {
+        verbs: READ_VERBS,
+        ..def(
+            "",
+            "v1",
+            "componentstatuses",
+            "ComponentStatus",
+            false,
+            &["cs"],
+            NONE,
+            NONE,
+        )
+    },
+    def(
+        "",
+        "v1",
+        "configmaps",
+        "ConfigMap",
+        true,
+        &["cm"],
+        NONE,
+        NONE,
+    ),
+    def(
+        "",
+        "v1",
+        "endpoints",
+        "Endpoints",
+        true,
+        &["ep"],
+        NONE,
+        NONE,
+    ),
     def("", "v1", "events", "Event", true, &["ev"], NONE, NONE),
-    def("", "v1", "limitranges", "LimitRange", true, &["limits"], NONE, NONE),
-    def("", "v1", "namespaces", "Namespace", false, &["ns"], NONE, &["finalize", "status"]),
-    def("", "v1", "nodes", "Node", false, &["no"], NONE, &["proxy", "status"]),
-    def("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", true, &["pvc"], NONE, &["status"]),
-    def("", "v1", "persistentvolumes", "PersistentVolume", false, &["pv"], NONE, &["status"]),
+    def(
+        "",
+        "v1",
+        "limitranges",
+        "LimitRange",
+        true,
+        &["limits"],
+        NONE,
+        NONE,
+    ),
+    def(
+        "",
+        "v1",
+        "namespaces",
+        "Namespace",
+        false,
+        &["ns"],
+        NONE,
+        &["finalize", "status"],
+    ),
+    def(
+        "",
+        "v1",
+        "nodes",
+        "Node",
+        false,
+        &["no"],
+        NONE,
+        &["proxy", "status"],
+    ),
+    def(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        true,
+        &["pvc"],
+        NONE,
+        &["status"],
+    ),
+    def(
+        "",
+        "v1",
+        "persistentvolumes",
+        "PersistentVolume",
+        false,
+        &["pv"],
+        NONE,
+        &["status"],
+    ),
     def(
         "",
         "v1",
@@ -174,48 +268,338 @@ const DEFS: &[Def] = &[
         true,
         &["po"],
         ALL,
-        &["attach", "binding", "ephemeralcontainers", "eviction", "exec", "log", "portforward", "proxy", "resize", "status"],
+        &[
+            "attach",
+            "binding",
+            "ephemeralcontainers",
+            "eviction",
+            "exec",
+            "log",
+            "portforward",
+            "proxy",
+            "resize",
+            "status",
+        ],
     ),
-    def("", "v1", "podtemplates", "PodTemplate", true, NONE, NONE, NONE),
-    def("", "v1", "replicationcontrollers", "ReplicationController", true, &["rc"], ALL, &["scale", "status"]),
-    def("", "v1", "resourcequotas", "ResourceQuota", true, &["quota"], NONE, &["status"]),
+    def(
+        "",
+        "v1",
+        "podtemplates",
+        "PodTemplate",
+        true,
+        NONE,
+        NONE,
+        NONE,
+    ),
+    def(
+        "",
+        "v1",
+        "replicationcontrollers",
+        "ReplicationController",
+        true,
+        &["rc"],
+        ALL,
+        &["scale", "status"],
+    ),
+    def(
+        "",
+        "v1",
+        "resourcequotas",
+        "ResourceQuota",
+        true,
+        &["quota"],
+        NONE,
+        &["status"],
+    ),
     def("", "v1", "secrets", "Secret", true, NONE, NONE, NONE),
-    def("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"], NONE, &["token"]),
-    def("", "v1", "services", "Service", true, &["svc"], ALL, &["proxy", "status"]),
+    def(
+        "",
+        "v1",
+        "serviceaccounts",
+        "ServiceAccount",
+        true,
+        &["sa"],
+        NONE,
+        &["token"],
+    ),
+    def(
+        "",
+        "v1",
+        "services",
+        "Service",
+        true,
+        &["svc"],
+        ALL,
+        &["proxy", "status"],
+    ),
     // apps/v1
-    def("apps", "v1", "controllerrevisions", "ControllerRevision", true, NONE, NONE, NONE),
-    def("apps", "v1", "daemonsets", "DaemonSet", true, &["ds"], ALL, &["status"]),
-    def("apps", "v1", "deployments", "Deployment", true, &["deploy"], ALL, &["scale", "status"]),
-    def("apps", "v1", "replicasets", "ReplicaSet", true, &["rs"], ALL, &["scale", "status"]),
-    def("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"], ALL, &["scale", "status"]),
+    def(
+        "apps",
+        "v1",
+        "controllerrevisions",
+        "ControllerRevision",
+        true,
+        NONE,
+        NONE,
+        NONE,
+    ),
+    def(
+        "apps",
+        "v1",
+        "daemonsets",
+        "DaemonSet",
+        true,
+        &["ds"],
+        ALL,
+        &["status"],
+    ),
+    def(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        true,
+        &["deploy"],
+        ALL,
+        &["scale", "status"],
+    ),
+    def(
+        "apps",
+        "v1",
+        "replicasets",
+        "ReplicaSet",
+        true,
+        &["rs"],
+        ALL,
+        &["scale", "status"],
+    ),
+    def(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        true,
+        &["sts"],
+        ALL,
+        &["scale", "status"],
+    ),
     // authentication.k8s.io/v1 and authorization.k8s.io/v1: create-only reviews
-    Def { verbs: CREATE_VERBS, ..def("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", false, NONE, NONE, NONE) },
-    Def { verbs: CREATE_VERBS, ..def("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", false, NONE, NONE, NONE) },
-    Def { verbs: CREATE_VERBS, ..def("authorization.k8s.io", "v1", "localsubjectaccessreviews", "LocalSubjectAccessReview", true, NONE, NONE, NONE) },
-    Def { verbs: CREATE_VERBS, ..def("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", false, NONE, NONE, NONE) },
-    Def { verbs: CREATE_VERBS, ..def("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", false, NONE, NONE, NONE) },
-    Def { verbs: CREATE_VERBS, ..def("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", false, NONE, NONE, NONE) },
+    Def {
+        verbs: CREATE_VERBS,
+        ..def(
+            "authentication.k8s.io",
+            "v1",
+            "selfsubjectreviews",
+            "SelfSubjectReview",
+            false,
+            NONE,
+            NONE,
+            NONE,
+        )
+    },
+    Def {
+        verbs: CREATE_VERBS,
+        ..def(
+            "authentication.k8s.io",
+            "v1",
+            "tokenreviews",
+            "TokenReview",
+            false,
+            NONE,
+            NONE,
+            NONE,
+        )
+    },
+    Def {
+        verbs: CREATE_VERBS,
+        ..def(
+            "authorization.k8s.io",
+            "v1",
+            "localsubjectaccessreviews",
+            "LocalSubjectAccessReview",
+            true,
+            NONE,
+            NONE,
+            NONE,
+        )
+    },
+    Def {
+        verbs: CREATE_VERBS,
+        ..def(
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+            "SelfSubjectAccessReview",
+            false,
+            NONE,
+            NONE,
+            NONE,
+        )
+    },
+    Def {
+        verbs: CREATE_VERBS,
+        ..def(
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectrulesreviews",
+            "SelfSubjectRulesReview",
+            false,
+            NONE,
+            NONE,
+            NONE,
+        )
+    },
+    Def {
+        verbs: CREATE_VERBS,
+        ..def(
+            "authorization.k8s.io",
+            "v1",
+            "subjectaccessreviews",
+            "SubjectAccessReview",
+            false,
+            NONE,
+            NONE,
+            NONE,
+        )
+    },
     // events.k8s.io/v1
-    def("events.k8s.io", "v1", "events", "Event", true, &["ev"], NONE, NONE),
+    def(
+        "events.k8s.io",
+        "v1",
+        "events",
+        "Event",
+        true,
+        &["ev"],
+        NONE,
+        NONE,
+    ),
     // autoscaling
-    def("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", true, &["hpa"], ALL, &["status"]),
-    def("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler", true, &["hpa"], ALL, &["status"]),
+    def(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        true,
+        &["hpa"],
+        ALL,
+        &["status"],
+    ),
+    def(
+        "autoscaling",
+        "v1",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        true,
+        &["hpa"],
+        ALL,
+        &["status"],
+    ),
     // batch/v1
-    def("batch", "v1", "cronjobs", "CronJob", true, &["cj"], ALL, &["status"]),
+    def(
+        "batch",
+        "v1",
+        "cronjobs",
+        "CronJob",
+        true,
+        &["cj"],
+        ALL,
+        &["status"],
+    ),
     def("batch", "v1", "jobs", "Job", true, NONE, ALL, &["status"]),
     // networking.k8s.io/v1
-    def("networking.k8s.io", "v1", "ingressclasses", "IngressClass", false, NONE, NONE, NONE),
-    def("networking.k8s.io", "v1", "ingresses", "Ingress", true, &["ing"], NONE, &["status"]),
-    def("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true, &["netpol"], NONE, NONE),
+    def(
+        "networking.k8s.io",
+        "v1",
+        "ingressclasses",
+        "IngressClass",
+        false,
+        NONE,
+        NONE,
+        NONE,
+    ),
+    def(
+        "networking.k8s.io",
+        "v1",
+        "ingresses",
+        "Ingress",
+        true,
+        &["ing"],
+        NONE,
+        &["status"],
+    ),
+    def(
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "NetworkPolicy",
+        true,
+        &["netpol"],
+        NONE,
+        NONE,
+    ),
     // policy/v1
-    def("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"], NONE, &["status"]),
+    def(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        true,
+        &["pdb"],
+        NONE,
+        &["status"],
+    ),
     // rbac.authorization.k8s.io/v1
-    def("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false, NONE, NONE, NONE),
-    def("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false, NONE, NONE, NONE),
-    def("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, NONE, NONE, NONE),
-    def("rbac.authorization.k8s.io", "v1", "roles", "Role", true, NONE, NONE, NONE),
+    def(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+        NONE,
+        NONE,
+        NONE,
+    ),
+    def(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+        NONE,
+        NONE,
+        NONE,
+    ),
+    def(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        true,
+        NONE,
+        NONE,
+        NONE,
+    ),
+    def(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "roles",
+        "Role",
+        true,
+        NONE,
+        NONE,
+        NONE,
+    ),
     // storage.k8s.io/v1
-    def("storage.k8s.io", "v1", "storageclasses", "StorageClass", false, &["sc"], NONE, NONE),
+    def(
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        "StorageClass",
+        false,
+        &["sc"],
+        NONE,
+        NONE,
+    ),
     // apiextensions.k8s.io/v1
     def(
         "apiextensions.k8s.io",
@@ -228,13 +612,49 @@ const DEFS: &[Def] = &[
         &["status"],
     ),
     // scheduling.k8s.io/v1
-    def("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", false, &["pc"], NONE, NONE),
+    def(
+        "scheduling.k8s.io",
+        "v1",
+        "priorityclasses",
+        "PriorityClass",
+        false,
+        &["pc"],
+        NONE,
+        NONE,
+    ),
     // coordination.k8s.io/v1
-    def("coordination.k8s.io", "v1", "leases", "Lease", true, NONE, NONE, NONE),
+    def(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "Lease",
+        true,
+        NONE,
+        NONE,
+        NONE,
+    ),
     // node.k8s.io/v1
-    def("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", false, NONE, NONE, NONE),
+    def(
+        "node.k8s.io",
+        "v1",
+        "runtimeclasses",
+        "RuntimeClass",
+        false,
+        NONE,
+        NONE,
+        NONE,
+    ),
     // discovery.k8s.io/v1
-    def("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true, NONE, NONE, NONE),
+    def(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "EndpointSlice",
+        true,
+        NONE,
+        NONE,
+        NONE,
+    ),
 ];
 
 fn subresource(parent_kind: &str, name: &str) -> Subresource {
@@ -293,7 +713,11 @@ pub fn builtin_resources() -> Vec<Arc<ResourceInfo>> {
                 verbs,
                 short_names: d.short.iter().map(|s| s.to_string()).collect(),
                 categories: d.categories.iter().map(|s| s.to_string()).collect(),
-                subresources: d.subresources.iter().map(|s| subresource(d.kind, s)).collect(),
+                subresources: d
+                    .subresources
+                    .iter()
+                    .map(|s| subresource(d.kind, s))
+                    .collect(),
                 storage_group: storage_group.to_string(),
                 storage_resource: storage_resource.to_string(),
             })
@@ -308,14 +732,24 @@ mod tests {
     #[test]
     fn table_has_the_resources_kubectl_users_name() {
         let all = builtin_resources();
-        let find = |g: &str, r: &str| all.iter().find(|i| i.group == g && i.resource == r).cloned();
+        let find = |g: &str, r: &str| {
+            all.iter()
+                .find(|i| i.group == g && i.resource == r)
+                .cloned()
+        };
         let deploy = find("apps", "deployments").expect("deployments");
         assert_eq!(deploy.short_names, vec!["deploy"]);
         assert!(deploy.categories.contains(&"all".to_string()));
         assert!(deploy.has_subresource("scale"));
         assert_eq!(deploy.storage_prefix(), "/registry/deployments/");
-        assert_eq!(find("", "services").expect("svc").storage_prefix(), "/registry/services/specs/");
-        assert_eq!(storage_prefix("example.com", "widgets"), "/registry/example.com/widgets/");
+        assert_eq!(
+            find("", "services").expect("svc").storage_prefix(),
+            "/registry/services/specs/"
+        );
+        assert_eq!(
+            storage_prefix("example.com", "widgets"),
+            "/registry/example.com/widgets/"
+        );
         let cs = find("", "componentstatuses").expect("cs");
         assert_eq!(cs.verbs, vec!["get", "list"]);
     }

@@ -60,8 +60,10 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 fn api_group(group: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> =
-        versions.iter().map(|v| json!({"groupVersion": group_version(group, v), "version": v})).collect();
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": group_version(group, v), "version": v}))
+        .collect();
     json!({
         "name": group,
         "versions": vs,
@@ -70,8 +72,11 @@ fn api_group(group: &str, versions: &[String]) -> Value {
 }
 
 pub fn api_group_list(resources: &[Arc<ResourceInfo>]) -> Value {
-    let groups: Vec<Value> =
-        groups(resources).iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| api_group(g, vs)).collect();
+    let groups: Vec<Value> = groups(resources)
+        .iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, vs)| api_group(g, vs))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -84,8 +89,15 @@ pub fn api_group_doc(resources: &[Arc<ResourceInfo>], group: &str) -> Option<Val
     Some(doc)
 }
 
-pub fn api_resource_list(resources: &[Arc<ResourceInfo>], group: &str, version: &str) -> Option<Value> {
-    let in_gv: Vec<&Arc<ResourceInfo>> = resources.iter().filter(|r| r.group == group && r.version == version).collect();
+pub fn api_resource_list(
+    resources: &[Arc<ResourceInfo>],
+    group: &str,
+    version: &str,
+) -> Option<Value> {
+    let in_gv: Vec<&Arc<ResourceInfo>> = resources
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if in_gv.is_empty() {
         return None;
     }
@@ -179,7 +191,11 @@ pub fn aggregated(resources: &[Arc<ResourceInfo>], core: bool, version: &str) ->
                 json!({"version": v, "resources": rs, "freshness": "Current"})
             })
             .collect();
-        let metadata = if group.is_empty() { json!({"creationTimestamp": null}) } else { json!({"name": group, "creationTimestamp": null}) };
+        let metadata = if group.is_empty() {
+            json!({"creationTimestamp": null})
+        } else {
+            json!({"name": group, "creationTimestamp": null})
+        };
         items.push(json!({"metadata": metadata, "versions": vs}));
     }
     json!({
@@ -204,9 +220,18 @@ mod tests {
         assert_eq!(pods["categories"], json!(["all"]));
         assert!(list.iter().any(|r| r["name"] == "pods/status"));
         let groups = api_group_list(&rs);
-        let apps = groups["groups"].as_array().expect("groups").iter().find(|g| g["name"] == "apps").expect("apps");
+        let apps = groups["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .find(|g| g["name"] == "apps")
+            .expect("apps");
         assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
         let agg = aggregated(&rs, false, "v2");
-        assert!(agg["items"].as_array().expect("items").iter().any(|i| i["metadata"]["name"] == "autoscaling"));
+        assert!(agg["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|i| i["metadata"]["name"] == "autoscaling"));
     }
 }

@@ -31,16 +31,28 @@ impl Health {
         let endpoint = parts.next().unwrap_or("healthz");
         let only = parts.next();
         let mut checks = vec![("ping".to_string(), true), ("log".to_string(), true)];
-        checks.extend(self.checks.read().iter().map(|(n, f)| (n.clone(), f.load(Ordering::Acquire))));
+        checks.extend(
+            self.checks
+                .read()
+                .iter()
+                .map(|(n, f)| (n.clone(), f.load(Ordering::Acquire))),
+        );
         if let Some(name) = only {
             return match checks.iter().find(|(n, _)| n == name) {
                 Some((_, true)) => text(StatusCode::OK, "ok"),
-                Some((_, false)) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("internal server error: {name} failed")),
+                Some((_, false)) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("internal server error: {name} failed"),
+                ),
                 None => text(StatusCode::NOT_FOUND, "404 page not found"),
             };
         }
         let healthy = checks.iter().all(|(_, ok)| *ok);
-        let code = if healthy { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+        let code = if healthy {
+            StatusCode::OK
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
         if query.get("verbose").is_some() || !healthy {
             let mut out = String::new();
             for (name, ok) in &checks {
@@ -62,7 +74,11 @@ impl Health {
 }
 
 fn text(code: StatusCode, body: &str) -> Response<Body> {
-    bytes_response(code, "text/plain; charset=utf-8", Bytes::from(body.to_string()))
+    bytes_response(
+        code,
+        "text/plain; charset=utf-8",
+        Bytes::from(body.to_string()),
+    )
 }
 
 pub fn version_info() -> Value {

@@ -118,7 +118,11 @@ impl ApiServer {
                 let service = hyper::service::service_fn(move |req| {
                     let server = server.clone();
                     let cert_user = cert_user.clone();
-                    async move { Ok::<_, std::convert::Infallible>(server.handle(req, cert_user.as_ref(), peer).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            server.handle(req, cert_user.as_ref(), peer).await,
+                        )
+                    }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
@@ -139,7 +143,12 @@ impl ApiServer {
     }
 
     /// Serves one request.
-    pub async fn handle(&self, req: Request<Incoming>, cert_user: Option<&UserInfo>, _peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        cert_user: Option<&UserInfo>,
+        _peer: SocketAddr,
+    ) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
@@ -148,8 +157,10 @@ impl ApiServer {
         let span = tracing::debug_span!("http.request", verb = %info.verb, resource = %info.resource, path = %path);
         let _enter = span.enter();
 
-        let public = matches!(path.as_str(), "/healthz" | "/livez" | "/readyz" | "/version")
-            || path.starts_with("/healthz/")
+        let public = matches!(
+            path.as_str(),
+            "/healthz" | "/livez" | "/readyz" | "/version"
+        ) || path.starts_with("/healthz/")
             || path.starts_with("/livez/")
             || path.starts_with("/readyz/");
         let credential = self.authenticator.authenticate(req.headers(), cert_user);
@@ -169,7 +180,8 @@ impl ApiServer {
                 Err(e) => e.into_response(),
             }
         };
-        self.metrics.observe(&info, response.status().as_u16(), started.elapsed());
+        self.metrics
+            .observe(&info, response.status().as_u16(), started.elapsed());
         response
     }
 
@@ -185,30 +197,50 @@ impl ApiServer {
             return handlers::handle(self, req, info, query, user).await;
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            return Err(ApiError::MethodNotSupported(format!("the server does not allow this method on the requested resource")));
+            return Err(ApiError::MethodNotSupported(format!(
+                "the server does not allow this method on the requested resource"
+            )));
         }
         let trimmed = path.trim_end_matches('/');
         match trimmed {
             "/version" => Ok(json_response(StatusCode::OK, &health::version_info())),
             "/healthz" | "/livez" | "/readyz" => Ok(self.health.respond(trimmed, &query)),
-            p if p.starts_with("/healthz/") || p.starts_with("/livez/") || p.starts_with("/readyz/") => {
+            p if p.starts_with("/healthz/")
+                || p.starts_with("/livez/")
+                || p.starts_with("/readyz/") =>
+            {
                 Ok(self.health.respond(p, &query))
             }
             "/metrics" => Ok(self.metrics.respond()),
             "" | "/" => Ok(json_response(StatusCode::OK, &root_paths(&self.registry))),
             "/api" => {
                 if let Some(v) = negotiate::aggregated_discovery(req.headers()) {
-                    return Ok(aggregated_response(&discovery::aggregated(&self.registry.resources(), true, v), v));
+                    return Ok(aggregated_response(
+                        &discovery::aggregated(&self.registry.resources(), true, v),
+                        v,
+                    ));
                 }
-                Ok(json_response(StatusCode::OK, &discovery::api_versions(&self.advertise_address)))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &discovery::api_versions(&self.advertise_address),
+                ))
             }
             "/apis" => {
                 if let Some(v) = negotiate::aggregated_discovery(req.headers()) {
-                    return Ok(aggregated_response(&discovery::aggregated(&self.registry.resources(), false, v), v));
+                    return Ok(aggregated_response(
+                        &discovery::aggregated(&self.registry.resources(), false, v),
+                        v,
+                    ));
                 }
-                Ok(json_response(StatusCode::OK, &discovery::api_group_list(&self.registry.resources())))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &discovery::api_group_list(&self.registry.resources()),
+                ))
             }
-            p if p.starts_with("/openapi/") => self.openapi.respond(&self.registry, p, &query, req.headers()),
+            p if p.starts_with("/openapi/") => {
+                self.openapi
+                    .respond(&self.registry, p, &query, req.headers())
+            }
             p => {
                 let parts: Vec<&str> = p.trim_start_matches('/').split('/').collect();
                 let resources = self.registry.resources();
@@ -218,14 +250,19 @@ impl ApiServer {
                     ["apis", g, v] => discovery::api_resource_list(&resources, g, v),
                     _ => None,
                 };
-                doc.map(|d| json_response(StatusCode::OK, &d)).ok_or(ApiError::NotFoundPath)
+                doc.map(|d| json_response(StatusCode::OK, &d))
+                    .ok_or(ApiError::NotFoundPath)
             }
         }
     }
 }
 
 fn root_paths(registry: &Registry) -> serde_json::Value {
-    let mut paths = vec!["/api".to_string(), "/api/v1".to_string(), "/apis".to_string()];
+    let mut paths = vec![
+        "/api".to_string(),
+        "/api/v1".to_string(),
+        "/apis".to_string(),
+    ];
     for (g, vs) in discovery::groups(&registry.resources()) {
         if g.is_empty() {
             continue;
@@ -235,12 +272,27 @@ fn root_paths(registry: &Registry) -> serde_json::Value {
             paths.push(format!("/apis/{g}/{v}"));
         }
     }
-    paths.extend(["/healthz", "/livez", "/metrics", "/openapi/v2", "/openapi/v3", "/readyz", "/version"].map(String::from));
+    paths.extend(
+        [
+            "/healthz",
+            "/livez",
+            "/metrics",
+            "/openapi/v2",
+            "/openapi/v3",
+            "/readyz",
+            "/version",
+        ]
+        .map(String::from),
+    );
     serde_json::json!({"paths": paths})
 }
 
 pub fn json_response(code: StatusCode, v: &serde_json::Value) -> Response<Body> {
-    bytes_response(code, "application/json", Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
+    bytes_response(
+        code,
+        "application/json",
+        Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+    )
 }
 
 pub fn bytes_response(code: StatusCode, content_type: &str, body: Bytes) -> Response<Body> {
@@ -253,5 +305,9 @@ pub fn bytes_response(code: StatusCode, content_type: &str, body: Bytes) -> Resp
 
 fn aggregated_response(v: &serde_json::Value, version: &str) -> Response<Body> {
     let ct = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
-    bytes_response(StatusCode::OK, &ct, Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
+    bytes_response(
+        StatusCode::OK,
+        &ct,
+        Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+    )
 }

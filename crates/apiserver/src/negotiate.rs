@@ -14,16 +14,27 @@ pub enum Output {
 }
 
 pub fn accept(headers: &HeaderMap) -> Output {
-    let Some(accept) = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()) else { return Output::Json };
+    let Some(accept) = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Output::Json;
+    };
     for part in accept.split(',') {
         let part = part.trim();
         let (mime, params) = part.split_once(';').unwrap_or((part, ""));
-        let params: Vec<(&str, &str)> =
-            params.split(';').filter_map(|p| p.trim().split_once('=')).collect();
+        let params: Vec<(&str, &str)> = params
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .collect();
         let has = |k: &str, v: &str| params.iter().any(|(pk, pv)| *pk == k && *pv == v);
         match mime.trim() {
-            "application/json" if has("as", "Table") && has("g", "meta.k8s.io") => return Output::Table,
-            "application/json" if has("as", "PartialObjectMetadata") || has("as", "PartialObjectMetadataList") => {
+            "application/json" if has("as", "Table") && has("g", "meta.k8s.io") => {
+                return Output::Table
+            }
+            "application/json"
+                if has("as", "PartialObjectMetadata") || has("as", "PartialObjectMetadataList") =>
+            {
                 return Output::Metadata
             }
             "application/json" if params.iter().any(|(k, _)| *k == "as") => continue,
@@ -61,7 +72,13 @@ pub fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|s| {
+            s.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -82,7 +99,10 @@ mod tests {
             Output::Table
         );
         assert_eq!(accept(&h("application/json, */*")), Output::Json);
-        assert_eq!(accept(&h("application/vnd.kubernetes.protobuf, */*")), Output::Json);
+        assert_eq!(
+            accept(&h("application/vnd.kubernetes.protobuf, */*")),
+            Output::Json
+        );
         assert_eq!(
             aggregated_discovery(&h("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json")),
             Some("v2")

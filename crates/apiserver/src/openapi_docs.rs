@@ -98,7 +98,10 @@ impl Cache {
         let crds = registry.custom_resource_definitions();
         match path {
             "/openapi/v2" => {
-                let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let accept = headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
                 let Some(protobuf) = v2_wants_protobuf(accept) else {
                     return Err(ApiError::NotAcceptable(format!(
                         "only the following media types are accepted: application/json, {V2_PROTOBUF}"
@@ -126,9 +129,9 @@ impl Cache {
             "/openapi/v3" => {
                 let mut entries = Vec::new();
                 for p in openapi::v3_index_paths(&resources) {
-                    if let Some((_, hash)) =
-                        self.document(fp, &p, || openapi::v3_document_for_path(&p, &resources, &crds))?
-                    {
+                    if let Some((_, hash)) = self.document(fp, &p, || {
+                        openapi::v3_document_for_path(&p, &resources, &crds)
+                    })? {
                         entries.push((p, hash));
                     }
                 }
@@ -138,7 +141,9 @@ impl Cache {
             p => {
                 let gv = p.trim_start_matches("/openapi/v3/").to_string();
                 let (bytes, _) = self
-                    .document(fp, &gv, || openapi::v3_document_for_path(&gv, &resources, &crds))?
+                    .document(fp, &gv, || {
+                        openapi::v3_document_for_path(&gv, &resources, &crds)
+                    })?
                     .ok_or(ApiError::NotFoundPath)?;
                 Ok(bytes_response(StatusCode::OK, "application/json", bytes))
             }

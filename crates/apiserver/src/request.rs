@@ -27,8 +27,15 @@ pub struct RequestInfo {
 const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 
 pub fn parse(method: &Method, path: &str, query: &Query) -> RequestInfo {
-    let mut info = RequestInfo { verb: method.as_str().to_ascii_lowercase(), ..Default::default() };
-    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+    let mut info = RequestInfo {
+        verb: method.as_str().to_ascii_lowercase(),
+        ..Default::default()
+    };
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
     let (prefix, rest) = match parts.first() {
         Some(&"api") if parts.len() >= 2 => ("api", &parts[1..]),
         Some(&"apis") if parts.len() >= 3 => ("apis", &parts[1..]),
@@ -93,7 +100,12 @@ pub fn parse(method: &Method, path: &str, query: &Query) -> RequestInfo {
         (Method::PATCH, _) => "patch",
         (Method::DELETE, true) => "deletecollection",
         (Method::DELETE, false) => "delete",
-        (m, _) => return RequestInfo { verb: m.as_str().to_ascii_lowercase(), ..info },
+        (m, _) => {
+            return RequestInfo {
+                verb: m.as_str().to_ascii_lowercase(),
+                ..info
+            }
+        }
     }
     .to_string();
     info
@@ -110,14 +122,20 @@ impl Query {
         let mut values: HashMap<String, Vec<String>> = HashMap::new();
         if let Some(raw) = raw {
             for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
-                values.entry(k.into_owned()).or_default().push(v.into_owned());
+                values
+                    .entry(k.into_owned())
+                    .or_default()
+                    .push(v.into_owned());
             }
         }
         Query { values }
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values.get(key).and_then(|v| v.last()).map(String::as_str)
+        self.values
+            .get(key)
+            .and_then(|v| v.last())
+            .map(String::as_str)
     }
 
     pub fn all(&self, key: &str) -> Vec<String> {
@@ -145,23 +163,85 @@ mod tests {
     #[test]
     fn classifies_paths_as_upstream() {
         let cases: &[(Method, &str, &str, (&str, &str, &str, &str, &str, &str))] = &[
-            (Method::GET, "/api/v1/pods", "", ("list", "", "", "pods", "", "")),
-            (Method::GET, "/api/v1/namespaces/default/pods/x", "", ("get", "", "default", "pods", "x", "")),
-            (Method::GET, "/api/v1/namespaces/default/pods", "watch=true", ("watch", "", "default", "pods", "", "")),
-            (Method::GET, "/api/v1/watch/namespaces/default/pods", "", ("watch", "", "default", "pods", "", "")),
-            (Method::GET, "/api/v1/namespaces/kube-system", "", ("get", "", "", "namespaces", "kube-system", "")),
-            (Method::PUT, "/api/v1/namespaces/x/finalize", "", ("update", "", "", "namespaces", "x", "finalize")),
-            (Method::PUT, "/api/v1/namespaces/x/status", "", ("update", "", "", "namespaces", "x", "status")),
-            (Method::POST, "/apis/apps/v1/namespaces/d/deployments", "", ("create", "apps", "d", "deployments", "", "")),
-            (Method::PATCH, "/apis/apps/v1/namespaces/d/deployments/w/scale", "", ("patch", "apps", "d", "deployments", "w", "scale")),
-            (Method::DELETE, "/api/v1/namespaces/d/configmaps", "", ("deletecollection", "", "d", "configmaps", "", "")),
-            (Method::GET, "/api/v1/nodes/n1", "", ("get", "", "", "nodes", "n1", "")),
+            (
+                Method::GET,
+                "/api/v1/pods",
+                "",
+                ("list", "", "", "pods", "", ""),
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods/x",
+                "",
+                ("get", "", "default", "pods", "x", ""),
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                "watch=true",
+                ("watch", "", "default", "pods", "", ""),
+            ),
+            (
+                Method::GET,
+                "/api/v1/watch/namespaces/default/pods",
+                "",
+                ("watch", "", "default", "pods", "", ""),
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/kube-system",
+                "",
+                ("get", "", "", "namespaces", "kube-system", ""),
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/x/finalize",
+                "",
+                ("update", "", "", "namespaces", "x", "finalize"),
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/x/status",
+                "",
+                ("update", "", "", "namespaces", "x", "status"),
+            ),
+            (
+                Method::POST,
+                "/apis/apps/v1/namespaces/d/deployments",
+                "",
+                ("create", "apps", "d", "deployments", "", ""),
+            ),
+            (
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/d/deployments/w/scale",
+                "",
+                ("patch", "apps", "d", "deployments", "w", "scale"),
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/d/configmaps",
+                "",
+                ("deletecollection", "", "d", "configmaps", "", ""),
+            ),
+            (
+                Method::GET,
+                "/api/v1/nodes/n1",
+                "",
+                ("get", "", "", "nodes", "n1", ""),
+            ),
         ];
         for (m, path, q, want) in cases {
             let i = p(m.clone(), path, q);
             assert!(i.is_resource, "{path}");
             assert_eq!(
-                (i.verb.as_str(), i.group.as_str(), i.namespace.as_str(), i.resource.as_str(), i.name.as_str(), i.subresource.as_str()),
+                (
+                    i.verb.as_str(),
+                    i.group.as_str(),
+                    i.namespace.as_str(),
+                    i.resource.as_str(),
+                    i.name.as_str(),
+                    i.subresource.as_str()
+                ),
                 *want,
                 "{path}"
             );

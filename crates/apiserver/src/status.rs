@@ -43,9 +43,9 @@ impl ApiError {
         match self {
             ApiError::Registry(e) => match e {
                 RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
-                RegistryError::AlreadyExists { .. } | RegistryError::Conflict { .. } | RegistryError::ApplyConflict { .. } => {
-                    StatusCode::CONFLICT
-                }
+                RegistryError::AlreadyExists { .. }
+                | RegistryError::Conflict { .. }
+                | RegistryError::ApplyConflict { .. } => StatusCode::CONFLICT,
                 RegistryError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 RegistryError::BadRequest(_) => StatusCode::BAD_REQUEST,
                 RegistryError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -96,7 +96,9 @@ impl ApiError {
     }
 
     fn details(&self) -> Option<Value> {
-        let ApiError::Registry(e) = self else { return None };
+        let ApiError::Registry(e) = self else {
+            return None;
+        };
         let named = |group: &str, kind: &str, name: &str| {
             let mut d = Map::new();
             if !name.is_empty() {
@@ -109,10 +111,28 @@ impl ApiError {
             d
         };
         match e {
-            RegistryError::NotFound { group, resource, name }
-            | RegistryError::AlreadyExists { group, resource, name }
-            | RegistryError::Conflict { group, resource, name, .. } => Some(Value::Object(named(group, resource, name))),
-            RegistryError::Invalid { group, kind, name, errors } => {
+            RegistryError::NotFound {
+                group,
+                resource,
+                name,
+            }
+            | RegistryError::AlreadyExists {
+                group,
+                resource,
+                name,
+            }
+            | RegistryError::Conflict {
+                group,
+                resource,
+                name,
+                ..
+            } => Some(Value::Object(named(group, resource, name))),
+            RegistryError::Invalid {
+                group,
+                kind,
+                name,
+                errors,
+            } => {
                 let mut d = named(group, kind, name);
                 let causes: Vec<Value> = errors
                     .iter()
@@ -121,11 +141,17 @@ impl ApiError {
                 d.insert("causes".into(), json!(causes));
                 Some(Value::Object(d))
             }
-            RegistryError::TooManyRequests { retry_after_seconds, causes, .. } => {
+            RegistryError::TooManyRequests {
+                retry_after_seconds,
+                causes,
+                ..
+            } => {
                 let mut d = Map::new();
                 if !causes.is_empty() {
-                    let causes: Vec<Value> =
-                        causes.iter().map(|(reason, message)| json!({"reason": reason, "message": message})).collect();
+                    let causes: Vec<Value> = causes
+                        .iter()
+                        .map(|(reason, message)| json!({"reason": reason, "message": message}))
+                        .collect();
                     d.insert("causes".into(), json!(causes));
                 }
                 if *retry_after_seconds > 0 {
@@ -166,9 +192,10 @@ impl ApiError {
         }
         let body = serde_json::to_vec(&self.status()).unwrap_or_default();
         let retry_after = match &self {
-            ApiError::Registry(RegistryError::TooManyRequests { retry_after_seconds, .. }) if *retry_after_seconds > 0 => {
-                Some(retry_after_seconds.to_string())
-            }
+            ApiError::Registry(RegistryError::TooManyRequests {
+                retry_after_seconds,
+                ..
+            }) if *retry_after_seconds > 0 => Some(retry_after_seconds.to_string()),
             _ => None,
         };
         let mut builder = Response::builder();
@@ -195,12 +222,19 @@ mod tests {
 
     #[test]
     fn not_found_matches_kubectl_text() {
-        let e = ApiError::from(RegistryError::NotFound { group: "apps".into(), resource: "deployments".into(), name: "x".into() });
+        let e = ApiError::from(RegistryError::NotFound {
+            group: "apps".into(),
+            resource: "deployments".into(),
+            name: "x".into(),
+        });
         let s = e.status();
         assert_eq!(s["message"], "deployments.apps \"x\" not found");
         assert_eq!(s["reason"], "NotFound");
         assert_eq!(s["code"], 404);
-        assert_eq!(s["details"], json!({"name": "x", "group": "apps", "kind": "deployments"}));
+        assert_eq!(
+            s["details"],
+            json!({"name": "x", "group": "apps", "kind": "deployments"})
+        );
     }
 
     #[test]
@@ -212,9 +246,15 @@ mod tests {
             errors: vec![FieldError::required("spec.containers[0].image", "")],
         });
         let s = e.status();
-        assert_eq!(s["message"], "Pod \"p\" is invalid: spec.containers[0].image: Required value");
+        assert_eq!(
+            s["message"],
+            "Pod \"p\" is invalid: spec.containers[0].image: Required value"
+        );
         assert_eq!(s["code"], 422);
-        assert_eq!(s["details"]["causes"][0]["field"], "spec.containers[0].image");
+        assert_eq!(
+            s["details"]["causes"][0]["field"],
+            "spec.containers[0].image"
+        );
         assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueRequired");
     }
 }

@@ -64,7 +64,9 @@ struct Ctx {
 
 pub struct DisruptionController {
     ctx: Arc<Ctx>,
-    rx: futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<PodDisruptionBudget>>,
+    rx: futures::channel::mpsc::UnboundedReceiver<
+        kube::runtime::reflector::ObjectRef<PodDisruptionBudget>,
+    >,
 }
 
 fn selector(pdb: &PodDisruptionBudget) -> LabelSelector {
@@ -84,7 +86,9 @@ impl DisruptionController {
         {
             let queue = queue.clone();
             budget_informer.add_handler(move |change| match change {
-                Change::Added(b) | Change::Updated { new: b, .. } | Change::Deleted(b) => queue.enqueue_obj(*b),
+                Change::Added(b) | Change::Updated { new: b, .. } | Change::Deleted(b) => {
+                    queue.enqueue_obj(*b)
+                }
             });
         }
         let pod_informer = informers.informer::<Pod>();
@@ -179,7 +183,11 @@ pub fn scaled_value(v: &IntOrString, total: i32) -> Result<i32, String> {
             let pct: i64 = s
                 .strip_suffix('%')
                 .and_then(|p| p.parse().ok())
-                .ok_or_else(|| format!("invalid value for IntOrString: invalid type: string is not a percentage"))?;
+                .ok_or_else(|| {
+                    format!(
+                        "invalid value for IntOrString: invalid type: string is not a percentage"
+                    )
+                })?;
             let scaled = (pct * i64::from(total) + 99).div_euclid(100);
             Ok(i32::try_from(scaled).unwrap_or(i32::MAX))
         }
@@ -191,44 +199,105 @@ fn refers(r: &OwnerReference, kind: &str, group: &str) -> bool {
 }
 
 /// The controller of `r` and its scale, if this controller knows it.
-async fn controller_scale(ctx: &Ctx, r: &OwnerReference, ns: &str) -> Result<Option<(String, i32)>, Error> {
+async fn controller_scale(
+    ctx: &Ctx,
+    r: &OwnerReference,
+    ns: &str,
+) -> Result<Option<(String, i32)>, Error> {
     if refers(r, "ReplicaSet", "apps") {
-        let Some(rs) = ctx.replica_sets.get(ns, &r.name).filter(|rs| rs.metadata.uid.as_deref() == Some(&r.uid)) else {
+        let Some(rs) = ctx
+            .replica_sets
+            .get(ns, &r.name)
+            .filter(|rs| rs.metadata.uid.as_deref() == Some(&r.uid))
+        else {
             return Ok(None);
         };
-        if let Some(owner) = controller_of(&rs.metadata).filter(|o| refers(o, "Deployment", "apps")) {
-            let d = ctx.deployments.get(ns, &owner.name).filter(|d| d.metadata.uid.as_deref() == Some(&owner.uid));
-            return Ok(d.map(|d| (owner.uid.clone(), d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))));
+        if let Some(owner) = controller_of(&rs.metadata).filter(|o| refers(o, "Deployment", "apps"))
+        {
+            let d = ctx
+                .deployments
+                .get(ns, &owner.name)
+                .filter(|d| d.metadata.uid.as_deref() == Some(&owner.uid));
+            return Ok(d.map(|d| {
+                (
+                    owner.uid.clone(),
+                    d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                )
+            }));
         }
-        return Ok(Some((r.uid.clone(), rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))));
+        return Ok(Some((
+            r.uid.clone(),
+            rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        )));
     }
     if refers(r, "ReplicationController", "") {
-        let rc = ctx.rcs.get(ns, &r.name).filter(|rc| rc.metadata.uid.as_deref() == Some(&r.uid));
-        return Ok(rc.map(|rc| (r.uid.clone(), rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))));
+        let rc = ctx
+            .rcs
+            .get(ns, &r.name)
+            .filter(|rc| rc.metadata.uid.as_deref() == Some(&r.uid));
+        return Ok(rc.map(|rc| {
+            (
+                r.uid.clone(),
+                rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+            )
+        }));
     }
     if refers(r, "StatefulSet", "apps") {
-        let ss = ctx.statefulsets.get(ns, &r.name).filter(|s| s.metadata.uid.as_deref() == Some(&r.uid));
-        return Ok(ss.map(|s| (r.uid.clone(), s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))));
+        let ss = ctx
+            .statefulsets
+            .get(ns, &r.name)
+            .filter(|s| s.metadata.uid.as_deref() == Some(&r.uid));
+        return Ok(ss.map(|s| {
+            (
+                r.uid.clone(),
+                s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+            )
+        }));
     }
     generic_scale(ctx, r, ns).await
 }
 
 /// Any other controller with a `/scale` subresource (upstream `getScaleController`).
-async fn generic_scale(ctx: &Ctx, r: &OwnerReference, ns: &str) -> Result<Option<(String, i32)>, Error> {
-    let gv: kube::core::GroupVersion = r.api_version.parse().map_err(|e| Error::Sync(format!("{e}")))?;
+async fn generic_scale(
+    ctx: &Ctx,
+    r: &OwnerReference,
+    ns: &str,
+) -> Result<Option<(String, i32)>, Error> {
+    let gv: kube::core::GroupVersion = r
+        .api_version
+        .parse()
+        .map_err(|e| Error::Sync(format!("{e}")))?;
     let group = match kube::discovery::pinned_group(&ctx.client, &gv).await {
         Ok(g) => g,
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let Some((ar, caps)) = group.resources_by_stability().into_iter().find(|(ar, _)| ar.kind == r.kind) else {
+    let Some((ar, caps)) = group
+        .resources_by_stability()
+        .into_iter()
+        .find(|(ar, _)| ar.kind == r.kind)
+    else {
         return Ok(None);
     };
-    if !caps.subresources.iter().any(|(s, _)| s.plural == format!("{}/scale", ar.plural) || s.plural == "scale") {
-        return Err(Error::Sync(format!("{}.{} does not implement the scale subresource", ar.plural, ar.group)));
+    if !caps
+        .subresources
+        .iter()
+        .any(|(s, _)| s.plural == format!("{}/scale", ar.plural) || s.plural == "scale")
+    {
+        return Err(Error::Sync(format!(
+            "{}.{} does not implement the scale subresource",
+            ar.plural, ar.group
+        )));
     }
-    let url = format!("{}/{}/scale", kube::api::Api::<kube::api::DynamicObject>::namespaced_with(ctx.client.clone(), ns, &ar).resource_url(), r.name);
-    let req = http::Request::get(url).body(Vec::new()).map_err(kube::Error::HttpError)?;
+    let url = format!(
+        "{}/{}/scale",
+        kube::api::Api::<kube::api::DynamicObject>::namespaced_with(ctx.client.clone(), ns, &ar)
+            .resource_url(),
+        r.name
+    );
+    let req = http::Request::get(url)
+        .body(Vec::new())
+        .map_err(kube::Error::HttpError)?;
     let scale: k8s_openapi::api::autoscaling::v1::Scale = match ctx.client.request(req).await {
         Ok(s) => s,
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
@@ -237,11 +306,18 @@ async fn generic_scale(ctx: &Ctx, r: &OwnerReference, ns: &str) -> Result<Option
     if scale.metadata.uid.as_deref() != Some(&r.uid) {
         return Ok(None);
     }
-    Ok(Some((r.uid.clone(), scale.spec.and_then(|s| s.replicas).unwrap_or(0))))
+    Ok(Some((
+        r.uid.clone(),
+        scale.spec.and_then(|s| s.replicas).unwrap_or(0),
+    )))
 }
 
 /// Sum of the scales of the pods' controllers; pods without one are reported.
-async fn expected_scale(ctx: &Ctx, pods: &[Arc<Pod>], ns: &str) -> Result<(i32, Vec<String>), Error> {
+async fn expected_scale(
+    ctx: &Ctx,
+    pods: &[Arc<Pod>],
+    ns: &str,
+) -> Result<(i32, Vec<String>), Error> {
     let mut scales: HashMap<String, i32> = HashMap::new();
     let mut unmanaged = Vec::new();
     for pod in pods {
@@ -268,7 +344,12 @@ async fn expected_scale(ctx: &Ctx, pods: &[Arc<Pod>], ns: &str) -> Result<(i32, 
 }
 
 /// (expectedPods, desiredHealthy, unmanaged pods) (upstream `getExpectedPodCount`).
-async fn expected_pod_count(ctx: &Ctx, pdb: &PodDisruptionBudget, pods: &[Arc<Pod>], ns: &str) -> Result<(i32, i32, Vec<String>), Error> {
+async fn expected_pod_count(
+    ctx: &Ctx,
+    pdb: &PodDisruptionBudget,
+    pods: &[Arc<Pod>],
+    ns: &str,
+) -> Result<(i32, i32, Vec<String>), Error> {
     let spec = pdb.spec.clone().unwrap_or_default();
     if let Some(max_unavailable) = &spec.max_unavailable {
         let (expected, unmanaged) = expected_scale(ctx, pods, ns).await?;
@@ -276,10 +357,18 @@ async fn expected_pod_count(ctx: &Ctx, pdb: &PodDisruptionBudget, pods: &[Arc<Po
         return Ok((expected, (expected - mu).max(0), unmanaged));
     }
     match &spec.min_available {
-        Some(IntOrString::Int(n)) => Ok((i32::try_from(pods.len()).unwrap_or(i32::MAX), *n, Vec::new())),
+        Some(IntOrString::Int(n)) => Ok((
+            i32::try_from(pods.len()).unwrap_or(i32::MAX),
+            *n,
+            Vec::new(),
+        )),
         Some(v @ IntOrString::String(_)) => {
             let (expected, unmanaged) = expected_scale(ctx, pods, ns).await?;
-            Ok((expected, scaled_value(v, expected).map_err(Error::Sync)?, unmanaged))
+            Ok((
+                expected,
+                scaled_value(v, expected).map_err(Error::Sync)?,
+                unmanaged,
+            ))
         }
         None => Ok((0, 0, Vec::new())),
     }
@@ -304,7 +393,9 @@ fn disrupted_pods(
             continue;
         }
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let Some(t) = recorded.get(&name) else { continue };
+        let Some(t) = recorded.get(&name) else {
+            continue;
+        };
         let expected_deletion = at(t, DELETION_TIMEOUT);
         if expected_deletion < now {
             expired.push(name);
@@ -322,7 +413,9 @@ fn count_healthy(pods: &[Arc<Pod>], disrupted: &BTreeMap<String, Time>, now: Tim
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| {
             let name = p.metadata.name.as_deref().unwrap_or("");
-            !disrupted.get(name).is_some_and(|t| at(t, DELETION_TIMEOUT) > now)
+            !disrupted
+                .get(name)
+                .is_some_and(|t| at(t, DELETION_TIMEOUT) > now)
         })
         .filter(|p| is_pod_ready(p))
         .count();
@@ -335,7 +428,10 @@ fn set_condition(status: &mut PodDisruptionBudgetStatus, state: &str, reason: &s
     let conditions = status.conditions.get_or_insert_with(Vec::new);
     let now = Time(Timestamp::now());
     let generation = status.observed_generation;
-    match conditions.iter_mut().find(|c| c.type_ == "DisruptionAllowed") {
+    match conditions
+        .iter_mut()
+        .find(|c| c.type_ == "DisruptionAllowed")
+    {
         Some(c) => {
             if c.status != state {
                 c.last_transition_time = now;
@@ -357,19 +453,30 @@ fn set_condition(status: &mut PodDisruptionBudgetStatus, state: &str, reason: &s
 }
 
 fn conditions_up_to_date(status: &PodDisruptionBudgetStatus) -> bool {
-    let want = if status.disruptions_allowed > 0 { "True" } else { "False" };
+    let want = if status.disruptions_allowed > 0 {
+        "True"
+    } else {
+        "False"
+    };
     status.conditions.iter().flatten().any(|c| {
-        c.type_ == "DisruptionAllowed" && c.status == want && c.observed_generation == status.observed_generation
+        c.type_ == "DisruptionAllowed"
+            && c.status == want
+            && c.observed_generation == status.observed_generation
     })
 }
 
-async fn write_status(ctx: &Ctx, pdb: &PodDisruptionBudget, status: PodDisruptionBudgetStatus) -> Result<(), Error> {
+async fn write_status(
+    ctx: &Ctx,
+    pdb: &PodDisruptionBudget,
+    status: PodDisruptionBudgetStatus,
+) -> Result<(), Error> {
     let ns = pdb.metadata.namespace.clone().unwrap_or_default();
     let name = pdb.metadata.name.clone().unwrap_or_default();
     let mut next = pdb.clone();
     next.status = Some(status);
     let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
-    api.replace_status(&name, &PostParams::default(), &next).await?;
+    api.replace_status(&name, &PostParams::default(), &next)
+        .await?;
     Ok(())
 }
 
@@ -377,38 +484,86 @@ async fn try_sync(pdb: &PodDisruptionBudget, ctx: &Ctx) -> Result<Action, Error>
     let ns = pdb.metadata.namespace.clone().unwrap_or_default();
     let reference = pdb.object_ref(&());
     let sel = selector(pdb);
-    let pods: Vec<Arc<Pod>> = ctx.pods.in_namespace(&ns).into_iter().filter(|p| sel.matches(&labels(p))).collect();
+    let pods: Vec<Arc<Pod>> = ctx
+        .pods
+        .in_namespace(&ns)
+        .into_iter()
+        .filter(|p| sel.matches(&labels(p)))
+        .collect();
     if pods.is_empty() {
         ctx.recorder
-            .publish(&reference, EventType::Normal, "NoPods", "Sync", "No matching pods found".to_string())
+            .publish(
+                &reference,
+                EventType::Normal,
+                "NoPods",
+                "Sync",
+                "No matching pods found".to_string(),
+            )
             .await;
     }
     let (expected, desired, unmanaged) = match expected_pod_count(ctx, pdb, &pods, &ns).await {
         Ok(v) => v,
         Err(e) => {
             let note = format!("Failed to calculate the number of expected pods: {e}");
-            ctx.recorder.publish(&reference, EventType::Warning, "CalculateExpectedPodCountFailed", "Sync", note).await;
+            ctx.recorder
+                .publish(
+                    &reference,
+                    EventType::Warning,
+                    "CalculateExpectedPodCountFailed",
+                    "Sync",
+                    note,
+                )
+                .await;
             return Err(e);
         }
     };
     if !unmanaged.is_empty() {
-        let sel_text = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()).map(|s| format!("{s:?}")).unwrap_or_default();
+        let sel_text = pdb
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .map(|s| format!("{s:?}"))
+            .unwrap_or_default();
         let note = format!(
             "Pods selected by this PodDisruptionBudget (selector: {sel_text}) were found to be unmanaged. As a result, the status of the PDB cannot be calculated correctly, which may result in undefined behavior. To account for these pods please set \".spec.minAvailable\" field of the PDB to an integer value."
         );
-        ctx.recorder.publish(&reference, EventType::Warning, "UnmanagedPods", "Sync", note).await;
+        ctx.recorder
+            .publish(
+                &reference,
+                EventType::Warning,
+                "UnmanagedPods",
+                "Sync",
+                note,
+            )
+            .await;
     }
     let now = Timestamp::now();
     let old = pdb.status.clone().unwrap_or_default();
-    let (disrupted, recheck, expired) = disrupted_pods(&pods, &old.disrupted_pods.clone().unwrap_or_default(), now);
+    let (disrupted, recheck, expired) =
+        disrupted_pods(&pods, &old.disrupted_pods.clone().unwrap_or_default(), now);
     for name in expired {
-        if let Some(p) = pods.iter().find(|p| p.metadata.name.as_deref() == Some(&name)) {
+        if let Some(p) = pods
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(&name))
+        {
             let note = format!("Pod was expected by PDB {ns}/{ns} to be deleted but it wasn't");
-            ctx.recorder.publish(&p.object_ref(&()), EventType::Warning, "NotDeleted", "Sync", note).await;
+            ctx.recorder
+                .publish(
+                    &p.object_ref(&()),
+                    EventType::Warning,
+                    "NotDeleted",
+                    "Sync",
+                    note,
+                )
+                .await;
         }
     }
     let healthy = count_healthy(&pods, &disrupted, now);
-    let allowed = if expected <= 0 { 0 } else { (healthy - desired).max(0) };
+    let allowed = if expected <= 0 {
+        0
+    } else {
+        (healthy - desired).max(0)
+    };
     let generation = pdb.metadata.generation;
     let disrupted_opt = (!disrupted.is_empty()).then_some(disrupted.clone());
     let unchanged = old.current_healthy == healthy
@@ -437,7 +592,10 @@ async fn try_sync(pdb: &PodDisruptionBudget, ctx: &Ctx) -> Result<Action, Error>
         tracing::debug!(budget = %meta_key(&pdb.metadata), healthy, desired, expected, allowed, "updated budget");
     }
     Ok(match recheck {
-        Some(t) => Action::requeue(Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO) + Duration::from_millis(10)),
+        Some(t) => Action::requeue(
+            Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO)
+                + Duration::from_millis(10),
+        ),
         None => Action::await_change(),
     })
 }
@@ -476,7 +634,12 @@ mod tests {
     #[test]
     fn healthy_pods_exclude_terminating_unready_and_recently_evicted() {
         let now = Timestamp::from_second(1_700_000_000).expect("ts");
-        let pods = vec![pod("a", true, false), pod("b", true, false), pod("c", false, false), pod("d", true, true)];
+        let pods = vec![
+            pod("a", true, false),
+            pod("b", true, false),
+            pod("c", false, false),
+            pod("d", true, true),
+        ];
         let recorded: BTreeMap<String, Time> = [
             ("b".to_string(), Time(now - Duration::from_secs(10))),
             ("a".to_string(), Time(now - Duration::from_secs(300))),
@@ -491,13 +654,19 @@ mod tests {
 
     #[test]
     fn condition_transitions_only_on_status_change() {
-        let mut status = PodDisruptionBudgetStatus { observed_generation: Some(1), ..Default::default() };
+        let mut status = PodDisruptionBudgetStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        };
         set_condition(&mut status, "False", "InsufficientPods", "");
         assert!(conditions_up_to_date(&status));
         status.disruptions_allowed = 1;
         assert!(!conditions_up_to_date(&status));
         set_condition(&mut status, "True", "SufficientPods", "");
         let c = &status.conditions.as_ref().expect("conditions")[0];
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "SufficientPods"));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "SufficientPods")
+        );
     }
 }

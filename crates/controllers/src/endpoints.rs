@@ -74,7 +74,11 @@ pub struct EndpointsController {
 
 impl EndpointsController {
     /// Registers handlers on `informers`; run with [`Self::run`] after `informers.start`.
-    pub fn new(client: Client, informers: &mut InformerFactory, cancel: &CancellationToken) -> Self {
+    pub fn new(
+        client: Client,
+        informers: &mut InformerFactory,
+        cancel: &CancellationToken,
+    ) -> Self {
         let queue = WorkQueue::new(cancel.clone());
         let services = informers.informer::<Service>().cache();
         {
@@ -90,19 +94,17 @@ impl EndpointsController {
         let pods = informers.informer::<Pod>().cache();
         {
             let (queue, services) = (queue.clone(), services.clone());
-            informers
-                .informer::<Pod>()
-                .add_handler(move |change| {
-                    let keys = match change {
-                        Change::Added(p) | Change::Deleted(p) => pod_service_keys(&services, p),
-                        Change::Updated { old, new } => {
-                            services_to_update_on_pod_change(&services, old, new)
-                        }
-                    };
-                    for k in keys {
-                        queue.add(k);
+            informers.informer::<Pod>().add_handler(move |change| {
+                let keys = match change {
+                    Change::Added(p) | Change::Deleted(p) => pod_service_keys(&services, p),
+                    Change::Updated { old, new } => {
+                        services_to_update_on_pod_change(&services, old, new)
                     }
-                });
+                };
+                for k in keys {
+                    queue.add(k);
+                }
+            });
         }
         let endpoints = informers.informer::<Endpoints>().cache();
         {
@@ -159,7 +161,8 @@ fn check_leftover_endpoints(ctx: &Ctx) {
             .as_ref()
             .is_some_and(|a| a.contains_key(LEADER_ANNOTATION));
         if !leader {
-            ctx.queue.add(crate::controller_utils::meta_key(&ep.metadata));
+            ctx.queue
+                .add(crate::controller_utils::meta_key(&ep.metadata));
         }
     }
 }
@@ -199,7 +202,10 @@ async fn sync_service_inner(ctx: &Ctx, key: &str) -> Result<(), Error> {
     let current = ctx.endpoints.get(ns, name);
     if let Some(cur) = &current {
         let rv = cur.metadata.resource_version.clone().unwrap_or_default();
-        if lock(&ctx.stale).get(key).is_some_and(|replaced| rv_at_least(replaced, &rv)) {
+        if lock(&ctx.stale)
+            .get(key)
+            .is_some_and(|replaced| rv_at_least(replaced, &rv))
+        {
             return Err(Error::Stale(rv, key.to_string()));
         }
     }
@@ -298,7 +304,8 @@ async fn sync_service_inner(ctx: &Ctx, key: &str) -> Result<(), Error> {
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().expect("invariant: endpoints controller lock is never poisoned")
+    m.lock()
+        .expect("invariant: endpoints controller lock is never poisoned")
 }
 
 /// The subsets the Service should have for `pods`, packed and sorted.
@@ -395,13 +402,16 @@ fn repack(entries: Vec<(EndpointAddress, bool, Vec<EndpointPort>)>) -> Vec<Endpo
     let mut groups: BTreeMap<Vec<(String, String)>, (Vec<usize>, Vec<EndpointPort>)> =
         BTreeMap::new();
     let key_of = |idx: &[usize]| {
-        let mut k: Vec<(String, String)> = idx.iter().map(|i| address_key(&entries[*i].0)).collect();
+        let mut k: Vec<(String, String)> =
+            idx.iter().map(|i| address_key(&entries[*i].0)).collect();
         k.sort();
         k.dedup();
         k
     };
     for (_, (port, idx)) in by_port {
-        let g = groups.entry(key_of(&idx)).or_insert_with(|| (idx.clone(), Vec::new()));
+        let g = groups
+            .entry(key_of(&idx))
+            .or_insert_with(|| (idx.clone(), Vec::new()));
         g.1.push(port);
     }
     if !portless.is_empty() {
@@ -491,7 +501,10 @@ fn subsets_equal(a: &[EndpointSubset], b: &[EndpointSubset]) -> bool {
 /// Upstream `truncateEndpoints`: over [`MAX_CAPACITY`] addresses, keep ready ones
 /// first, spread over the subsets in proportion to their size.
 fn truncate(subsets: &mut [EndpointSubset]) -> bool {
-    let total_ready: usize = subsets.iter().map(|s| s.addresses.as_ref().map_or(0, Vec::len)).sum();
+    let total_ready: usize = subsets
+        .iter()
+        .map(|s| s.addresses.as_ref().map_or(0, Vec::len))
+        .sum();
     let total_not_ready: usize = subsets
         .iter()
         .map(|s| s.not_ready_addresses.as_ref().map_or(0, Vec::len))
@@ -627,7 +640,10 @@ mod tests {
         let all_ready = desired_subsets(&svc(true), &pods);
         assert_eq!(ips(&all_ready[0].addresses), vec!["10.42.0.2", "10.42.0.3"]);
         assert!(all_ready[0].not_ready_addresses.is_none());
-        assert!(subsets_equal(&subsets, &desired_subsets(&svc(false), &pods)));
+        assert!(subsets_equal(
+            &subsets,
+            &desired_subsets(&svc(false), &pods)
+        ));
     }
 
     #[test]
@@ -643,7 +659,10 @@ mod tests {
         }];
         assert!(truncate(&mut subsets));
         assert_eq!(subsets[0].addresses.as_ref().map(Vec::len), Some(900));
-        assert_eq!(subsets[0].not_ready_addresses.as_ref().map(Vec::len), Some(100));
+        assert_eq!(
+            subsets[0].not_ready_addresses.as_ref().map(Vec::len),
+            Some(100)
+        );
         assert_eq!(count_addresses(&subsets), MAX_CAPACITY);
     }
 }

@@ -88,7 +88,9 @@ impl ControllerExpectations {
             e.adds = 0;
             e.since = Instant::now();
         }
-        e.adds = e.adds.saturating_add(i64::try_from(adds).unwrap_or(i64::MAX));
+        e.adds = e
+            .adds
+            .saturating_add(i64::try_from(adds).unwrap_or(i64::MAX));
         e.deletes.extend(object_keys);
     }
 

@@ -41,7 +41,8 @@ pub fn fnv32(data: &[u8]) -> u32 {
 pub fn canonical(v: &Value) -> Value {
     match v {
         Value::Object(m) => {
-            let sorted: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, canonical(v))).collect();
+            let sorted: BTreeMap<&String, Value> =
+                m.iter().map(|(k, v)| (k, canonical(v))).collect();
             Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
         }
         Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
@@ -254,7 +255,11 @@ mod tests {
 
     #[test]
     fn fnv32_matches_reference_vectors() {
-        for (input, want) in [("", 0x811c9dc5u32), ("a", 0x050c5d7e), ("foobar", 0x31f0b262)] {
+        for (input, want) in [
+            ("", 0x811c9dc5u32),
+            ("a", 0x050c5d7e),
+            ("foobar", 0x31f0b262),
+        ] {
             assert_eq!(fnv32(input.as_bytes()), want, "{input:?}");
         }
     }
@@ -263,7 +268,10 @@ mod tests {
     fn patches_round_trip_and_hash_ignores_key_order() {
         let t = template("nginx:1");
         let data = template_patch(&t);
-        assert_eq!(data.pointer("/spec/template/$patch"), Some(&json!("replace")));
+        assert_eq!(
+            data.pointer("/spec/template/$patch"),
+            Some(&json!("replace"))
+        );
         let r = new_revision(&owner(), "StatefulSet", None, data.clone(), 1, None);
         assert_eq!(template_of(&r), Some(t));
         let name = r.metadata.name.clone().unwrap_or_default();
@@ -277,14 +285,38 @@ mod tests {
 
     #[test]
     fn equality_sorting_and_next_revision() {
-        let a = new_revision(&owner(), "StatefulSet", None, template_patch(&template("a")), 1, None);
-        let b = new_revision(&owner(), "StatefulSet", None, template_patch(&template("b")), 2, None);
-        let a2 = new_revision(&owner(), "StatefulSet", None, template_patch(&template("a")), 3, None);
+        let a = new_revision(
+            &owner(),
+            "StatefulSet",
+            None,
+            template_patch(&template("a")),
+            1,
+            None,
+        );
+        let b = new_revision(
+            &owner(),
+            "StatefulSet",
+            None,
+            template_patch(&template("b")),
+            2,
+            None,
+        );
+        let a2 = new_revision(
+            &owner(),
+            "StatefulSet",
+            None,
+            template_patch(&template("a")),
+            3,
+            None,
+        );
         assert!(equal_revision(&a, &a2));
         assert!(!equal_revision(&a, &b));
         let mut all = vec![a2.clone(), b.clone(), a.clone()];
         sort_revisions(&mut all);
-        assert_eq!(all.iter().map(|r| r.revision).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            all.iter().map(|r| r.revision).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert_eq!(next_revision(&all), 4);
         assert_eq!(next_revision(&[]), 1);
         assert_eq!(find_equal_revisions(&all, &a).len(), 2);

@@ -5,8 +5,8 @@
 pub mod clock;
 pub mod controller_ref_manager;
 pub mod controller_utils;
-pub mod daemonset;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
@@ -49,7 +49,11 @@ pub async fn run_all_with(
 /// The workload controllers (ReplicaSet, ReplicationController, Deployment,
 /// StatefulSet, Job, CronJob, TTL-after-finished), PodGC and the garbage collector,
 /// sharing one informer per resource type.
-async fn run_workloads(client: Client, cancel: CancellationToken, options: options::ControllerOptions) {
+async fn run_workloads(
+    client: Client,
+    cancel: CancellationToken,
+    options: options::ControllerOptions,
+) {
     use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::api::core::v1::ReplicationController;
     let mut informers = informer::InformerFactory::new(client.clone());

@@ -51,7 +51,11 @@ fn error_policy(_ns: Arc<Namespace>, err: &Error, _ctx: Arc<Ctx>) -> Action {
 
 async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let name = ns.metadata.name.clone().unwrap_or_default();
-    let finalizers = ns.spec.as_ref().and_then(|s| s.finalizers.clone()).unwrap_or_default();
+    let finalizers = ns
+        .spec
+        .as_ref()
+        .and_then(|s| s.finalizers.clone())
+        .unwrap_or_default();
     if ns.metadata.deletion_timestamp.is_none() || !finalizers.iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
@@ -67,7 +71,8 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         spec.finalizers = Some(finalizers.into_iter().filter(|f| f != FINALIZER).collect());
     }
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    api.replace_subresource("finalize", &name, &PostParams::default(), &released).await?;
+    api.replace_subresource("finalize", &name, &PostParams::default(), &released)
+        .await?;
     tracing::info!("namespace emptied and finalized");
     Ok(Action::await_change())
 }
@@ -84,7 +89,10 @@ async fn delete_content(client: &Client, namespace: &str) -> Result<usize, Error
             // Events go with their namespace too.
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
             if caps.supports_operation(verbs::DELETE_COLLECTION) {
-                if let Err(e) = api.delete_collection(&DeleteParams::background(), &ListParams::default()).await {
+                if let Err(e) = api
+                    .delete_collection(&DeleteParams::background(), &ListParams::default())
+                    .await
+                {
                     tracing::warn!(resource = %ar.plural, error = %e, "deletecollection failed");
                 }
             }

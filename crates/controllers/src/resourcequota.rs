@@ -21,8 +21,8 @@ use std::time::Duration;
 use apis::quota::{self, Evaluator, ResourceList};
 use apis::resource::Quantity;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, ResourceQuotaStatus, Secret,
-    Service,
+    ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota,
+    ResourceQuotaStatus, Secret, Service,
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
@@ -61,7 +61,9 @@ struct Ctx {
 /// The controller, wired to shared informers.
 pub struct ResourceQuotaController {
     ctx: Arc<Ctx>,
-    rx: futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<ResourceQuota>>,
+    rx: futures::channel::mpsc::UnboundedReceiver<
+        kube::runtime::reflector::ObjectRef<ResourceQuota>,
+    >,
 }
 
 /// Enqueues every quota of a namespace (usage there may have gone down).
@@ -83,13 +85,21 @@ fn watch_replenishment<K>(
     changed: fn(&K, &K) -> bool,
 ) -> Cache<K>
 where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let informer = informers.informer::<K>();
     let (queue, quotas) = (queue.clone(), quotas.clone());
     informer.add_handler(move |change| match change {
         Change::Deleted(o) => replenish(&queue, &quotas, &ns_of(*o)),
-        Change::Updated { old, new } if changed(old, new) => replenish(&queue, &quotas, &ns_of(*new)),
+        Change::Updated { old, new } if changed(old, new) => {
+            replenish(&queue, &quotas, &ns_of(*new))
+        }
         _ => {}
     });
     informer.cache()
@@ -100,7 +110,11 @@ fn never<K>(_: &K, _: &K) -> bool {
 }
 
 impl ResourceQuotaController {
-    pub fn new(client: Client, informers: &mut InformerFactory, options: &crate::options::ControllerOptions) -> Self {
+    pub fn new(
+        client: Client,
+        informers: &mut InformerFactory,
+        options: &crate::options::ControllerOptions,
+    ) -> Self {
         let (queue, rx) = Queue::<ResourceQuota>::new();
         let quota_informer = informers.informer::<ResourceQuota>();
         let quotas = quota_informer.cache();
@@ -122,14 +136,16 @@ impl ResourceQuotaController {
             let now = Timestamp::now();
             (quota::pod_is_charged(old, now) && !quota::pod_is_charged(new, now))
                 || quota::is_terminating(old) != quota::is_terminating(new)
-                || old.metadata.deletion_timestamp.is_none() && new.metadata.deletion_timestamp.is_some()
+                || old.metadata.deletion_timestamp.is_none()
+                    && new.metadata.deletion_timestamp.is_some()
         });
         let services = watch_replenishment::<Service>(informers, &queue, &quotas, |old, new| {
             quota::service_usage(old) != quota::service_usage(new)
         });
-        let claims = watch_replenishment::<PersistentVolumeClaim>(informers, &queue, &quotas, |old, new| {
-            quota::pvc_usage(old) != quota::pvc_usage(new)
-        });
+        let claims =
+            watch_replenishment::<PersistentVolumeClaim>(informers, &queue, &quotas, |old, new| {
+                quota::pvc_usage(old) != quota::pvc_usage(new)
+            });
         let configmaps = watch_replenishment::<ConfigMap>(informers, &queue, &quotas, never);
         let secrets = watch_replenishment::<Secret>(informers, &queue, &quotas, never);
         let rcs = watch_replenishment::<ReplicationController>(informers, &queue, &quotas, never);
@@ -176,7 +192,11 @@ impl ResourceQuotaController {
 
 /// `status.hard` differs from `spec.hard`, or some hard resource has no usage yet.
 fn needs_recalculation(q: &ResourceQuota) -> bool {
-    let spec_hard = q.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
+    let spec_hard = q
+        .spec
+        .as_ref()
+        .and_then(|s| s.hard.clone())
+        .unwrap_or_default();
     let status = q.status.clone().unwrap_or_default();
     let status_hard = status.hard.unwrap_or_default();
     let used = status.used.unwrap_or_default();
@@ -212,7 +232,12 @@ fn sum_usage<'a, K: 'a>(
 }
 
 /// `status.used` for every resource named in `hard` (upstream `CalculateUsage`).
-async fn calculate_usage(ctx: &Ctx, rq: &ResourceQuota, namespace: &str, hard: &ResourceList) -> Result<ResourceList, Error> {
+async fn calculate_usage(
+    ctx: &Ctx,
+    rq: &ResourceQuota,
+    namespace: &str,
+    hard: &ResourceList,
+) -> Result<ResourceList, Error> {
     let names: Vec<String> = hard.keys().cloned().collect();
     let scoped = !quota::scope_selectors(rq).is_empty();
     let now = Timestamp::now();
@@ -221,31 +246,50 @@ async fn calculate_usage(ctx: &Ctx, rq: &ResourceQuota, namespace: &str, hard: &
     let mut account = |evaluator: Evaluator, usage: ResourceList| {
         let matched = evaluator.matching_resources(&names);
         for name in &matched {
-            used.insert(name.clone(), usage.get(name).copied().unwrap_or(Quantity::ZERO));
+            used.insert(
+                name.clone(),
+                usage.get(name).copied().unwrap_or(Quantity::ZERO),
+            );
         }
         covered.extend(matched);
     };
     let pod_names = Evaluator::Pods.matching_resources(&names);
     if !pod_names.is_empty() {
-        let u = sum_usage(&ctx.pods.in_namespace(namespace), |p| quota::pod_usage(p, now), |p| {
-            quota::matches_scopes(rq, Some(p))
-        });
+        let u = sum_usage(
+            &ctx.pods.in_namespace(namespace),
+            |p| quota::pod_usage(p, now),
+            |p| quota::matches_scopes(rq, Some(p)),
+        );
         account(Evaluator::Pods, u);
     }
     // Other kinds fall under scoped quotas only for pods.
     if !scoped {
         if !Evaluator::Services.matching_resources(&names).is_empty() {
-            let u = sum_usage(&ctx.services.in_namespace(namespace), quota::service_usage, |_| true);
+            let u = sum_usage(
+                &ctx.services.in_namespace(namespace),
+                quota::service_usage,
+                |_| true,
+            );
             account(Evaluator::Services, u);
         }
-        if !Evaluator::PersistentVolumeClaims.matching_resources(&names).is_empty() {
-            let u = sum_usage(&ctx.claims.in_namespace(namespace), quota::pvc_usage, |_| true);
+        if !Evaluator::PersistentVolumeClaims
+            .matching_resources(&names)
+            .is_empty()
+        {
+            let u = sum_usage(
+                &ctx.claims.in_namespace(namespace),
+                quota::pvc_usage,
+                |_| true,
+            );
             account(Evaluator::PersistentVolumeClaims, u);
         }
         let counts: [(&str, usize); 4] = [
             ("configmaps", ctx.configmaps.in_namespace(namespace).len()),
             ("secrets", ctx.secrets.in_namespace(namespace).len()),
-            ("replicationcontrollers", ctx.rcs.in_namespace(namespace).len()),
+            (
+                "replicationcontrollers",
+                ctx.rcs.in_namespace(namespace).len(),
+            ),
             ("resourcequotas", ctx.quotas.in_namespace(namespace).len()),
         ];
         for (resource, n) in counts {
@@ -262,7 +306,9 @@ async fn calculate_usage(ctx: &Ctx, rq: &ResourceQuota, namespace: &str, hard: &
             if covered.contains(name) {
                 continue;
             }
-            let Some(gr) = name.strip_prefix("count/") else { continue };
+            let Some(gr) = name.strip_prefix("count/") else {
+                continue;
+            };
             let (resource, group) = gr.split_once('.').unwrap_or((gr, ""));
             let n = count_objects(&ctx.client, group, resource, namespace).await?;
             if let Some(n) = n {
@@ -275,7 +321,12 @@ async fn calculate_usage(ctx: &Ctx, rq: &ResourceQuota, namespace: &str, hard: &
 
 /// How many `group/resource` objects `namespace` holds; `None` if the API serves no
 /// such namespaced resource.
-async fn count_objects(client: &Client, group: &str, resource: &str, namespace: &str) -> Result<Option<i64>, Error> {
+async fn count_objects(
+    client: &Client,
+    group: &str,
+    resource: &str,
+    namespace: &str,
+) -> Result<Option<i64>, Error> {
     let ar = if group.is_empty() {
         let resources = client.list_core_api_resources("v1").await?;
         resources
@@ -294,7 +345,9 @@ async fn count_objects(client: &Client, group: &str, resource: &str, namespace: 
             Ok(g) => g
                 .recommended_resources()
                 .into_iter()
-                .find(|(ar, caps)| ar.plural == resource && caps.scope == kube::discovery::Scope::Namespaced)
+                .find(|(ar, caps)| {
+                    ar.plural == resource && caps.scope == kube::discovery::Scope::Namespaced
+                })
                 .map(|(ar, _)| ar),
             Err(kube::Error::Api(s)) if s.code == 404 => None,
             Err(e) => return Err(Error::Discovery(e.to_string())),
@@ -309,20 +362,30 @@ async fn count_objects(client: &Client, group: &str, resource: &str, namespace: 
 async fn sync(rq: &ResourceQuota, ctx: &Ctx) -> Result<Action, Error> {
     let namespace = rq.metadata.namespace.clone().unwrap_or_default();
     let name = rq.metadata.name.clone().unwrap_or_default();
-    let hard_api = rq.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
+    let hard_api = rq
+        .spec
+        .as_ref()
+        .and_then(|s| s.hard.clone())
+        .unwrap_or_default();
     let hard = quota::hard(rq, false);
     let used = calculate_usage(ctx, rq, &namespace, &hard).await?;
     let used_api: BTreeMap<_, _> = quota::to_api(&used);
     let status = rq.status.clone().unwrap_or_default();
     let same = status.hard.as_ref() == Some(&hard_api)
         && status.used.as_ref().map(|u| {
-            u.iter().filter_map(|(k, v)| Quantity::parse(&v.0).ok().map(|q| (k.clone(), q))).collect::<ResourceList>()
+            u.iter()
+                .filter_map(|(k, v)| Quantity::parse(&v.0).ok().map(|q| (k.clone(), q)))
+                .collect::<ResourceList>()
         }) == Some(used.clone());
     if !same {
         let api: Api<ResourceQuota> = Api::namespaced(ctx.client.clone(), &namespace);
         let mut next = rq.clone();
-        next.status = Some(ResourceQuotaStatus { hard: Some(hard_api), used: Some(used_api) });
-        api.replace_status(&name, &PostParams::default(), &next).await?;
+        next.status = Some(ResourceQuotaStatus {
+            hard: Some(hard_api),
+            used: Some(used_api),
+        });
+        api.replace_status(&name, &PostParams::default(), &next)
+            .await?;
         tracing::debug!(quota = %format!("{namespace}/{name}"), used = %quota::pretty_print(&used), "updated usage");
     }
     Ok(Action::requeue(ctx.sync_period))
@@ -335,8 +398,11 @@ mod tests {
 
     #[test]
     fn recalculates_when_hard_changes_or_usage_is_missing() {
-        let q = |v: serde_json::Value| -> ResourceQuota { serde_json::from_value(v).expect("quota") };
-        assert!(needs_recalculation(&q(json!({"spec": {"hard": {"pods": "2"}}}))));
+        let q =
+            |v: serde_json::Value| -> ResourceQuota { serde_json::from_value(v).expect("quota") };
+        assert!(needs_recalculation(&q(
+            json!({"spec": {"hard": {"pods": "2"}}})
+        )));
         assert!(!needs_recalculation(&q(
             json!({"spec": {"hard": {"pods": "2"}}, "status": {"hard": {"pods": "2"}, "used": {"pods": "1"}}})
         )));

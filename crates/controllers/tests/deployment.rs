@@ -485,18 +485,27 @@ async fn min_ready_seconds_delays_availability_and_history_is_limited() -> anyho
     })
     .await?;
     // Three more templates; only the newest old ReplicaSet is kept.
-    for (i, image) in ["nginx:1.16", "nginx:1.15", "nginx:1.14"].iter().enumerate() {
+    for (i, image) in ["nginx:1.16", "nginx:1.15", "nginx:1.14"]
+        .iter()
+        .enumerate()
+    {
         set_image(&deployments, name, "nginx", image).await?;
         let revision = (i + 2).to_string();
         wait_for("rollout", || async {
             let d = deployments.get(name).await?;
-            Ok((rolled_out(&d) && annotation(&d.metadata, REVISION) == Some(revision.clone())).then_some(()))
+            Ok(
+                (rolled_out(&d) && annotation(&d.metadata, REVISION) == Some(revision.clone()))
+                    .then_some(()),
+            )
         })
         .await?;
     }
     wait_for("old replica sets cleaned up", || async {
         let rss = replica_sets(&client, ns).await?;
-        let mut revisions: Vec<String> = rss.iter().filter_map(|r| annotation(&r.metadata, REVISION)).collect();
+        let mut revisions: Vec<String> = rss
+            .iter()
+            .filter_map(|r| annotation(&r.metadata, REVISION))
+            .collect();
         revisions.sort();
         Ok((revisions == ["3", "4"]).then_some(()))
     })

@@ -533,7 +533,10 @@ async fn kubectl_rolls_statefulsets_out_and_back() -> anyhow::Result<()> {
         &["rollout", "status", "statefulset/web", "--timeout=30s"],
     )
     .await?;
-    assert!(out.contains("roll out complete: 3 new pods have been updated"), "{out}");
+    assert!(
+        out.contains("roll out complete: 3 new pods have been updated"),
+        "{out}"
+    );
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
     let image = sets
         .get("web")

@@ -38,11 +38,15 @@ impl CriError {
     }
 
     pub fn is_not_found(&self) -> bool {
-        self.status().map(|s| s.code() == tonic::Code::NotFound).unwrap_or(false)
+        self.status()
+            .map(|s| s.code() == tonic::Code::NotFound)
+            .unwrap_or(false)
     }
 
     pub fn is_unimplemented(&self) -> bool {
-        self.status().map(|s| s.code() == tonic::Code::Unimplemented).unwrap_or(false)
+        self.status()
+            .map(|s| s.code() == tonic::Code::Unimplemented)
+            .unwrap_or(false)
     }
 }
 
@@ -87,7 +91,10 @@ pub async fn connect(socket: &Path) -> Result<CriClient, CriError> {
             }
         }))
         .await
-        .map_err(|source| CriError::Connect { path: path.clone(), source })?;
+        .map_err(|source| CriError::Connect {
+            path: path.clone(),
+            source,
+        })?;
     // Pod sandbox status and container lists can be large on busy nodes.
     let max = 16 * 1024 * 1024;
     Ok(CriClient {
@@ -105,7 +112,8 @@ pub trait CallExt<T> {
 
 impl<T> CallExt<T> for Result<tonic::Response<T>, tonic::Status> {
     fn call(self, name: &'static str) -> Result<T, CriError> {
-        self.map(tonic::Response::into_inner).map_err(|status| CriError::Call { call: name, status })
+        self.map(tonic::Response::into_inner)
+            .map_err(|status| CriError::Call { call: name, status })
     }
 }
 
@@ -115,8 +123,14 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(socket_path("unix:///run/c.sock").ok(), Some(PathBuf::from("/run/c.sock")));
-        assert_eq!(socket_path("/run/c.sock").ok(), Some(PathBuf::from("/run/c.sock")));
+        assert_eq!(
+            socket_path("unix:///run/c.sock").ok(),
+            Some(PathBuf::from("/run/c.sock"))
+        );
+        assert_eq!(
+            socket_path("/run/c.sock").ok(),
+            Some(PathBuf::from("/run/c.sock"))
+        );
         assert!(socket_path("tcp://1.2.3.4:1").is_err());
         assert!(socket_path("unix://relative").is_err());
     }

@@ -41,7 +41,12 @@ async fn only_the_lease_holder_leads_and_a_standby_takes_over() -> anyhow::Resul
         tokio::spawn(async move {
             elector
                 .run(cancel, move |token| {
-                    let (leaders, max_leaders, led, name) = (leaders.clone(), max_leaders.clone(), led.clone(), name.clone());
+                    let (leaders, max_leaders, led, name) = (
+                        leaders.clone(),
+                        max_leaders.clone(),
+                        led.clone(),
+                        name.clone(),
+                    );
                     async move {
                         let n = leaders.fetch_add(1, Ordering::SeqCst) + 1;
                         max_leaders.fetch_max(n, Ordering::SeqCst);
@@ -61,21 +66,33 @@ async fn only_the_lease_holder_leads_and_a_standby_takes_over() -> anyhow::Resul
     tokio::time::timeout(Duration::from_secs(10), waiting).await?;
     let b = spawn("b", b_cancel.clone());
 
-    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> = kube::Api::namespaced(client.clone(), "kube-system");
-    let holder = |l: &k8s_openapi::api::coordination::v1::Lease| l.spec.as_ref().and_then(|s| s.holder_identity.clone());
-    assert_eq!(holder(&leases.get("test-election").await?), Some("a".to_string()));
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client.clone(), "kube-system");
+    let holder = |l: &k8s_openapi::api::coordination::v1::Lease| {
+        l.spec.as_ref().and_then(|s| s.holder_identity.clone())
+    };
+    assert_eq!(
+        holder(&leases.get("test-election").await?),
+        Some("a".to_string())
+    );
 
     // While "a" renews, "b" never leads.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(max_leaders.load(Ordering::SeqCst), 1);
-    assert_eq!(holder(&leases.get("test-election").await?), Some("a".to_string()));
+    assert_eq!(
+        holder(&leases.get("test-election").await?),
+        Some("a".to_string())
+    );
 
     // Stopping "a" releases the lease; "b" takes over.
     let waiting = led.notified();
     a_cancel.cancel();
     a.await?;
     tokio::time::timeout(Duration::from_secs(10), waiting).await?;
-    assert_eq!(holder(&leases.get("test-election").await?), Some("b".to_string()));
+    assert_eq!(
+        holder(&leases.get("test-election").await?),
+        Some("b".to_string())
+    );
     assert_eq!(max_leaders.load(Ordering::SeqCst), 1, "two leaders at once");
 
     b_cancel.cancel();

@@ -24,7 +24,8 @@ pub use error::PkiError;
 pub use fsutil::write_atomic;
 pub use join::{ca_cert_hash, generate_token};
 pub use kubeconfig::{write_kubeconfig, Kubeconfig};
-pub use service_account::{
-    BoundRef, Claims, KubernetesClaims, ServiceAccountKey, TokenError, ISSUER, SERVICE_ACCOUNT_KEY_FILE,
-};
 pub use sans::{default_sans, ServingSans, KUBERNETES_SERVICE_NAMES};
+pub use service_account::{
+    BoundRef, Claims, KubernetesClaims, ServiceAccountKey, TokenError, ISSUER,
+    SERVICE_ACCOUNT_KEY_FILE,
+};

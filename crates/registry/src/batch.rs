@@ -16,7 +16,9 @@ pub struct JobStrategy {
 
 impl JobStrategy {
     pub fn new(info: Arc<ResourceInfo>) -> Self {
-        JobStrategy { inner: BuiltinStrategy::new(info) }
+        JobStrategy {
+            inner: BuiltinStrategy::new(info),
+        }
     }
 }
 
@@ -28,7 +30,9 @@ pub fn generate_selector(obj: &mut Value) {
     }
     let uid = meta::uid(obj).to_string();
     let name = meta::name(obj).to_string();
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
     let template = spec.entry("template").or_insert_with(|| json!({}));
     if let Some(t) = template.as_object_mut() {
         let tmeta = t.entry("metadata").or_insert_with(|| json!({}));
@@ -43,7 +47,10 @@ pub fn generate_selector(obj: &mut Value) {
         }
     }
     if spec.get("selector").is_none() {
-        spec.insert("selector".into(), json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
+        spec.insert(
+            "selector".into(),
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+        );
     }
 }
 

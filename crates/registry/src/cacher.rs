@@ -59,7 +59,10 @@ pub struct ObjectAttrs {
 
 impl ObjectAttrs {
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -153,7 +156,16 @@ impl Cacher {
             }
         }
         let tx = OnceLock::new();
-        Cacher { prefix, attrs, state: RwLock::new(State { objects, history: VecDeque::new(), oldest: revision }), tx }
+        Cacher {
+            prefix,
+            attrs,
+            state: RwLock::new(State {
+                objects,
+                history: VecDeque::new(),
+                oldest: revision,
+            }),
+            tx,
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -161,7 +173,11 @@ impl Cacher {
     }
 
     /// Current objects under `sub_prefix` (a namespace's keys, or all), in key order.
-    pub fn list(&self, sub_prefix: &str, filter: impl Fn(&CachedObject) -> bool) -> Vec<Arc<CachedObject>> {
+    pub fn list(
+        &self,
+        sub_prefix: &str,
+        filter: impl Fn(&CachedObject) -> bool,
+    ) -> Vec<Arc<CachedObject>> {
         let state = self.state.read();
         state
             .objects
@@ -185,9 +201,17 @@ impl Cacher {
     }
 
     /// Subscribes a watcher; `hub_revision` is the revision the hub has applied.
-    pub fn watch(&self, sub_prefix: &str, start: WatchStart, hub_revision: i64) -> Result<WatchSubscription> {
+    pub fn watch(
+        &self,
+        sub_prefix: &str,
+        start: WatchStart,
+        hub_revision: i64,
+    ) -> Result<WatchSubscription> {
         let state = self.state.read();
-        let live = self.tx.get_or_init(|| broadcast::channel(BROADCAST_CAPACITY).0).subscribe();
+        let live = self
+            .tx
+            .get_or_init(|| broadcast::channel(BROADCAST_CAPACITY).0)
+            .subscribe();
         match start {
             WatchStart::InitialEvents => {
                 let initial = state
@@ -195,14 +219,26 @@ impl Cacher {
                     .range(sub_prefix.to_string()..)
                     .take_while(|(k, _)| k.starts_with(sub_prefix))
                     .map(|(_, o)| {
-                        Arc::new(CacheEvent { kind: EventType::Added, object: o.clone(), prev: None, revision: o.revision })
+                        Arc::new(CacheEvent {
+                            kind: EventType::Added,
+                            object: o.clone(),
+                            prev: None,
+                            revision: o.revision,
+                        })
                     })
                     .collect();
-                Ok(WatchSubscription { initial, live, revision: hub_revision })
+                Ok(WatchSubscription {
+                    initial,
+                    live,
+                    revision: hub_revision,
+                })
             }
             WatchStart::After(rv) => {
                 if rv < state.oldest {
-                    return Err(RegistryError::Gone(format!("too old resource version: {rv} ({})", state.oldest + 1)));
+                    return Err(RegistryError::Gone(format!(
+                        "too old resource version: {rv} ({})",
+                        state.oldest + 1
+                    )));
                 }
                 let initial = state
                     .history
@@ -210,7 +246,11 @@ impl Cacher {
                     .filter(|e| e.revision > rv && e.object.key.starts_with(sub_prefix))
                     .cloned()
                     .collect();
-                Ok(WatchSubscription { initial, live, revision: hub_revision.max(rv) })
+                Ok(WatchSubscription {
+                    initial,
+                    live,
+                    revision: hub_revision.max(rv),
+                })
             }
         }
     }
@@ -224,11 +264,22 @@ impl Cacher {
         }
         let cache_event = match event {
             WatchEvent::Put { kv, .. } => {
-                let Some(obj) = decode(&kv.key, &kv.value, kv.mod_revision, &self.attrs) else { return };
+                let Some(obj) = decode(&kv.key, &kv.value, kv.mod_revision, &self.attrs) else {
+                    return;
+                };
                 let obj = Arc::new(obj);
                 let prev = state.objects.insert(kv.key.clone(), obj.clone());
-                let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
-                CacheEvent { kind, object: obj, prev, revision: kv.mod_revision }
+                let kind = if prev.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
+                CacheEvent {
+                    kind,
+                    object: obj,
+                    prev,
+                    revision: kv.mod_revision,
+                }
             }
             WatchEvent::Delete { prev, revision } => {
                 let old = state.objects.remove(&prev.key);
@@ -238,7 +289,12 @@ impl Cacher {
                 else {
                     return;
                 };
-                CacheEvent { kind: EventType::Deleted, object: last, prev: old, revision }
+                CacheEvent {
+                    kind: EventType::Deleted,
+                    object: last,
+                    prev: old,
+                    revision,
+                }
             }
         };
         let cache_event = Arc::new(cache_event);
@@ -263,7 +319,11 @@ fn decode(key: &str, value: &[u8], revision: i64, attrs: &AttrsFn) -> Option<Cac
             return None;
         }
     };
-    crate::meta::set_meta(&mut obj, "resourceVersion", Value::String(revision.to_string()));
+    crate::meta::set_meta(
+        &mut obj,
+        "resourceVersion",
+        Value::String(revision.to_string()),
+    );
     let a = attrs(&obj);
     let json = Bytes::from(serde_json::to_vec(&obj).ok()?);
     Some(CachedObject {
@@ -289,7 +349,11 @@ async fn replay_start(storage: &dyn Storage, current: i64, replay: i64) -> i64 {
     for _ in 0..3 {
         match storage.watch(ROOT_PREFIX, from).await {
             Ok(_) => return from,
-            Err(StorageError::Compacted { compacted, .. }) if compacted > from && compacted <= current => from = compacted,
+            Err(StorageError::Compacted { compacted, .. })
+                if compacted > from && compacted <= current =>
+            {
+                from = compacted
+            }
             Err(_) => return current,
         }
     }
@@ -312,7 +376,10 @@ pub const ROOT_PREFIX: &str = "/registry/";
 
 impl CacheHub {
     /// Starts the hub: watches the whole store from its current revision.
-    pub async fn start(storage: Arc<dyn Storage>, cancel: CancellationToken) -> Result<Arc<CacheHub>> {
+    pub async fn start(
+        storage: Arc<dyn Storage>,
+        cancel: CancellationToken,
+    ) -> Result<Arc<CacheHub>> {
         let hub = Self::start_paused(storage, cancel, 0).await?;
         hub.gate.notify_one();
         Ok(hub)
@@ -321,8 +388,15 @@ impl CacheHub {
     /// Starts the hub up to `replay` revisions behind the store, paused: caches
     /// registered before [`CacheHub::follow`] are loaded at that past revision and get
     /// the history since then as watch history (see the module docs).
-    pub async fn start_paused(storage: Arc<dyn Storage>, cancel: CancellationToken, replay: i64) -> Result<Arc<CacheHub>> {
-        let current = storage.current_revision().await.map_err(RegistryError::internal)?;
+    pub async fn start_paused(
+        storage: Arc<dyn Storage>,
+        cancel: CancellationToken,
+        replay: i64,
+    ) -> Result<Arc<CacheHub>> {
+        let current = storage
+            .current_revision()
+            .await
+            .map_err(RegistryError::internal)?;
         let revision = replay_start(&*storage, current, replay).await;
         let hub = Arc::new(CacheHub {
             storage: storage.clone(),
@@ -347,7 +421,11 @@ impl CacheHub {
     /// hub has caught up with the store's current revision.
     pub async fn follow(&self, deadline: Duration) -> Result<i64> {
         self.gate.notify_one();
-        let current = self.storage.current_revision().await.map_err(RegistryError::internal)?;
+        let current = self
+            .storage
+            .current_revision()
+            .await
+            .map_err(RegistryError::internal)?;
         self.wait_for(current, deadline).await?;
         Ok(self.revision())
     }
@@ -408,7 +486,9 @@ impl CacheHub {
 
     async fn rebuild(&self) {
         let _guard = self.dispatch.lock().await;
-        let Ok(rev) = self.storage.current_revision().await else { return };
+        let Ok(rev) = self.storage.current_revision().await else {
+            return;
+        };
         let cachers = self.cachers.read().clone();
         for c in cachers {
             if let Ok(list) = self.storage.list(&c.prefix, rev, None, 0).await {
@@ -423,7 +503,11 @@ impl CacheHub {
 
     fn cacher_for(&self, key: &str) -> Option<Arc<Cacher>> {
         let cachers = self.cachers.read();
-        cachers.iter().filter(|c| key.starts_with(&c.prefix)).max_by_key(|c| c.prefix.len()).cloned()
+        cachers
+            .iter()
+            .filter(|c| key.starts_with(&c.prefix))
+            .max_by_key(|c| c.prefix.len())
+            .cloned()
     }
 
     /// Creates (or returns) the cacher for `prefix`, loaded consistently with the hub.
@@ -476,7 +560,11 @@ impl CacheHub {
 
     /// Waits until the hub has caught up with the store's current revision.
     pub async fn sync(&self) -> Result<i64> {
-        let current = self.storage.current_revision().await.map_err(RegistryError::internal)?;
+        let current = self
+            .storage
+            .current_revision()
+            .await
+            .map_err(RegistryError::internal)?;
         self.wait_for(current, Duration::from_secs(3)).await?;
         Ok(self.revision())
     }
@@ -497,10 +585,14 @@ mod tests {
         let db = storage::sqlite::SqliteStorage::open(&dir.join("state.db")).expect("open sqlite");
         for i in 1..=5 {
             let obj = serde_json::json!({"metadata": {"name": format!("c{i}"), "namespace": "ns"}});
-            db.create(&format!("{CM}ns/c{i}"), Bytes::from(obj.to_string())).await.expect("create");
+            db.create(&format!("{CM}ns/c{i}"), Bytes::from(obj.to_string()))
+                .await
+                .expect("create");
         }
         let secret = serde_json::json!({"metadata": {"name": "s", "namespace": "ns"}});
-        db.create("/registry/secrets/ns/s", Bytes::from(secret.to_string())).await.expect("create");
+        db.create("/registry/secrets/ns/s", Bytes::from(secret.to_string()))
+            .await
+            .expect("create");
         Arc::new(db)
     }
 
@@ -515,15 +607,24 @@ mod tests {
         let cancel = CancellationToken::new();
 
         // Without replay (upstream's behaviour) the window starts now.
-        let fresh = CacheHub::start(storage.clone(), cancel.clone()).await.expect("start");
+        let fresh = CacheHub::start(storage.clone(), cancel.clone())
+            .await
+            .expect("start");
         let cacher = fresh.register(CM, attrs()).await.expect("register");
-        assert!(matches!(cacher.watch(CM, WatchStart::After(2), fresh.revision()), Err(RegistryError::Gone(_))));
+        assert!(matches!(
+            cacher.watch(CM, WatchStart::After(2), fresh.revision()),
+            Err(RegistryError::Gone(_))
+        ));
 
-        let hub = CacheHub::start_paused(storage.clone(), cancel.clone(), 100).await.expect("start");
+        let hub = CacheHub::start_paused(storage.clone(), cancel.clone(), 100)
+            .await
+            .expect("start");
         let cacher = hub.register(CM, attrs()).await.expect("register");
         assert_eq!(hub.follow(Duration::from_secs(5)).await.expect("follow"), 6);
         assert_eq!(cacher.len(), 5);
-        let sub = cacher.watch(CM, WatchStart::After(2), hub.revision()).expect("resume from 2");
+        let sub = cacher
+            .watch(CM, WatchStart::After(2), hub.revision())
+            .expect("resume from 2");
         assert_eq!(revisions(&sub), vec![3, 4, 5]);
         cancel.cancel();
     }
@@ -534,11 +635,18 @@ mod tests {
         let storage = store(dir.path()).await;
         storage.compact(4).await.expect("compact");
         let cancel = CancellationToken::new();
-        let hub = CacheHub::start_paused(storage, cancel.clone(), 100).await.expect("start");
+        let hub = CacheHub::start_paused(storage, cancel.clone(), 100)
+            .await
+            .expect("start");
         let cacher = hub.register(CM, attrs()).await.expect("register");
         hub.follow(Duration::from_secs(5)).await.expect("follow");
-        assert!(matches!(cacher.watch(CM, WatchStart::After(3), hub.revision()), Err(RegistryError::Gone(_))));
-        let sub = cacher.watch(CM, WatchStart::After(4), hub.revision()).expect("resume from 4");
+        assert!(matches!(
+            cacher.watch(CM, WatchStart::After(3), hub.revision()),
+            Err(RegistryError::Gone(_))
+        ));
+        let sub = cacher
+            .watch(CM, WatchStart::After(4), hub.revision())
+            .expect("resume from 4");
         assert_eq!(revisions(&sub), vec![5]);
         cancel.cancel();
     }

@@ -64,14 +64,23 @@ impl CustomResourceStrategy {
         let schema = crd
             .pointer("/spec/versions")
             .and_then(Value::as_array)
-            .and_then(|vs| vs.iter().find(|v| v.get("name").and_then(Value::as_str) == Some(info.version.as_str())))
+            .and_then(|vs| {
+                vs.iter()
+                    .find(|v| v.get("name").and_then(Value::as_str) == Some(info.version.as_str()))
+            })
             .and_then(|v| v.pointer("/schema/openAPIV3Schema"))
             .cloned();
         let validator = match schema {
-            Some(s) => Some(SchemaValidator::new(&s).map_err(|e| RegistryError::BadRequest(e.to_string()))?),
+            Some(s) => Some(
+                SchemaValidator::new(&s).map_err(|e| RegistryError::BadRequest(e.to_string()))?,
+            ),
             None => None,
         };
-        Ok(CustomResourceStrategy { info, validator, _versions: HashMap::new() })
+        Ok(CustomResourceStrategy {
+            info,
+            validator,
+            _versions: HashMap::new(),
+        })
     }
 
     /// Drops fields the schema does not declare; returns their paths.
@@ -101,7 +110,12 @@ impl Strategy for CustomResourceStrategy {
         }
     }
     fn validate(&self, obj: &Value) -> FieldErrors {
-        let mut errs = apis::validation::validate_create(&self.info.group, &self.info.version, &self.info.kind, obj);
+        let mut errs = apis::validation::validate_create(
+            &self.info.group,
+            &self.info.version,
+            &self.info.kind,
+            obj,
+        );
         if let Some(v) = &self.validator {
             errs.extend(v.validate(obj));
         }

@@ -7,14 +7,35 @@ use storage::StorageError;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("{} \"{name}\" not found", qualified(group, resource))]
-    NotFound { group: String, resource: String, name: String },
+    NotFound {
+        group: String,
+        resource: String,
+        name: String,
+    },
     #[error("{} \"{name}\" already exists", qualified(group, resource))]
-    AlreadyExists { group: String, resource: String, name: String },
-    #[error("Operation cannot be fulfilled on {} \"{name}\": {message}", qualified(group, resource))]
-    Conflict { group: String, resource: String, name: String, message: String },
+    AlreadyExists {
+        group: String,
+        resource: String,
+        name: String,
+    },
+    #[error(
+        "Operation cannot be fulfilled on {} \"{name}\": {message}",
+        qualified(group, resource)
+    )]
+    Conflict {
+        group: String,
+        resource: String,
+        name: String,
+        message: String,
+    },
     /// 422 with one cause per field error.
     #[error("{}", invalid_message(kind, name, errors))]
-    Invalid { group: String, kind: String, name: String, errors: FieldErrors },
+    Invalid {
+        group: String,
+        kind: String,
+        name: String,
+        errors: FieldErrors,
+    },
     #[error("{0}")]
     BadRequest(String),
     /// 422 without field causes (e.g. a JSON patch whose `test` failed).
@@ -32,13 +53,20 @@ pub enum RegistryError {
     MethodNotAllowed(String),
     /// 409 from server-side apply, with one cause per conflicting field.
     #[error("{message}")]
-    ApplyConflict { message: String, causes: Vec<(String, String)> },
+    ApplyConflict {
+        message: String,
+        causes: Vec<(String, String)>,
+    },
     #[error("{0}")]
     Timeout(String),
     /// 429: try again later (e.g. an eviction a disruption budget does not allow yet),
     /// with `(reason, message)` causes.
     #[error("{message}")]
-    TooManyRequests { message: String, retry_after_seconds: u32, causes: Vec<(String, String)> },
+    TooManyRequests {
+        message: String,
+        retry_after_seconds: u32,
+        causes: Vec<(String, String)>,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -55,7 +83,11 @@ pub fn qualified(group: &str, resource: &str) -> String {
 
 fn invalid_message(kind: &str, name: &str, errors: &FieldErrors) -> String {
     let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-    let body = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+    let body = if list.len() == 1 {
+        list[0].clone()
+    } else {
+        format!("[{}]", list.join(", "))
+    };
     format!("{kind} \"{name}\" is invalid: {body}")
 }
 
@@ -82,9 +114,12 @@ impl RegistryError {
                 name: name.to_string(),
                 message: OBJECT_MODIFIED.to_string(),
             },
-            StorageError::Compacted { requested, compacted } => {
-                RegistryError::Gone(format!("too old resource version: {requested} ({compacted})"))
-            }
+            StorageError::Compacted {
+                requested,
+                compacted,
+            } => RegistryError::Gone(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
             StorageError::FutureRevision { requested, current } => RegistryError::Timeout(format!(
                 "Too large resource version: {requested}, current: {current}"
             )),

@@ -15,15 +15,21 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
         *obj = Value::Object(Map::new());
     }
     let map = obj.as_object_mut().expect("invariant: obj is an object");
-    let entry = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let entry = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !entry.is_object() {
         *entry = Value::Object(Map::new());
     }
-    entry.as_object_mut().expect("invariant: metadata is an object")
+    entry
+        .as_object_mut()
+        .expect("invariant: metadata is an object")
 }
 
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    metadata(obj).and_then(|m| m.get(field)).and_then(Value::as_str)
+    metadata(obj)
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
 }
 
 pub fn name(obj: &Value) -> &str {
@@ -51,14 +57,20 @@ pub fn remove_meta(obj: &mut Value, field: &str) -> Option<Value> {
 }
 
 pub fn labels(obj: &Value) -> Option<&Map<String, Value>> {
-    metadata(obj).and_then(|m| m.get("labels")).and_then(Value::as_object)
+    metadata(obj)
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
 }
 
 pub fn finalizers(obj: &Value) -> Vec<String> {
     metadata(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -67,7 +79,10 @@ pub fn deletion_timestamp(obj: &Value) -> Option<&str> {
 }
 
 pub fn generation(obj: &Value) -> i64 {
-    metadata(obj).and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(0)
+    metadata(obj)
+        .and_then(|m| m.get("generation"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
 }
 
 /// Looks up a dotted path (`spec.nodeName`) in an object.
@@ -97,7 +112,9 @@ pub fn now_rfc3339() -> String {
 
 /// `metav1.MicroTime` format.
 pub fn now_rfc3339_micros() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }
 
 /// Everything but `metadata` and `status`: the part whose change bumps `metadata.generation`.
@@ -106,7 +123,9 @@ pub fn spec_equal(a: &Value, b: &Value) -> bool {
         v.as_object()
             .map(|m| {
                 m.iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                    .filter(|(k, _)| {
+                        !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                    })
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             })

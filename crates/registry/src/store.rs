@@ -127,8 +127,20 @@ impl Store {
         let info = strategy.info().clone();
         let prefix = info.storage_prefix();
         let attrs_strategy = strategy.clone();
-        let cacher = hub.register(&prefix, Arc::new(move |obj: &Value| attrs_strategy.attrs(obj))).await?;
-        Ok(Store { info, strategy, storage, hub, cacher, prefix })
+        let cacher = hub
+            .register(
+                &prefix,
+                Arc::new(move |obj: &Value| attrs_strategy.attrs(obj)),
+            )
+            .await?;
+        Ok(Store {
+            info,
+            strategy,
+            storage,
+            hub,
+            cacher,
+            prefix,
+        })
     }
 
     pub fn cacher(&self) -> &Arc<Cacher> {
@@ -213,7 +225,10 @@ impl Store {
     }
 
     async fn get_kv(&self, namespace: &str, name: &str) -> Result<Option<KeyValue>> {
-        self.storage.get(&self.key(namespace, name)).await.map_err(|e| self.storage_err(e, name))
+        self.storage
+            .get(&self.key(namespace, name))
+            .await
+            .map_err(|e| self.storage_err(e, name))
     }
 
     pub async fn list(&self, namespace: &str, opts: &ListOptions) -> Result<ObjectList> {
@@ -226,13 +241,17 @@ impl Store {
             Some("0") => self.hub.revision(),
             Some(s) if !s.is_empty() => {
                 let want = parse_rv(s)?;
-                self.hub.wait_for(want, std::time::Duration::from_secs(3)).await?;
+                self.hub
+                    .wait_for(want, std::time::Duration::from_secs(3))
+                    .await?;
                 self.hub.revision()
             }
             _ => self.hub.sync().await?,
         };
         let filter = &opts.filter;
-        let items = self.cacher.list(&self.scope_prefix(namespace), |o| filter(&o.attrs));
+        let items = self
+            .cacher
+            .list(&self.scope_prefix(namespace), |o| filter(&o.attrs));
         Ok(ObjectList {
             items: items.iter().map(|o| o.json.clone()).collect(),
             resource_version: rv,
@@ -282,7 +301,9 @@ impl Store {
                 if !(opts.filter)(&self.strategy.attrs(&obj)) {
                     continue;
                 }
-                items.push(Bytes::from(serde_json::to_vec(&obj).map_err(RegistryError::internal)?));
+                items.push(Bytes::from(
+                    serde_json::to_vec(&obj).map_err(RegistryError::internal)?,
+                ));
                 if limit > 0 && items.len() >= limit {
                     break;
                 }
@@ -298,18 +319,35 @@ impl Store {
             start_after = last_key.clone();
         }
         let continue_token = match (more, &last_key) {
-            (true, Some(k)) => Some(encode_continue(revision, k.strip_prefix(&scope).unwrap_or(k))),
+            (true, Some(k)) => Some(encode_continue(
+                revision,
+                k.strip_prefix(&scope).unwrap_or(k),
+            )),
             _ => None,
         };
         let remaining_item_count = if more && !opts.has_selector {
-            let total = self.storage.count(&scope).await.map_err(|e| self.storage_err(e, ""))? as i64;
+            let total = self
+                .storage
+                .count(&scope)
+                .await
+                .map_err(|e| self.storage_err(e, ""))? as i64;
             // Approximate, like upstream: counts against the current state.
-            let after = self.cacher.list(&scope, |o| last_key.as_deref().is_some_and(|lk| o.key.as_str() > lk)).len() as i64;
+            let after = self
+                .cacher
+                .list(&scope, |o| {
+                    last_key.as_deref().is_some_and(|lk| o.key.as_str() > lk)
+                })
+                .len() as i64;
             Some(after.min(total))
         } else {
             None
         };
-        Ok(ObjectList { items, resource_version: revision, continue_token, remaining_item_count })
+        Ok(ObjectList {
+            items,
+            resource_version: revision,
+            continue_token,
+            remaining_item_count,
+        })
     }
 
     /// Creates `obj` in `namespace` (empty for cluster-scoped resources).
@@ -352,7 +390,11 @@ impl Store {
         let bytes = self.encode(&obj)?;
         match self.storage.create(&key, bytes).await {
             Ok(kv) => {
-                meta::set_meta(&mut obj, "resourceVersion", Value::String(kv.mod_revision.to_string()));
+                meta::set_meta(
+                    &mut obj,
+                    "resourceVersion",
+                    Value::String(kv.mod_revision.to_string()),
+                );
                 Ok(obj)
             }
             Err(e) => {
@@ -365,7 +407,9 @@ impl Store {
     /// System metadata for a new object: namespace, uid, timestamps, generation.
     fn prepare_new_object(&self, namespace: &str, obj: &mut Value) -> Result<()> {
         if !obj.is_object() {
-            return Err(RegistryError::BadRequest("the body of the request was in an unknown format".to_string()));
+            return Err(RegistryError::BadRequest(
+                "the body of the request was in an unknown format".to_string(),
+            ));
         }
         let body_ns = meta::namespace(obj).to_string();
         if self.info.namespaced {
@@ -410,9 +454,17 @@ impl Store {
         }
         let precondition = meta::resource_version(&obj).to_string();
         let mut obj = Some(obj);
-        self.update_inner(namespace, name, mode, opts, Some(precondition).filter(|p| !p.is_empty()), &mut |_| {
-            obj.take().ok_or_else(|| RegistryError::internal("update retried without precondition"))
-        })
+        self.update_inner(
+            namespace,
+            name,
+            mode,
+            opts,
+            Some(precondition).filter(|p| !p.is_empty()),
+            &mut |_| {
+                obj.take()
+                    .ok_or_else(|| RegistryError::internal("update retried without precondition"))
+            },
+        )
         .await
     }
 
@@ -426,7 +478,8 @@ impl Store {
         precondition_rv: Option<String>,
         update: &mut UpdateFn<'_>,
     ) -> Result<(Value, bool)> {
-        self.update_inner(namespace, name, mode, opts, precondition_rv, update).await
+        self.update_inner(namespace, name, mode, opts, precondition_rv, update)
+            .await
     }
 
     /// Read-modify-write with retries on conflict (PATCH, apply, internal updates).
@@ -438,7 +491,8 @@ impl Store {
         opts: &WriteOptions,
         update: &mut UpdateFn<'_>,
     ) -> Result<(Value, bool)> {
-        self.update_inner(namespace, name, mode, opts, None, update).await
+        self.update_inner(namespace, name, mode, opts, None, update)
+            .await
     }
 
     async fn update_inner(
@@ -463,7 +517,9 @@ impl Store {
                 return match self.create(namespace, new, opts).await {
                     Ok(v) => Ok((v, true)),
                     // Lost a race with another creator: retry as an update.
-                    Err(RegistryError::AlreadyExists { .. }) if precondition_rv.is_none() => continue,
+                    Err(RegistryError::AlreadyExists { .. }) if precondition_rv.is_none() => {
+                        continue
+                    }
                     Err(e) => Err(e),
                 };
             };
@@ -475,7 +531,9 @@ impl Store {
             }
             let mut new = update(Some(&old))?;
             if !new.is_object() {
-                return Err(RegistryError::BadRequest("the body of the request was in an unknown format".to_string()));
+                return Err(RegistryError::BadRequest(
+                    "the body of the request was in an unknown format".to_string(),
+                ));
             }
             match mode {
                 UpdateMode::Main => self.strategy.prepare_for_update(&mut new, &old),
@@ -485,15 +543,21 @@ impl Store {
             self.carry_system_metadata(&mut new, &old)?;
             self.strategy.default(&mut new);
             // System updates (binding, finalize) set fields clients may not change.
-            let mut errors =
-                if mode == UpdateMode::Internal { Vec::new() } else { self.strategy.validate_update(&new, &old) };
+            let mut errors = if mode == UpdateMode::Internal {
+                Vec::new()
+            } else {
+                self.strategy.validate_update(&new, &old)
+            };
             if errors.is_empty() && mode == UpdateMode::Main {
                 errors = self.strategy.validate(&new);
             }
             if !errors.is_empty() {
                 return Err(self.invalid(name, errors));
             }
-            if self.strategy.has_generation() && mode == UpdateMode::Main && !meta::spec_equal(&new, &old) {
+            if self.strategy.has_generation()
+                && mode == UpdateMode::Main
+                && !meta::spec_equal(&new, &old)
+            {
                 meta::set_meta(&mut new, "generation", json!(meta::generation(&old) + 1));
             }
             self.strategy.reallocate(&mut new, &old)?;
@@ -508,7 +572,11 @@ impl Store {
                 && meta::finalizers(&new).is_empty()
                 && !self.strategy.deletion_pending(&new)
             {
-                let (kv, _) = match self.storage.delete(&current.key, Some(current.mod_revision)).await {
+                let (kv, _) = match self
+                    .storage
+                    .delete(&current.key, Some(current.mod_revision))
+                    .await
+                {
                     Ok(r) => r,
                     Err(StorageError::Conflict { .. }) if precondition_rv.is_none() => continue,
                     Err(e) => return Err(self.storage_err(e, name)),
@@ -518,9 +586,17 @@ impl Store {
                 gone = merge_last_state(gone, new);
                 return Ok((gone, false));
             }
-            match self.storage.update(&current.key, self.encode(&new)?, current.mod_revision).await {
+            match self
+                .storage
+                .update(&current.key, self.encode(&new)?, current.mod_revision)
+                .await
+            {
                 Ok(kv) => {
-                    meta::set_meta(&mut new, "resourceVersion", Value::String(kv.mod_revision.to_string()));
+                    meta::set_meta(
+                        &mut new,
+                        "resourceVersion",
+                        Value::String(kv.mod_revision.to_string()),
+                    );
                     return Ok((new, false));
                 }
                 Err(StorageError::Conflict { .. }) if precondition_rv.is_none() => continue,
@@ -538,10 +614,21 @@ impl Store {
         if !new_uid.is_empty() && new_uid != meta::uid(old) {
             return Err(self.conflict(
                 meta::name(old),
-                format!("Precondition failed: UID in precondition: {new_uid}, UID in object meta: {}", meta::uid(old)),
+                format!(
+                    "Precondition failed: UID in precondition: {new_uid}, UID in object meta: {}",
+                    meta::uid(old)
+                ),
             ));
         }
-        for field in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for field in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             match old_meta.get(field) {
                 Some(v) => meta::set_meta(new, field, v.clone()),
                 None => {
@@ -568,9 +655,17 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete(&self, namespace: &str, name: &str, opts: &DeleteOptions) -> Result<DeleteOutcome> {
+    pub async fn delete(
+        &self,
+        namespace: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<DeleteOutcome> {
         for _ in 0..MAX_UPDATE_RETRIES {
-            let current = self.get_kv(namespace, name).await?.ok_or_else(|| self.not_found(name))?;
+            let current = self
+                .get_kv(namespace, name)
+                .await?
+                .ok_or_else(|| self.not_found(name))?;
             let obj = self.decode(&current)?;
             if let Some(uid) = &opts.precondition_uid {
                 if uid != meta::uid(&obj) {
@@ -600,26 +695,41 @@ impl Store {
                 Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
                     finalizers.push("foregroundDeletion".to_string())
                 }
-                Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => finalizers.push("orphan".to_string()),
+                Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => {
+                    finalizers.push("orphan".to_string())
+                }
                 _ => {}
             }
-            let grace = self.strategy.graceful_delete_period(&obj, opts.grace_period_seconds);
+            let grace = self
+                .strategy
+                .graceful_delete_period(&obj, opts.grace_period_seconds);
             let pending = self.strategy.deletion_pending(&obj);
             if !finalizers.is_empty() || grace.is_some() || pending {
-                if meta::deletion_timestamp(&obj).is_some() && meta::finalizers(&obj) == finalizers {
+                if meta::deletion_timestamp(&obj).is_some() && meta::finalizers(&obj) == finalizers
+                {
                     // Already being deleted; a shorter grace period may still shorten the wait.
-                    let shorten = match (grace, meta::metadata(&obj).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64)) {
+                    let shorten = match (
+                        grace,
+                        meta::metadata(&obj)
+                            .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                            .and_then(Value::as_i64),
+                    ) {
                         (Some(g), Some(cur)) => g < cur,
                         _ => false,
                     };
                     if !shorten {
-                        return Ok(DeleteOutcome { object: obj, deleted: false });
+                        return Ok(DeleteOutcome {
+                            object: obj,
+                            deleted: false,
+                        });
                     }
                 }
                 let mut marked = obj.clone();
                 let now = chrono::Utc::now();
                 let grace_s = grace.unwrap_or(0);
-                let ts = (now + chrono::Duration::seconds(grace_s)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+                let ts = (now + chrono::Duration::seconds(grace_s))
+                    .format("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string();
                 if meta::deletion_timestamp(&obj).is_none() || grace.is_some() {
                     meta::set_meta(&mut marked, "deletionTimestamp", Value::String(ts));
                     meta::set_meta(&mut marked, "deletionGracePeriodSeconds", json!(grace_s));
@@ -632,28 +742,54 @@ impl Store {
                     return self.delete_now(&current, obj, opts).await;
                 }
                 if opts.dry_run {
-                    return Ok(DeleteOutcome { object: marked, deleted: false });
+                    return Ok(DeleteOutcome {
+                        object: marked,
+                        deleted: false,
+                    });
                 }
-                match self.storage.update(&current.key, self.encode(&marked)?, current.mod_revision).await {
+                match self
+                    .storage
+                    .update(&current.key, self.encode(&marked)?, current.mod_revision)
+                    .await
+                {
                     Ok(kv) => {
-                        meta::set_meta(&mut marked, "resourceVersion", Value::String(kv.mod_revision.to_string()));
-                        return Ok(DeleteOutcome { object: marked, deleted: false });
+                        meta::set_meta(
+                            &mut marked,
+                            "resourceVersion",
+                            Value::String(kv.mod_revision.to_string()),
+                        );
+                        return Ok(DeleteOutcome {
+                            object: marked,
+                            deleted: false,
+                        });
                     }
                     Err(StorageError::Conflict { .. }) => continue,
                     Err(e) => return Err(self.storage_err(e, name)),
                 }
             }
             match self.delete_now(&current, obj, opts).await {
-                Err(RegistryError::Conflict { .. }) if opts.precondition_resource_version.is_none() => continue,
+                Err(RegistryError::Conflict { .. })
+                    if opts.precondition_resource_version.is_none() =>
+                {
+                    continue
+                }
                 other => return other,
             }
         }
         Err(self.conflict(name, OBJECT_MODIFIED))
     }
 
-    async fn delete_now(&self, current: &KeyValue, obj: Value, opts: &DeleteOptions) -> Result<DeleteOutcome> {
+    async fn delete_now(
+        &self,
+        current: &KeyValue,
+        obj: Value,
+        opts: &DeleteOptions,
+    ) -> Result<DeleteOutcome> {
         if opts.dry_run {
-            return Ok(DeleteOutcome { object: obj, deleted: true });
+            return Ok(DeleteOutcome {
+                object: obj,
+                deleted: true,
+            });
         }
         let name = meta::name(&obj).to_string();
         self.storage
@@ -661,7 +797,10 @@ impl Store {
             .await
             .map_err(|e| self.storage_err(e, &name))?;
         self.strategy.release(&obj);
-        Ok(DeleteOutcome { object: obj, deleted: true })
+        Ok(DeleteOutcome {
+            object: obj,
+            deleted: true,
+        })
     }
 
     /// Deletes every object in `namespace` matching `list_opts`; returns what was deleted.
@@ -671,11 +810,23 @@ impl Store {
         list_opts: &ListOptions,
         opts: &DeleteOptions,
     ) -> Result<Vec<Value>> {
-        let list = self.list(namespace, &ListOptions { limit: 0, continue_token: None, ..list_opts.clone() }).await?;
+        let list = self
+            .list(
+                namespace,
+                &ListOptions {
+                    limit: 0,
+                    continue_token: None,
+                    ..list_opts.clone()
+                },
+            )
+            .await?;
         let mut out = Vec::new();
         for item in list.items {
             let obj: Value = serde_json::from_slice(&item).map_err(RegistryError::internal)?;
-            match self.delete(meta::namespace(&obj), meta::name(&obj), opts).await {
+            match self
+                .delete(meta::namespace(&obj), meta::name(&obj), opts)
+                .await
+            {
                 Ok(o) => out.push(o.object),
                 Err(RegistryError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
@@ -685,18 +836,30 @@ impl Store {
     }
 
     /// Starts a watch in `namespace` (all namespaces if empty).
-    pub async fn watch(&self, namespace: &str, resource_version: Option<&str>, send_initial_events: bool) -> Result<WatchSubscription> {
+    pub async fn watch(
+        &self,
+        namespace: &str,
+        resource_version: Option<&str>,
+        send_initial_events: bool,
+    ) -> Result<WatchSubscription> {
         let start = match resource_version {
             _ if send_initial_events => WatchStart::InitialEvents,
             None | Some("") | Some("0") => WatchStart::InitialEvents,
             Some(rv) => {
                 let rv = parse_rv(rv)?;
-                self.hub.wait_for(rv, std::time::Duration::from_secs(3)).await?;
+                self.hub
+                    .wait_for(rv, std::time::Duration::from_secs(3))
+                    .await?;
                 WatchStart::After(rv)
             }
         };
-        let revision = if send_initial_events { self.hub.sync().await? } else { self.hub.revision() };
-        self.cacher.watch(&self.scope_prefix(namespace), start, revision)
+        let revision = if send_initial_events {
+            self.hub.sync().await?
+        } else {
+            self.hub.revision()
+        };
+        self.cacher
+            .watch(&self.scope_prefix(namespace), start, revision)
     }
 
     /// Objects in the cache (for controllers in the registry such as allocators).
@@ -716,7 +879,10 @@ fn strip_rv(v: &Value) -> Value {
 /// (upstream returns the object as last written, e.g. with its finalizers removed) at
 /// the resourceVersion the store reported for the deletion.
 fn merge_last_state(stored: Value, mut last: Value) -> Value {
-    if let Some(rv) = meta::metadata(&stored).and_then(|m| m.get("resourceVersion")).cloned() {
+    if let Some(rv) = meta::metadata(&stored)
+        .and_then(|m| m.get("resourceVersion"))
+        .cloned()
+    {
         meta::set_meta(&mut last, "resourceVersion", rv);
     }
     last
@@ -738,23 +904,35 @@ fn parse_rv(s: &str) -> Result<i64> {
 
 pub fn decode_kv(kv: &KeyValue) -> Result<Value> {
     let mut obj: Value = serde_json::from_slice(&kv.value).map_err(RegistryError::internal)?;
-    meta::set_meta(&mut obj, "resourceVersion", Value::String(kv.mod_revision.to_string()));
+    meta::set_meta(
+        &mut obj,
+        "resourceVersion",
+        Value::String(kv.mod_revision.to_string()),
+    );
     Ok(obj)
 }
 
 fn encode(obj: &Value) -> Result<Bytes> {
     let mut stored = obj.clone();
     meta::remove_meta(&mut stored, "resourceVersion");
-    serde_json::to_vec(&stored).map(Bytes::from).map_err(RegistryError::internal)
+    serde_json::to_vec(&stored)
+        .map(Bytes::from)
+        .map_err(RegistryError::internal)
 }
 
 fn generate_name_from(base: &str) -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
-    let suffix: String = (0..5).map(|_| GENERATE_NAME_CHARS[rng.gen_range(0..GENERATE_NAME_CHARS.len())] as char).collect();
+    let suffix: String = (0..5)
+        .map(|_| GENERATE_NAME_CHARS[rng.gen_range(0..GENERATE_NAME_CHARS.len())] as char)
+        .collect();
     // Upstream truncates the base to keep the name within 63 characters.
     let max_base = 63 - 5;
-    let base = if base.len() > max_base { &base[..max_base] } else { base };
+    let base = if base.len() > max_base {
+        &base[..max_base]
+    } else {
+        base
+    };
     format!("{base}{suffix}")
 }
 
@@ -782,7 +960,10 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip() {
         let t = encode_continue(42, "default/web-1");
-        assert_eq!(decode_continue(&t).expect("decodes"), (42, "default/web-1".to_string()));
+        assert_eq!(
+            decode_continue(&t).expect("decodes"),
+            (42, "default/web-1".to_string())
+        );
         assert!(decode_continue("not-a-token").is_err());
     }
 

@@ -91,7 +91,10 @@ pub trait Strategy: Send + Sync {
     /// clients from before garbage collection; everything else deletes in the background.
     fn orphans_dependents_by_default(&self) -> bool {
         let info = self.info();
-        matches!((info.group.as_str(), info.resource.as_str()), ("", "replicationcontrollers") | ("batch", "jobs"))
+        matches!(
+            (info.group.as_str(), info.resource.as_str()),
+            ("", "replicationcontrollers") | ("batch", "jobs")
+        )
     }
 
     /// Whether deletion must wait for something other than finalizers (namespaces
@@ -129,7 +132,9 @@ pub trait Strategy: Send + Sync {
 }
 
 fn copy_field(new: &mut Value, old: &Value, field: &str) {
-    let Some(map) = new.as_object_mut() else { return };
+    let Some(map) = new.as_object_mut() else {
+        return;
+    };
     match old.get(field) {
         Some(v) => {
             map.insert(field.to_string(), v.clone());
@@ -143,13 +148,25 @@ fn copy_field(new: &mut Value, old: &Value, field: &str) {
 /// Labels and every field selector the resource supports (`apis::selectors`).
 pub fn default_attrs(obj: &Value, group: &str, resource: &str) -> ObjectAttrs {
     let labels = meta::labels(obj)
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
         .unwrap_or_default();
     let mut fields: Vec<(String, String)> = apis::selectors::supported_fields(group, resource)
         .iter()
-        .map(|f| (f.to_string(), apis::selectors::field_value(group, resource, obj, f).unwrap_or_default()))
+        .map(|f| {
+            (
+                f.to_string(),
+                apis::selectors::field_value(group, resource, obj, f).unwrap_or_default(),
+            )
+        })
         .collect();
-    for (name, getter) in [("metadata.name", meta::name as fn(&Value) -> &str), ("metadata.namespace", meta::namespace)] {
+    for (name, getter) in [
+        ("metadata.name", meta::name as fn(&Value) -> &str),
+        ("metadata.namespace", meta::namespace),
+    ] {
         if !fields.iter().any(|(k, _)| k == name) {
             fields.push((name.to_string(), getter(obj).to_string()));
         }
@@ -185,7 +202,11 @@ impl BuiltinStrategy {
                 | ("rbac.authorization.k8s.io", _)
                 | ("", "limitranges" | "podtemplates")
         );
-        BuiltinStrategy { info, generation, create_on_update }
+        BuiltinStrategy {
+            info,
+            generation,
+            create_on_update,
+        }
     }
 }
 
@@ -200,7 +221,9 @@ impl Strategy for BuiltinStrategy {
 
     fn prepare_for_create(&self, obj: &mut Value) {
         // Nodes register with their status (upstream's node strategy keeps it).
-        if self.info.has_subresource("status") && !matches!(self.info.resource.as_str(), "namespaces" | "nodes") {
+        if self.info.has_subresource("status")
+            && !matches!(self.info.resource.as_str(), "namespaces" | "nodes")
+        {
             if let Some(m) = obj.as_object_mut() {
                 m.remove("status");
             }
@@ -208,11 +231,22 @@ impl Strategy for BuiltinStrategy {
     }
 
     fn validate(&self, obj: &Value) -> FieldErrors {
-        apis::validation::validate_create(&self.info.group, &self.info.version, &self.info.kind, obj)
+        apis::validation::validate_create(
+            &self.info.group,
+            &self.info.version,
+            &self.info.kind,
+            obj,
+        )
     }
 
     fn validate_update(&self, new: &Value, old: &Value) -> FieldErrors {
-        apis::validation::validate_update(&self.info.group, &self.info.version, &self.info.kind, new, old)
+        apis::validation::validate_update(
+            &self.info.group,
+            &self.info.version,
+            &self.info.kind,
+            new,
+            old,
+        )
     }
 
     fn has_generation(&self) -> bool {
@@ -227,7 +261,6 @@ impl Strategy for BuiltinStrategy {
         self.create_on_update
     }
 }
-
 
 /// `events.k8s.io/v1` Events, stored in core `v1` form (shared with core Events).
 pub struct EventsV1Strategy {

@@ -82,24 +82,61 @@ async fn rss_idle(opts: &Options) -> anyhow::Result<Vec<Value>> {
     let server = ServerProcess::start(&opts.launch)?;
     let rss = server.settled_rss_mib(Duration::from_secs(10)).await?;
     let extra = server.memory_detail()?;
-    Ok(vec![line(SUITE, "rss_idle", rss, "MiB", Some(Target::Below(40.0)), extra)])
+    Ok(vec![line(
+        SUITE,
+        "rss_idle",
+        rss,
+        "MiB",
+        Some(Target::Below(40.0)),
+        extra,
+    )])
 }
 
 async fn create_throughput(opts: &Options, etcd: bool) -> anyhow::Result<Vec<Value>> {
-    let etcd_server = if etcd { Some(test_support::etcd::EtcdServer::start().context("starting etcd")?) } else { None };
+    let etcd_server = if etcd {
+        Some(test_support::etcd::EtcdServer::start().context("starting etcd")?)
+    } else {
+        None
+    };
     let mut launch = opts.launch.clone();
     launch.datastore_endpoint = etcd_server.as_ref().map(|e| e.endpoint.clone());
     let server = ServerProcess::start(&launch)?;
-    let conns = connect_many(&server.endpoint, opts.proto, opts.clients, opts.h2_connections).await?;
-    let until = Until::Window { warmup: Duration::from_millis(500), measure: opts.duration };
-    let make: MakeRequest =
-        Arc::new(|seq| ("/api/v1/namespaces/default/configmaps".to_string(), configmap_body(&format!("tp-{seq}"), "v")));
+    let conns = connect_many(
+        &server.endpoint,
+        opts.proto,
+        opts.clients,
+        opts.h2_connections,
+    )
+    .await?;
+    let until = Until::Window {
+        warmup: Duration::from_millis(500),
+        measure: opts.duration,
+    };
+    let make: MakeRequest = Arc::new(|seq| {
+        (
+            "/api/v1/namespaces/default/configmaps".to_string(),
+            configmap_body(&format!("tp-{seq}"), "v"),
+        )
+    });
     let cpu = CpuMeter::start(&[("server", server.pid())])?;
     let result = closed_loop(conns, until, make).await?;
-    let extra = merge(merge(merge(load_shape(opts), result.extra()), cpu.read()?), json!({"seconds": opts.duration.as_secs_f64()}));
-    let (metric, target) =
-        if etcd { ("create_throughput_etcd", Target::AtLeast(2000.0)) } else { ("create_throughput", Target::AtLeast(5000.0)) };
-    Ok(vec![line(SUITE, metric, result.rate(until), "ops/s", Some(target), extra)])
+    let extra = merge(
+        merge(merge(load_shape(opts), result.extra()), cpu.read()?),
+        json!({"seconds": opts.duration.as_secs_f64()}),
+    );
+    let (metric, target) = if etcd {
+        ("create_throughput_etcd", Target::AtLeast(2000.0))
+    } else {
+        ("create_throughput", Target::AtLeast(5000.0))
+    };
+    Ok(vec![line(
+        SUITE,
+        metric,
+        result.rate(until),
+        "ops/s",
+        Some(target),
+        extra,
+    )])
 }
 
 /// Creates at a fixed rate (open loop) and reports latency from each create's
@@ -107,7 +144,13 @@ async fn create_throughput(opts: &Options, etcd: bool) -> anyhow::Result<Vec<Val
 async fn create_latency(opts: &Options) -> anyhow::Result<Vec<Value>> {
     const RATE: u64 = 1000;
     let server = ServerProcess::start(&opts.launch)?;
-    let conns = connect_many(&server.endpoint, opts.proto, opts.clients, opts.h2_connections).await?;
+    let conns = connect_many(
+        &server.endpoint,
+        opts.proto,
+        opts.clients,
+        opts.h2_connections,
+    )
+    .await?;
     let warmup = RATE / 2;
     let total = warmup + RATE * opts.duration.as_secs().max(1);
     let period = Duration::from_nanos(1_000_000_000 / RATE);
@@ -126,16 +169,24 @@ async fn create_latency(opts: &Options) -> anyhow::Result<Vec<Value>> {
                 let Some((seq, scheduled)) = job else { break };
                 let sent = Instant::now();
                 let body = configmap_body(&format!("lat-{seq}"), "v");
-                match conn.post("/api/v1/namespaces/default/configmaps", body).await {
+                match conn
+                    .post("/api/v1/namespaces/default/configmaps", body)
+                    .await
+                {
                     Ok(r) if r.status == StatusCode::CREATED => {
                         let done = Instant::now();
                         if seq >= warmup {
-                            samples.push(((done - scheduled).as_secs_f64() * 1e3, (done - sent).as_secs_f64() * 1e3));
+                            samples.push((
+                                (done - scheduled).as_secs_f64() * 1e3,
+                                (done - sent).as_secs_f64() * 1e3,
+                            ));
                         }
                     }
                     Ok(r) => {
                         errors += 1;
-                        first_error.get_or_insert_with(|| format!("{} {}", r.status, String::from_utf8_lossy(&r.body)));
+                        first_error.get_or_insert_with(|| {
+                            format!("{} {}", r.status, String::from_utf8_lossy(&r.body))
+                        });
                     }
                     Err(e) => {
                         errors += 1;
@@ -151,7 +202,9 @@ async fn create_latency(opts: &Options) -> anyhow::Result<Vec<Value>> {
     for seq in 0..total {
         let at = start + period * seq as u32;
         tokio::time::sleep_until(at.into()).await;
-        tx.send((seq, at)).await.context("latency workers stopped")?;
+        tx.send((seq, at))
+            .await
+            .context("latency workers stopped")?;
     }
     drop(tx);
     let mut from_schedule = Vec::new();
@@ -170,7 +223,8 @@ async fn create_latency(opts: &Options) -> anyhow::Result<Vec<Value>> {
     if from_schedule.is_empty() {
         bail!("no create succeeded: {}", first_error.unwrap_or_default());
     }
-    let achieved = from_schedule.len() as f64 / (start.elapsed().as_secs_f64() - warmup as f64 / RATE as f64);
+    let achieved =
+        from_schedule.len() as f64 / (start.elapsed().as_secs_f64() - warmup as f64 / RATE as f64);
     let mut extra = merge(
         load_shape(opts),
         json!({
@@ -189,7 +243,14 @@ async fn create_latency(opts: &Options) -> anyhow::Result<Vec<Value>> {
         extra["first_error"] = json!(e);
     }
     let p99 = percentile(&from_schedule, 0.99).unwrap_or(0.0);
-    Ok(vec![line(SUITE, "create_latency_p99", p99, "ms", Some(Target::Below(20.0)), extra)])
+    Ok(vec![line(
+        SUITE,
+        "create_latency_p99",
+        p99,
+        "ms",
+        Some(Target::Below(20.0)),
+        extra,
+    )])
 }
 
 /// The `w-<n>` index in a watch event line, if it is one of ours.
@@ -211,9 +272,14 @@ async fn watch_delivery(opts: &Options) -> anyhow::Result<Vec<Value>> {
     let server = ServerProcess::start(&opts.launch)?;
     create_namespace(&server.endpoint, NAMESPACE).await?;
     let mut lister = server.endpoint.connect(Proto::H1).await?;
-    let list = lister.get(&format!("/api/v1/namespaces/{NAMESPACE}/configmaps")).await?;
+    let list = lister
+        .get(&format!("/api/v1/namespaces/{NAMESPACE}/configmaps"))
+        .await?;
     let list: Value = serde_json::from_slice(&list.body).context("decoding list")?;
-    let rv = list["metadata"]["resourceVersion"].as_str().context("list without resourceVersion")?.to_string();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .context("list without resourceVersion")?
+        .to_string();
 
     let conns = connect_many(&server.endpoint, Proto::H1, WATCHERS, 1).await?;
     let path = format!("/api/v1/namespaces/{NAMESPACE}/configmaps?watch=true&resourceVersion={rv}");
@@ -230,9 +296,13 @@ async fn watch_delivery(opts: &Options) -> anyhow::Result<Vec<Value>> {
             let mut seen: Vec<(u64, Instant)> = Vec::with_capacity(WRITES as usize);
             let mut pending: Vec<u8> = Vec::new();
             while (seen.len() as u64) < WRITES {
-                let Some(Ok(frame)) = body.frame().await else { break };
+                let Some(Ok(frame)) = body.frame().await else {
+                    break;
+                };
                 let at = Instant::now();
-                let Ok(data) = frame.into_data() else { continue };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 pending.extend_from_slice(&data);
                 while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = pending.drain(..=nl).collect();
@@ -255,10 +325,17 @@ async fn watch_delivery(opts: &Options) -> anyhow::Result<Vec<Value>> {
         let t_send = Instant::now();
         let stamp = (t_send - origin).as_nanos().to_string();
         let reply = writer
-            .post(&format!("/api/v1/namespaces/{NAMESPACE}/configmaps"), configmap_body(&format!("w-{i}"), &stamp))
+            .post(
+                &format!("/api/v1/namespaces/{NAMESPACE}/configmaps"),
+                configmap_body(&format!("w-{i}"), &stamp),
+            )
             .await?;
         if reply.status != StatusCode::CREATED {
-            bail!("write {i}: {} {}", reply.status, String::from_utf8_lossy(&reply.body));
+            bail!(
+                "write {i}: {} {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            );
         }
         sent.push(t_send);
         acked.push(Instant::now());
@@ -284,7 +361,11 @@ async fn watch_delivery(opts: &Options) -> anyhow::Result<Vec<Value>> {
     if missing > 0 {
         bail!("{missing} watch events never arrived");
     }
-    let write_ms: Vec<f64> = sent.iter().zip(&acked).map(|(s, a)| (*a - *s).as_secs_f64() * 1e3).collect();
+    let write_ms: Vec<f64> = sent
+        .iter()
+        .zip(&acked)
+        .map(|(s, a)| (*a - *s).as_secs_f64() * 1e3)
+        .collect();
     let extra = merge(
         json!({
             "watchers": WATCHERS,
@@ -304,8 +385,22 @@ async fn watch_delivery(opts: &Options) -> anyhow::Result<Vec<Value>> {
         "from": "write sent",
     });
     Ok(vec![
-        line(SUITE, "watch_delivery_p99", percentile(&from_ack, 0.99).unwrap_or(0.0), "ms", Some(Target::Below(10.0)), extra),
-        line(SUITE, "watch_delivery_p99_from_send", percentile(&from_send, 0.99).unwrap_or(0.0), "ms", None, extra_send),
+        line(
+            SUITE,
+            "watch_delivery_p99",
+            percentile(&from_ack, 0.99).unwrap_or(0.0),
+            "ms",
+            Some(Target::Below(10.0)),
+            extra,
+        ),
+        line(
+            SUITE,
+            "watch_delivery_p99_from_send",
+            percentile(&from_send, 0.99).unwrap_or(0.0),
+            "ms",
+            None,
+            extra_send,
+        ),
     ])
 }
 
@@ -315,11 +410,26 @@ async fn list_pods(opts: &Options) -> anyhow::Result<Vec<Value>> {
     const NAMESPACE: &str = "list-bench";
     let server = ServerProcess::start(&opts.launch)?;
     create_namespace(&server.endpoint, NAMESPACE).await?;
-    let conns = connect_many(&server.endpoint, opts.proto, opts.clients, opts.h2_connections).await?;
-    let make: MakeRequest = Arc::new(|seq| (format!("/api/v1/namespaces/{NAMESPACE}/pods"), pod_body(&format!("p-{seq}"))));
+    let conns = connect_many(
+        &server.endpoint,
+        opts.proto,
+        opts.clients,
+        opts.h2_connections,
+    )
+    .await?;
+    let make: MakeRequest = Arc::new(|seq| {
+        (
+            format!("/api/v1/namespaces/{NAMESPACE}/pods"),
+            pod_body(&format!("p-{seq}")),
+        )
+    });
     let created = closed_loop(conns, Until::Count(PODS), make).await?;
     if created.ok != PODS {
-        bail!("created {} of {PODS} pods: {}", created.ok, created.first_error.unwrap_or_default());
+        bail!(
+            "created {} of {PODS} pods: {}",
+            created.ok,
+            created.first_error.unwrap_or_default()
+        );
     }
     let mut conn = server.endpoint.connect(Proto::H1).await?;
     // The first LIST is checked, not timed.
@@ -336,7 +446,11 @@ async fn list_pods(opts: &Options) -> anyhow::Result<Vec<Value>> {
         let reply = conn.get("/api/v1/pods").await?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         if reply.status != StatusCode::OK || reply.body.len() < first.body.len() / 2 {
-            bail!("LIST answered {} ({} bytes)", reply.status, reply.body.len());
+            bail!(
+                "LIST answered {} ({} bytes)",
+                reply.status,
+                reply.body.len()
+            );
         }
         times.push(ms);
     }
@@ -351,7 +465,14 @@ async fn list_pods(opts: &Options) -> anyhow::Result<Vec<Value>> {
         }),
         cpu.read()?,
     );
-    Ok(vec![line(SUITE, "list_10k_pods", median(&times).unwrap_or(0.0), "ms", Some(Target::Below(200.0)), extra)])
+    Ok(vec![line(
+        SUITE,
+        "list_10k_pods",
+        median(&times).unwrap_or(0.0),
+        "ms",
+        Some(Target::Below(200.0)),
+        extra,
+    )])
 }
 
 /// Overrides the 100,000 of `rss_100k_configmaps` (for profiling under valgrind).
@@ -360,7 +481,9 @@ const RSS_OBJECTS_ENV: &str = "RKUBE_BENCH_RSS_OBJECTS";
 async fn rss_configmaps(opts: &Options) -> anyhow::Result<Vec<Value>> {
     const NAMESPACE: &str = "rss-bench";
     let count: u64 = match std::env::var(RSS_OBJECTS_ENV) {
-        Ok(n) => n.parse().with_context(|| format!("{RSS_OBJECTS_ENV}={n}"))?,
+        Ok(n) => n
+            .parse()
+            .with_context(|| format!("{RSS_OBJECTS_ENV}={n}"))?,
         Err(_) => 100_000,
     };
     let server = ServerProcess::start(&opts.launch)?;
@@ -369,12 +492,19 @@ async fn rss_configmaps(opts: &Options) -> anyhow::Result<Vec<Value>> {
     let conns = connect_many(&server.endpoint, opts.proto, clients, opts.h2_connections).await?;
     let payload: Arc<str> = Arc::from("x".repeat(1024));
     let make: MakeRequest = Arc::new(move |seq| {
-        (format!("/api/v1/namespaces/{NAMESPACE}/configmaps"), configmap_body(&format!("cm-{seq:06}"), &payload))
+        (
+            format!("/api/v1/namespaces/{NAMESPACE}/configmaps"),
+            configmap_body(&format!("cm-{seq:06}"), &payload),
+        )
     });
     let cpu = CpuMeter::start(&[("server", server.pid())])?;
     let created = closed_loop(conns, Until::Count(count), make).await?;
     if created.ok != count {
-        bail!("created {} of {count} ConfigMaps: {}", created.ok, created.first_error.unwrap_or_default());
+        bail!(
+            "created {} of {count} ConfigMaps: {}",
+            created.ok,
+            created.first_error.unwrap_or_default()
+        );
     }
     let cpu = cpu.read()?;
     let rss = server.settled_rss_mib(Duration::from_secs(10)).await?;
@@ -387,7 +517,14 @@ async fn rss_configmaps(opts: &Options) -> anyhow::Result<Vec<Value>> {
         }),
         merge(server.memory_detail()?, cpu),
     );
-    Ok(vec![line(SUITE, "rss_100k_configmaps", rss, "MiB", Some(Target::Below(400.0)), extra)])
+    Ok(vec![line(
+        SUITE,
+        "rss_100k_configmaps",
+        rss,
+        "MiB",
+        Some(Target::Below(400.0)),
+        extra,
+    )])
 }
 
 #[cfg(test)]
@@ -397,12 +534,23 @@ mod tests {
     #[test]
     fn event_index_finds_our_names() {
         let cases: &[(&[u8], Option<u64>)] = &[
-            (br#"{"type":"ADDED","object":{"metadata":{"name":"w-42","namespace":"x"}}}"#, Some(42)),
-            (br#"{"type":"ADDED","object":{"metadata":{"name":"other"}}}"#, None),
+            (
+                br#"{"type":"ADDED","object":{"metadata":{"name":"w-42","namespace":"x"}}}"#,
+                Some(42),
+            ),
+            (
+                br#"{"type":"ADDED","object":{"metadata":{"name":"other"}}}"#,
+                None,
+            ),
             (br#"{"type":"BOOKMARK","object":{"metadata":{}}}"#, None),
         ];
         for (text, want) in cases {
-            assert_eq!(event_index(text), *want, "{}", String::from_utf8_lossy(text));
+            assert_eq!(
+                event_index(text),
+                *want,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 

@@ -220,7 +220,8 @@ fn scheduler(args: &[String]) -> anyhow::Result<()> {
 
 /// `__agent <kubeconfig> <data-dir> <node-name> <node-ip> [--runtime BIN]`.
 fn node_agent(args: &[String]) -> anyhow::Result<()> {
-    const USAGE: &str = "usage: __agent <kubeconfig> <data-dir> <node-name> <node-ip> [--runtime BIN]";
+    const USAGE: &str =
+        "usage: __agent <kubeconfig> <data-dir> <node-name> <node-ip> [--runtime BIN]";
     let args = Args::parse(args, &["runtime"])?;
     args.only(&["runtime"]).context(USAGE)?;
     let [kubeconfig, data_dir, node_name, node_ip] = args.positional.as_slice() else {

@@ -47,13 +47,21 @@ pub struct Endpoint {
 impl Endpoint {
     /// Reads the server URL, CA and client certificate from a kubeconfig written by the server.
     pub fn from_kubeconfig(path: &std::path::Path) -> anyhow::Result<Endpoint> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).context("parsing kubeconfig")?;
         let cluster = &doc["clusters"][0]["cluster"];
         let user = &doc["users"][0]["user"];
-        let server = cluster["server"].as_str().context("kubeconfig without a server URL")?;
-        let authority = server.strip_prefix("https://").context("server URL is not https")?;
-        let address: SocketAddr = authority.trim_end_matches('/').parse().context("server URL is not ip:port")?;
+        let server = cluster["server"]
+            .as_str()
+            .context("kubeconfig without a server URL")?;
+        let authority = server
+            .strip_prefix("https://")
+            .context("server URL is not https")?;
+        let address: SocketAddr = authority
+            .trim_end_matches('/')
+            .parse()
+            .context("server URL is not ip:port")?;
         if !address.ip().is_loopback() {
             bail!("refusing a non-loopback server address {address}");
         }
@@ -65,8 +73,9 @@ impl Endpoint {
         for c in CertificateDer::pem_slice_iter(&ca) {
             roots.add(c.context("CA PEM")?).context("adding CA")?;
         }
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(&cert).collect::<Result<_, _>>().context("client certificate PEM")?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
+            .collect::<Result<_, _>>()
+            .context("client certificate PEM")?;
         let key = PrivateKeyDer::from_pem_slice(&key).context("client key PEM")?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let base = rustls::ClientConfig::builder_with_provider(provider)
@@ -78,23 +87,34 @@ impl Endpoint {
         h1.alpn_protocols = vec![b"http/1.1".to_vec()];
         let mut h2 = base;
         h2.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(Endpoint { address, tls: Arc::new(h1), tls_h2: Arc::new(h2) })
+        Ok(Endpoint {
+            address,
+            tls: Arc::new(h1),
+            tls_h2: Arc::new(h2),
+        })
     }
 
     /// Opens one TLS connection speaking `proto`.
     pub async fn connect(&self, proto: Proto) -> anyhow::Result<Conn> {
-        let tcp = TcpStream::connect(self.address).await.with_context(|| format!("connecting {}", self.address))?;
+        let tcp = TcpStream::connect(self.address)
+            .await
+            .with_context(|| format!("connecting {}", self.address))?;
         tcp.set_nodelay(true)?;
         let config = match proto {
             Proto::H1 => self.tls.clone(),
             Proto::H2 => self.tls_h2.clone(),
         };
         let name = ServerName::IpAddress(self.address.ip().into());
-        let tls = TlsConnector::from(config).connect(name, tcp).await.context("TLS handshake")?;
+        let tls = TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .context("TLS handshake")?;
         let io = TokioIo::new(tls);
         let sender = match proto {
             Proto::H1 => {
-                let (sender, conn) = hyper::client::conn::http1::handshake(io).await.context("HTTP/1.1 handshake")?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(io)
+                    .await
+                    .context("HTTP/1.1 handshake")?;
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
@@ -111,13 +131,20 @@ impl Endpoint {
                 Sender::H2(sender)
             }
         };
-        Ok(Conn { sender, authority: self.address.to_string() })
+        Ok(Conn {
+            sender,
+            authority: self.address.to_string(),
+        })
     }
 }
 
 fn decode_field(map: &serde_yaml::Value, field: &str) -> anyhow::Result<Vec<u8>> {
-    let b64 = map[field].as_str().with_context(|| format!("kubeconfig without {field}"))?;
-    base64::engine::general_purpose::STANDARD.decode(b64.trim()).with_context(|| format!("decoding {field}"))
+    let b64 = map[field]
+        .as_str()
+        .with_context(|| format!("kubeconfig without {field}"))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .with_context(|| format!("decoding {field}"))
 }
 
 enum Sender {
@@ -142,17 +169,29 @@ impl Conn {
     pub fn share(&self) -> Option<Conn> {
         match &self.sender {
             Sender::H1(_) => None,
-            Sender::H2(s) => Some(Conn { sender: Sender::H2(s.clone()), authority: self.authority.clone() }),
+            Sender::H2(s) => Some(Conn {
+                sender: Sender::H2(s.clone()),
+                authority: self.authority.clone(),
+            }),
         }
     }
 
-    fn request(&self, method: Method, path: &str, body: Bytes) -> anyhow::Result<Request<Full<Bytes>>> {
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<Request<Full<Bytes>>> {
         let builder = match self.sender {
             // HTTP/2 wants the authority in the URI (`:authority`); HTTP/1.1 the origin form plus Host.
             Sender::H2(_) => Request::builder().uri(format!("https://{}{path}", self.authority)),
-            Sender::H1(_) => Request::builder().uri(path).header(header::HOST, self.authority.as_str()),
+            Sender::H1(_) => Request::builder()
+                .uri(path)
+                .header(header::HOST, self.authority.as_str()),
         };
-        let mut builder = builder.method(method).header(header::ACCEPT, "application/json");
+        let mut builder = builder
+            .method(method)
+            .header(header::ACCEPT, "application/json");
         if !body.is_empty() {
             builder = builder.header(header::CONTENT_TYPE, "application/json");
         }
@@ -160,7 +199,12 @@ impl Conn {
     }
 
     /// Sends a request and returns the response with its body unread.
-    pub async fn send(&mut self, method: Method, path: &str, body: Bytes) -> anyhow::Result<http::Response<Incoming>> {
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<http::Response<Incoming>> {
         let req = self.request(method, path, body)?;
         let resp = match &mut self.sender {
             Sender::H1(s) => {
@@ -179,7 +223,12 @@ impl Conn {
     pub async fn call(&mut self, method: Method, path: &str, body: Bytes) -> anyhow::Result<Reply> {
         let resp = self.send(method, path, body).await?;
         let status = resp.status();
-        let body = resp.into_body().collect().await.context("reading response body")?.to_bytes();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .context("reading response body")?
+            .to_bytes();
         Ok(Reply { status, body })
     }
 
@@ -194,7 +243,12 @@ impl Conn {
 
 /// Opens `clients` handles: one connection each for HTTP/1.1; for HTTP/2,
 /// `h2_connections` connections shared round-robin.
-pub async fn connect_many(endpoint: &Endpoint, proto: Proto, clients: usize, h2_connections: usize) -> anyhow::Result<Vec<Conn>> {
+pub async fn connect_many(
+    endpoint: &Endpoint,
+    proto: Proto,
+    clients: usize,
+    h2_connections: usize,
+) -> anyhow::Result<Vec<Conn>> {
     let mut out = Vec::with_capacity(clients);
     match proto {
         Proto::H1 => {
@@ -208,7 +262,11 @@ pub async fn connect_many(endpoint: &Endpoint, proto: Proto, clients: usize, h2_
                 conns.push(endpoint.connect(Proto::H2).await?);
             }
             for i in 0..clients {
-                out.push(conns[i % conns.len()].share().context("invariant: HTTP/2 handles share")?);
+                out.push(
+                    conns[i % conns.len()]
+                        .share()
+                        .context("invariant: HTTP/2 handles share")?,
+                );
             }
         }
     }
@@ -221,7 +279,12 @@ mod tests {
 
     #[test]
     fn proto_parses_both_spellings() {
-        for (text, want) in [("h1", Proto::H1), ("http1", Proto::H1), ("h2", Proto::H2), ("http2", Proto::H2)] {
+        for (text, want) in [
+            ("h1", Proto::H1),
+            ("http1", Proto::H1),
+            ("h2", Proto::H2),
+            ("http2", Proto::H2),
+        ] {
             assert_eq!(text.parse::<Proto>().expect("parses"), want);
         }
         assert!("h3".parse::<Proto>().is_err());

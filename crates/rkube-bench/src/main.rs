@@ -29,7 +29,10 @@ use clap::Parser;
 use serde_json::Value;
 
 #[derive(Parser, Debug)]
-#[command(name = "rkube-bench", about = "rkube benchmarks (JSON lines on stdout)")]
+#[command(
+    name = "rkube-bench",
+    about = "rkube benchmarks (JSON lines on stdout)"
+)]
 struct Cli {
     /// Suite to run: `api`, `scheduler`, `controllers` or `pods`.
     suite: String,
@@ -76,7 +79,10 @@ enum Suite {
 
 impl Suite {
     fn from_cli(cli: &Cli) -> anyhow::Result<Suite> {
-        let launch = process::Launch { server_bin: cli.server_bin.clone(), ..Default::default() };
+        let launch = process::Launch {
+            server_bin: cli.server_bin.clone(),
+            ..Default::default()
+        };
         Ok(match cli.suite.as_str() {
             "api" => Suite::Api(api::Options {
                 launch,
@@ -85,9 +91,21 @@ impl Suite {
                 h2_connections: cli.h2_connections.max(1),
                 duration: Duration::from_secs(cli.seconds.max(1)),
             }),
-            "scheduler" => Suite::Scheduler(scheduling::Options { launch, nodes: cli.nodes, pods: cli.pods }),
-            "controllers" => Suite::Controllers(workloads::Options { launch, nodes: cli.nodes, pods: cli.pods }),
-            "pods" => Suite::Pods(pods::Options { launch, runtime: cli.runtime.clone(), pods: cli.pods }),
+            "scheduler" => Suite::Scheduler(scheduling::Options {
+                launch,
+                nodes: cli.nodes,
+                pods: cli.pods,
+            }),
+            "controllers" => Suite::Controllers(workloads::Options {
+                launch,
+                nodes: cli.nodes,
+                pods: cli.pods,
+            }),
+            "pods" => Suite::Pods(pods::Options {
+                launch,
+                runtime: cli.runtime.clone(),
+                pods: cli.pods,
+            }),
             other => bail!("unknown suite {other:?} (known: api, scheduler, controllers, pods)"),
         })
     }
@@ -119,14 +137,24 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let suite = Suite::from_cli(&cli)?;
     let known = suite.metrics();
-    let metrics: Vec<String> =
-        if cli.metrics.is_empty() { known.iter().map(|m| m.to_string()).collect() } else { cli.metrics.clone() };
+    let metrics: Vec<String> = if cli.metrics.is_empty() {
+        known.iter().map(|m| m.to_string()).collect()
+    } else {
+        cli.metrics.clone()
+    };
     for m in &metrics {
         if !known.contains(&m.as_str()) {
-            bail!("unknown metric {m:?} of suite {}; known: {}", cli.suite, known.join(", "));
+            bail!(
+                "unknown metric {m:?} of suite {}; known: {}",
+                cli.suite,
+                known.join(", ")
+            );
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     if let Suite::Pods(o) = &suite {
         // One cluster for all of them: a node with real containers is slow to set up.
         if cli.quiet_wait > 0 {
@@ -142,9 +170,13 @@ fn main() -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for metric in &metrics {
         if cli.quiet_wait > 0 {
-            let busy = runtime.block_on(process::wait_quiet(Duration::from_secs(cli.quiet_wait)))?;
+            let busy =
+                runtime.block_on(process::wait_quiet(Duration::from_secs(cli.quiet_wait)))?;
             if busy >= 0.10 {
-                eprintln!("{metric}: the machine is still {:.0}% busy with other work; measuring anyway", busy * 100.0);
+                eprintln!(
+                    "{metric}: the machine is still {:.0}% busy with other work; measuring anyway",
+                    busy * 100.0
+                );
             }
         }
         match runtime.block_on(suite.run(metric)) {

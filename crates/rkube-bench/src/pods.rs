@@ -33,7 +33,12 @@ use crate::stats::{line, median, percentile, Target};
 const SUITE: &str = "pods";
 
 /// Every metric of the suite, in the order `pods` runs them.
-pub const METRICS: &[&str] = &["pod_startup_single", "pod_startup_p50", "pod_startup_p99", "agent_rss_30_pods"];
+pub const METRICS: &[&str] = &[
+    "pod_startup_single",
+    "pod_startup_p50",
+    "pod_startup_p99",
+    "agent_rss_30_pods",
+];
 
 const NAMESPACE: &str = "pod-bench";
 const NODE: &str = "bench-node";
@@ -64,7 +69,14 @@ pub async fn run_all(metrics: &[String], opts: &Options) -> anyhow::Result<Vec<V
         }
         let value = median(&samples).context("no samples")?;
         progress("pod_startup_single", format_args!("{samples:?} ms"));
-        out.push(line(SUITE, "pod_startup_single", value, "ms", Some(Target::Below(400.0)), json!({"samples_ms": samples, "runtime": runtime})));
+        out.push(line(
+            SUITE,
+            "pod_startup_single",
+            value,
+            "ms",
+            Some(Target::Below(400.0)),
+            json!({"samples_ms": samples, "runtime": runtime}),
+        ));
     }
     let want = ["pod_startup_p50", "pod_startup_p99", "agent_rss_30_pods"];
     if metrics.iter().any(|m| want.contains(&m.as_str())) {
@@ -76,15 +88,36 @@ pub async fn run_all(metrics: &[String], opts: &Options) -> anyhow::Result<Vec<V
         let p99 = percentile(&samples, 0.99).context("no samples")?;
         let extra = json!({"pods": n, "max_ms": samples.iter().cloned().fold(0.0, f64::max), "agent_cpu_s": agent_cpu, "runtime": runtime});
         if metrics.iter().any(|m| m == "pod_startup_p50") {
-            out.push(line(SUITE, "pod_startup_p50", p50, "ms", None, extra.clone()));
+            out.push(line(
+                SUITE,
+                "pod_startup_p50",
+                p50,
+                "ms",
+                None,
+                extra.clone(),
+            ));
         }
         if metrics.iter().any(|m| m == "pod_startup_p99") {
-            out.push(line(SUITE, "pod_startup_p99", p99, "ms", Some(Target::Below(2000.0)), extra));
+            out.push(line(
+                SUITE,
+                "pod_startup_p99",
+                p99,
+                "ms",
+                Some(Target::Below(2000.0)),
+                extra,
+            ));
         }
         if metrics.iter().any(|m| m == "agent_rss_30_pods") {
             // Settled: the pods are running and their status written.
             let rss = bench.agent.settled_rss_mib(Duration::from_secs(20)).await?;
-            out.push(line(SUITE, "agent_rss_30_pods", rss, "MiB", Some(Target::Below(40.0)), json!({"pods": n, "detail": bench.agent.memory_detail()?})));
+            out.push(line(
+                SUITE,
+                "agent_rss_30_pods",
+                rss,
+                "MiB",
+                Some(Target::Below(40.0)),
+                json!({"pods": n, "detail": bench.agent.memory_detail()?}),
+            ));
         }
     }
     bench.delete_all().await?;
@@ -109,17 +142,27 @@ impl Drop for Leftovers {
     fn drop(&mut self) {
         let needle = self.0.display().to_string();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             if String::from_utf8_lossy(&cmdline).contains(&needle) {
-                let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
             }
         }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&needle)).collect();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&needle))
+            .collect();
         points.sort_by_key(|p| std::cmp::Reverse(p.len()));
         for p in points {
-            let _ = std::process::Command::new("umount").args(["-l", p]).status();
+            let _ = std::process::Command::new("umount")
+                .args(["-l", p])
+                .status();
         }
     }
 }
@@ -132,14 +175,27 @@ impl Veth {
         let _ = ip(&["link", "del", VETH]);
         let peer = format!("{VETH}p");
         for args in [
-            vec!["link", "add", VETH, "type", "veth", "peer", "name", peer.as_str()],
+            vec![
+                "link",
+                "add",
+                VETH,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                peer.as_str(),
+            ],
             vec!["addr", "add", "10.203.254.1/24", "dev", VETH],
             vec!["link", "set", VETH, "up"],
             vec!["link", "set", peer.as_str(), "up"],
         ] {
             let out = ip(&args)?;
             if !out.status.success() {
-                bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
         Ok(Veth)
@@ -147,7 +203,10 @@ impl Veth {
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<std::process::Output> {
-    std::process::Command::new("ip").args(args).output().context("running ip (Debian package iproute2)")
+    std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (Debian package iproute2)")
 }
 
 impl Drop for Veth {
@@ -163,7 +222,8 @@ impl Bench {
         let server = ServerProcess::start(&opts.launch)?;
         let mut args = vec![NODE.to_string(), NODE_IP.to_string()];
         if let Some(rt) = &opts.runtime {
-            let bin = agent::containerd::find_binary(rt).with_context(|| format!("OCI runtime {rt} not found (Debian package {rt})"))?;
+            let bin = agent::containerd::find_binary(rt)
+                .with_context(|| format!("OCI runtime {rt} not found (Debian package {rt})"))?;
             args.extend(["--runtime".to_string(), bin.display().to_string()]);
         }
         let mut agent = server.start_agent(&args)?;
@@ -174,30 +234,58 @@ impl Bench {
             agent.check_running()?;
             // Ready, and with a podCIDR (the agent writes its CNI config from it).
             let node = nodes.get_opt(NODE).await?;
-            let has_cidr = node.as_ref().and_then(|n| n.spec.as_ref()?.pod_cidr.as_ref()).is_some();
+            let has_cidr = node
+                .as_ref()
+                .and_then(|n| n.spec.as_ref()?.pod_cidr.as_ref())
+                .is_some();
             let ready = has_cidr
-                && node.and_then(|n| n.status?.conditions?.into_iter().find(|c| c.type_ == "Ready")).is_some_and(|c| c.status == "True");
+                && node
+                    .and_then(|n| {
+                        n.status?
+                            .conditions?
+                            .into_iter()
+                            .find(|c| c.type_ == "Ready")
+                    })
+                    .is_some_and(|c| c.status == "True");
             if ready {
                 break;
             }
             if Instant::now() > deadline {
-                bail!("the node did not become Ready; agent log:\n{}", agent.log_tail(40));
+                bail!(
+                    "the node did not become Ready; agent log:\n{}",
+                    agent.log_tail(40)
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         progress(SUITE, format_args!("node Ready; importing the image"));
-        let socket = agent::containerd::ContainerdPaths::new(&server.agent_data_dir().join("agent")).socket;
+        let socket =
+            agent::containerd::ContainerdPaths::new(&server.agent_data_dir().join("agent")).socket;
         let tar: PathBuf = server.agent_data_dir().join("busybox-bench.tar");
         test_support::images::write_tarball(&test_support::images::busybox(IMAGE)?, &tar)?;
         agent::images::import(&socket, &[tar]).await?;
         let ns: Api<Namespace> = Api::all(client.clone());
-        ns.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?).await?;
+        ns.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?,
+        )
+        .await?;
         let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NAMESPACE);
         if sas.get_opt("default").await?.is_none() {
-            sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "default"}}))?).await?;
+            sas.create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "default"}}))?,
+            )
+            .await?;
         }
         let leftovers = Leftovers(server.agent_data_dir());
-        Ok(Bench { agent, _leftovers: leftovers, server, client, _veth: veth })
+        Ok(Bench {
+            agent,
+            _leftovers: leftovers,
+            server,
+            client,
+            _veth: veth,
+        })
     }
 
     fn pod(name: &str) -> anyhow::Result<Pod> {
@@ -225,8 +313,16 @@ impl Bench {
     /// Creates `n` pods at once; returns each one's create → Running in ms.
     async fn start_pods(&self, prefix: &str, n: usize) -> anyhow::Result<Vec<f64>> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), NAMESPACE);
-        let rv = api.list(&ListParams::default()).await?.metadata.resource_version.context("list without resourceVersion")?;
-        let mut events = api.watch(&WatchParams::default().labels("bench=pods"), &rv).await?.boxed();
+        let rv = api
+            .list(&ListParams::default())
+            .await?
+            .metadata
+            .resource_version
+            .context("list without resourceVersion")?;
+        let mut events = api
+            .watch(&WatchParams::default().labels("bench=pods"), &rv)
+            .await?
+            .boxed();
         let mut sent: HashMap<String, Instant> = HashMap::new();
         let mut creates = Vec::new();
         for i in 0..n {
@@ -234,7 +330,9 @@ impl Bench {
             let pod = Self::pod(&name)?;
             sent.insert(name, Instant::now());
             let api = api.clone();
-            creates.push(tokio::spawn(async move { api.create(&PostParams::default(), &pod).await }));
+            creates.push(tokio::spawn(async move {
+                api.create(&PostParams::default(), &pod).await
+            }));
         }
         for c in creates {
             c.await.context("create task")??;
@@ -254,7 +352,9 @@ impl Bench {
                         tail.join("\n")
                     )
                 })?;
-            let Some(ev) = ev else { bail!("pod watch ended") };
+            let Some(ev) = ev else {
+                bail!("pod watch ended")
+            };
             if let WatchEvent::Modified(p) | WatchEvent::Added(p) = ev? {
                 let name = p.metadata.name.clone().unwrap_or_default();
                 let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
@@ -270,9 +370,18 @@ impl Bench {
 
     async fn delete_all(&self) -> anyhow::Result<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), NAMESPACE);
-        api.delete_collection(&DeleteParams::default(), &ListParams::default().labels("bench=pods")).await?;
+        api.delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("bench=pods"),
+        )
+        .await?;
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !api.list(&ListParams::default().labels("bench=pods")).await?.items.is_empty() {
+        while !api
+            .list(&ListParams::default().labels("bench=pods"))
+            .await?
+            .items
+            .is_empty()
+        {
             if Instant::now() > deadline {
                 bail!("pods not deleted after 60 s");
             }

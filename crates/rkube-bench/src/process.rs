@@ -61,10 +61,14 @@ impl ChildProcess {
         ready: Option<&'static str>,
         deadline: Duration,
     ) -> anyhow::Result<(ChildProcess, String)> {
-        let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let log_file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         // stdin stays a pipe: our children exit when it closes (we died).
         let mut child = cmd
-            .env("RKUBE_LOG", std::env::var("RKUBE_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RKUBE_LOG",
+                std::env::var("RKUBE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -92,13 +96,20 @@ impl ChildProcess {
                 }
             }
         });
-        let process = ChildProcess { child, name, log: log.to_path_buf() };
+        let process = ChildProcess {
+            child,
+            name,
+            log: log.to_path_buf(),
+        };
         if ready.is_none() {
             return Ok((process, String::new()));
         }
         match rx.recv_timeout(deadline) {
             Ok(Some(line)) => Ok((process, line)),
-            _ => bail!("the {name} did not become ready; its log:\n{}", process.log_tail(40)),
+            _ => bail!(
+                "the {name} did not become ready; its log:\n{}",
+                process.log_tail(40)
+            ),
         }
     }
 
@@ -108,13 +119,20 @@ impl ChildProcess {
 
     /// The last `lines` of the child's log (its stderr).
     pub fn log_tail(&self, lines: usize) -> String {
-        tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), lines)
+        tail(
+            &std::fs::read_to_string(&self.log).unwrap_or_default(),
+            lines,
+        )
     }
 
     /// Fails, with the end of its log, if the child has exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait().context("checking a child")? {
-            bail!("the {} exited ({status}); its log:\n{}", self.name, self.log_tail(40));
+            bail!(
+                "the {} exited ({status}); its log:\n{}",
+                self.name,
+                self.log_tail(40)
+            );
         }
         Ok(())
     }
@@ -181,11 +199,15 @@ impl DerefMut for ServerProcess {
 
 impl ServerProcess {
     pub fn start(launch: &Launch) -> anyhow::Result<ServerProcess> {
-        let dir = tempfile::Builder::new().prefix("rkube-bench-").tempdir().context("creating data dir")?;
+        let dir = tempfile::Builder::new()
+            .prefix("rkube-bench-")
+            .tempdir()
+            .context("creating data dir")?;
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         // A profiler prefix, e.g. `valgrind --tool=massif --massif-out-file=/tmp/m.out`.
-        let wrapper: Vec<String> =
-            std::env::var(WRAPPER_ENV).map(|w| w.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+        let wrapper: Vec<String> = std::env::var(WRAPPER_ENV)
+            .map(|w| w.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
         let command = |program: &Path| match wrapper.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -231,9 +253,15 @@ impl ServerProcess {
             }
         };
         let log = dir.path().join("server.log");
-        let (process, _) = ChildProcess::spawn("server", cmd, &log, Some(READY_PREFIX), START_DEADLINE)?;
+        let (process, _) =
+            ChildProcess::spawn("server", cmd, &log, Some(READY_PREFIX), START_DEADLINE)?;
         let endpoint = Endpoint::from_kubeconfig(&kubeconfig)?;
-        Ok(ServerProcess { process, endpoint, kubeconfig, dir })
+        Ok(ServerProcess {
+            process,
+            endpoint,
+            kubeconfig,
+            dir,
+        })
     }
 
     /// Starts `count` virtual nodes against this server in their own process and waits
@@ -249,7 +277,13 @@ impl ServerProcess {
         // Registration is a few writes per node; leave room for a busy machine.
         let deadline = START_DEADLINE + Duration::from_millis(50) * nodes.count as u32;
         let log = self.dir.path().join("virtual-nodes.log");
-        let (process, _) = ChildProcess::spawn("virtual nodes", cmd, &log, Some(NODES_READY_PREFIX), deadline)?;
+        let (process, _) = ChildProcess::spawn(
+            "virtual nodes",
+            cmd,
+            &log,
+            Some(NODES_READY_PREFIX),
+            deadline,
+        )?;
         Ok(process)
     }
 
@@ -259,7 +293,10 @@ impl ServerProcess {
     pub fn start_agent(&self, args: &[String]) -> anyhow::Result<ChildProcess> {
         let me = std::env::current_exe().context("locating this binary")?;
         let mut cmd = Command::new(me);
-        cmd.arg("__agent").arg(&self.kubeconfig).arg(self.dir.path().join("node")).args(args);
+        cmd.arg("__agent")
+            .arg(&self.kubeconfig)
+            .arg(self.dir.path().join("node"))
+            .args(args);
         let log = self.dir.path().join("agent.log");
         let (process, _) = ChildProcess::spawn("agent", cmd, &log, None, START_DEADLINE)?;
         Ok(process)
@@ -300,7 +337,8 @@ fn kib_to_mib(kib: u64) -> f64 {
 
 /// A `kB` field of `/proc/<pid>/status`.
 fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc status")?;
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc status")?;
     parse_status_kib(&text, field).with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
@@ -321,8 +359,18 @@ pub fn machine_busy_seconds() -> anyhow::Result<f64> {
 /// Guest time is already included in user time, so only the first 8 fields are summed.
 fn parse_machine_busy(text: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let fields: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
-    let busy: u64 = fields.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let busy: u64 = fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
     Some(busy as f64 / USER_HZ)
 }
 

@@ -46,7 +46,14 @@ impl Target {
 }
 
 /// One result line: `{"bench":<suite>,"metric":…,"value":…,"unit":…,"target":…,"met":…, extra…}`.
-pub fn line(suite: &str, metric: &str, value: f64, unit: &str, target: Option<Target>, extra: Value) -> Value {
+pub fn line(
+    suite: &str,
+    metric: &str,
+    value: f64,
+    unit: &str,
+    target: Option<Target>,
+    extra: Value,
+) -> Value {
     let mut m = Map::new();
     m.insert("bench".into(), json!(suite));
     m.insert("metric".into(), json!(metric));
@@ -75,7 +82,13 @@ mod tests {
     #[test]
     fn percentiles_by_nearest_rank() {
         let samples: Vec<f64> = (1..=100).map(f64::from).collect();
-        for (q, want) in [(0.5, 50.0), (0.99, 99.0), (1.0, 100.0), (0.0, 1.0), (0.999, 100.0)] {
+        for (q, want) in [
+            (0.5, 50.0),
+            (0.99, 99.0),
+            (1.0, 100.0),
+            (0.0, 1.0),
+            (0.999, 100.0),
+        ] {
             assert_eq!(percentile(&samples, q), Some(want), "q={q}");
         }
         assert_eq!(percentile(&[], 0.5), None);
@@ -92,9 +105,19 @@ mod tests {
 
     #[test]
     fn line_has_fixed_fields_first() {
-        let l = line("api", "rss_idle", 12.3456, "MiB", Some(Target::Below(40.0)), json!({"hwm": 20.12345}));
+        let l = line(
+            "api",
+            "rss_idle",
+            12.3456,
+            "MiB",
+            Some(Target::Below(40.0)),
+            json!({"hwm": 20.12345}),
+        );
         let text = l.to_string();
-        assert!(text.starts_with(r#"{"bench":"api","metric":"rss_idle","value":12.346,"unit":"MiB""#), "{text}");
+        assert!(
+            text.starts_with(r#"{"bench":"api","metric":"rss_idle","value":12.346,"unit":"MiB""#),
+            "{text}"
+        );
         assert_eq!(l["met"], json!(true));
         assert_eq!(l["hwm"], json!(20.123));
     }

@@ -56,7 +56,12 @@ struct NodeArgs {
 #[derive(clap::Args)]
 struct AgentArgs {
     /// Folder for the agent's state (`<data-dir>/agent/`).
-    #[arg(long, short = 'd', default_value = "/var/lib/rkube", env = "RKUBE_DATA_DIR")]
+    #[arg(
+        long,
+        short = 'd',
+        default_value = "/var/lib/rkube",
+        env = "RKUBE_DATA_DIR"
+    )]
     data_dir: PathBuf,
     /// URL of the API server (with `--token`), e.g. `https://10.0.0.1:6443`.
     #[arg(long, env = "RKUBE_URL")]
@@ -82,7 +87,13 @@ struct ImagesArgs {
     #[command(subcommand)]
     command: ImagesCommand,
     /// The agent's data dir (its containerd socket is `<data-dir>/agent/containerd/containerd.sock`).
-    #[arg(long, short = 'd', default_value = "/var/lib/rkube", env = "RKUBE_DATA_DIR", global = true)]
+    #[arg(
+        long,
+        short = 'd',
+        default_value = "/var/lib/rkube",
+        env = "RKUBE_DATA_DIR",
+        global = true
+    )]
     data_dir: PathBuf,
     /// `unix:///…` of the CRI runtime (instead of the agent's managed containerd).
     #[arg(long, global = true)]
@@ -469,7 +480,9 @@ async fn agent_client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
     let (Some(server), Some(token)) = (&args.server, &args.token) else {
         anyhow::bail!("pass --server and --token, or --kubeconfig");
     };
-    let url: http::Uri = server.parse().with_context(|| format!("invalid --server {server}"))?;
+    let url: http::Uri = server
+        .parse()
+        .with_context(|| format!("invalid --server {server}"))?;
     let mut config = kube::Config::new(url);
     config.auth_info.token = Some(token.clone().into());
     match &args.server_ca {
@@ -495,7 +508,11 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         None => agent::default_node_ip()
             .context("no non-loopback address to use as the node IP; pass --node-ip")?,
     };
-    let node_name = args.node.node_name.clone().unwrap_or_else(agent::default_node_name);
+    let node_name = args
+        .node
+        .node_name
+        .clone()
+        .unwrap_or_else(agent::default_node_name);
     let mut config = agent::AgentConfig::new(&node_name, node_ip, args.data_dir.clone());
     config.container_runtime_endpoint = args.node.container_runtime_endpoint.clone();
     config.kubelet_port = args.kubelet_port;

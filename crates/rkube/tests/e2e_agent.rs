@@ -216,15 +216,22 @@ spec:
     let gone = r.kubectl(&["get", "pod", "hello"]);
     assert!(!gone.status.success(), "pod still there after delete");
     // The runtime's containers go once the pod is gone from the API.
-    eventually("the pod's containers removed", Duration::from_secs(30), || {
-        let out = Command::new("ctr")
-            .arg("--address")
-            .arg(data_dir.join("agent/containerd/containerd.sock"))
-            .args(["-n", "k8s.io", "containers", "ls", "-q"])
-            .output()
-            .expect("ctr containers ls");
-        String::from_utf8_lossy(&out.stdout).trim().is_empty().then_some(())
-    });
+    eventually(
+        "the pod's containers removed",
+        Duration::from_secs(30),
+        || {
+            let out = Command::new("ctr")
+                .arg("--address")
+                .arg(data_dir.join("agent/containerd/containerd.sock"))
+                .args(["-n", "k8s.io", "containers", "ls", "-q"])
+                .output()
+                .expect("ctr containers ls");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .is_empty()
+                .then_some(())
+        },
+    );
 }
 
 /// `kubectl get pod NAME --no-headers`: (READY, STATUS, RESTARTS).

@@ -37,13 +37,20 @@ fn ctr(c: &NodeCluster, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run ctr");
-    assert!(out.status.success(), "ctr {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ctr {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
 fn restarts_init_containers_jobs_and_image_errors() {
-    let Some(c) = NodeCluster::start() else { return };
+    let Some(c) = NodeCluster::start() else {
+        return;
+    };
     let r = &c.r;
 
     // A container killed from outside is restarted; RESTARTS counts it.
@@ -53,13 +60,26 @@ fn restarts_init_containers_jobs_and_image_errors() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sleeper\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n",
     );
     c.wait_running("sleeper", POD_START);
-    let id = jsonpath(&c, &["pod", "sleeper"], "{.status.containerStatuses[0].containerID}");
-    let id = id.strip_prefix("containerd://").unwrap_or_else(|| panic!("containerID {id:?}")).to_string();
+    let id = jsonpath(
+        &c,
+        &["pod", "sleeper"],
+        "{.status.containerStatuses[0].containerID}",
+    );
+    let id = id
+        .strip_prefix("containerd://")
+        .unwrap_or_else(|| panic!("containerID {id:?}"))
+        .to_string();
     ctr(&c, &["tasks", "kill", "--signal", "SIGKILL", &id]);
-    eventually("restartCount 1, running again", Duration::from_secs(60), || {
-        let t = jsonpath(&c, &["pod", "sleeper"], "{.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].state.running.startedAt} {.status.containerStatuses[0].lastState.terminated.exitCode}");
-        t.starts_with("1 ").then_some(()).filter(|_| t.ends_with(" 137") && t.split(' ').nth(1).is_some_and(|s| !s.is_empty()))
-    });
+    eventually(
+        "restartCount 1, running again",
+        Duration::from_secs(60),
+        || {
+            let t = jsonpath(&c, &["pod", "sleeper"], "{.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].state.running.startedAt} {.status.containerStatuses[0].lastState.terminated.exitCode}");
+            t.starts_with("1 ").then_some(()).filter(|_| {
+                t.ends_with(" 137") && t.split(' ').nth(1).is_some_and(|s| !s.is_empty())
+            })
+        },
+    );
     let row = r.k(&["get", "pod", "sleeper", "--no-headers"]);
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cols[1..4], ["1/1", "Running", "1"], "{row}");
@@ -93,7 +113,9 @@ spec:
     volumeMounts: [{name: work, mountPath: /work}]
 "#,
     );
-    eventually("init-order Succeeded", POD_START, || (jsonpath(&c, &["pod", "init-order"], "{.status.phase}") == "Succeeded").then_some(()));
+    eventually("init-order Succeeded", POD_START, || {
+        (jsonpath(&c, &["pod", "init-order"], "{.status.phase}") == "Succeeded").then_some(())
+    });
     assert_eq!(r.k(&["logs", "init-order"]).trim(), "first\nsecond\nmain");
     let reasons = jsonpath(&c, &["pod", "init-order"], "{.status.initContainerStatuses[*].state.terminated.reason} {.status.containerStatuses[0].state.terminated.reason}");
     assert_eq!(reasons, "Completed Completed Completed");
@@ -106,7 +128,12 @@ spec:
         "job",
         "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: once\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: work\n        image: busybox\n        command: [\"sh\", \"-c\", \"echo job done\"]\n",
     );
-    r.k(&["wait", "--for=condition=complete", "job/once", "--timeout=90s"]);
+    r.k(&[
+        "wait",
+        "--for=condition=complete",
+        "job/once",
+        "--timeout=90s",
+    ]);
     let row = r.k(&["get", "pods", "-l", "job-name=once", "--no-headers"]);
     assert_eq!(row.split_whitespace().nth(2), Some("Completed"), "{row}");
     assert_eq!(r.k(&["logs", "job/once"]).trim(), "job done");
@@ -119,18 +146,33 @@ spec:
     );
     let mut seen = Vec::new();
     eventually("ImagePullBackOff", Duration::from_secs(60), || {
-        let reason = jsonpath(&c, &["pod", "missing-image"], "{.status.containerStatuses[0].state.waiting.reason}");
+        let reason = jsonpath(
+            &c,
+            &["pod", "missing-image"],
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        );
         if !reason.is_empty() && seen.last() != Some(&reason) {
             seen.push(reason.clone());
         }
         (reason == "ImagePullBackOff").then_some(())
     });
-    assert!(seen.iter().all(|r| r == "ErrImagePull" || r == "ImagePullBackOff" || r == "ContainerCreating"), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|r| r == "ErrImagePull" || r == "ImagePullBackOff" || r == "ContainerCreating"),
+        "{seen:?}"
+    );
     let describe = r.k(&["describe", "pod", "missing-image"]);
-    assert!(describe.contains("Failed to pull image \"no-such-image:1.0\""), "{describe}");
+    assert!(
+        describe.contains("Failed to pull image \"no-such-image:1.0\""),
+        "{describe}"
+    );
 
     // A projected service-account token is a token for the pod's ServiceAccount.
-    if !r.kubectl(&["get", "serviceaccount", "default"]).status.success() {
+    if !r
+        .kubectl(&["get", "serviceaccount", "default"])
+        .status
+        .success()
+    {
         r.k(&["create", "serviceaccount", "default"]);
     }
     apply(
@@ -159,19 +201,54 @@ spec:
 "#,
     );
     c.wait_running("with-token", POD_START);
-    let token = r.k(&["exec", "with-token", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"]);
+    let token = r.k(&[
+        "exec",
+        "with-token",
+        "--",
+        "cat",
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+    ]);
     assert_eq!(token.split('.').count(), 3, "not a JWT: {token}");
-    assert_eq!(r.k(&["exec", "with-token", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/namespace"]), "default");
-    let who = r.k(&["auth", "whoami", "--token", &token, "-o", "jsonpath={.status.userInfo.username}"]);
+    assert_eq!(
+        r.k(&[
+            "exec",
+            "with-token",
+            "--",
+            "cat",
+            "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+        ]),
+        "default"
+    );
+    let who = r.k(&[
+        "auth",
+        "whoami",
+        "--token",
+        &token,
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
     assert_eq!(who, "system:serviceaccount:default:default");
 }
 
 #[test]
 fn limits_oom_config_and_shared_pod_resources() {
-    let Some(c) = NodeCluster::start() else { return };
+    let Some(c) = NodeCluster::start() else {
+        return;
+    };
     let r = &c.r;
-    r.k(&["create", "configmap", "app-config", "--from-literal=greeting=hello"]);
-    r.k(&["create", "secret", "generic", "app-secret", "--from-literal=password=s3cret"]);
+    r.k(&[
+        "create",
+        "configmap",
+        "app-config",
+        "--from-literal=greeting=hello",
+    ]);
+    r.k(&[
+        "create",
+        "secret",
+        "generic",
+        "app-secret",
+        "--from-literal=password=s3cret",
+    ]);
     apply(
         &c,
         "app",
@@ -217,50 +294,171 @@ spec:
     );
     c.wait_running("app", POD_START);
     eventually("both containers ready", POD_START, || {
-        (jsonpath(&c, &["pod", "app"], "{.status.containerStatuses[*].ready}") == "true true").then_some(())
+        (jsonpath(&c, &["pod", "app"], "{.status.containerStatuses[*].ready}") == "true true")
+            .then_some(())
     });
 
     // ConfigMap and Secret as env and as files.
     let env = r.k(&["exec", "app", "-c", "web", "--", "env"]);
-    for want in ["GREETING=hello", "PASSWORD=s3cret", "MY_POD=app", "CM_greeting=hello"] {
+    for want in [
+        "GREETING=hello",
+        "PASSWORD=s3cret",
+        "MY_POD=app",
+        "CM_greeting=hello",
+    ] {
         assert!(env.lines().any(|l| l == want), "env lacks {want}: {env}");
     }
-    assert_eq!(r.k(&["exec", "app", "-c", "web", "--", "cat", "/etc/config/greeting"]), "hello");
-    assert_eq!(r.k(&["exec", "app", "-c", "web", "--", "cat", "/etc/secret/password"]), "s3cret");
+    assert_eq!(
+        r.k(&[
+            "exec",
+            "app",
+            "-c",
+            "web",
+            "--",
+            "cat",
+            "/etc/config/greeting"
+        ]),
+        "hello"
+    );
+    assert_eq!(
+        r.k(&[
+            "exec",
+            "app",
+            "-c",
+            "web",
+            "--",
+            "cat",
+            "/etc/secret/password"
+        ]),
+        "s3cret"
+    );
     // An updated ConfigMap reaches the mounted file.
-    r.k(&["patch", "configmap", "app-config", "--type=merge", "-p", r#"{"data":{"greeting":"bonjour"}}"#]);
-    eventually("the updated ConfigMap in the file", Duration::from_secs(30), || {
-        (r.k(&["exec", "app", "-c", "web", "--", "cat", "/etc/config/greeting"]) == "bonjour").then_some(())
-    });
+    r.k(&[
+        "patch",
+        "configmap",
+        "app-config",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"greeting":"bonjour"}}"#,
+    ]);
+    eventually(
+        "the updated ConfigMap in the file",
+        Duration::from_secs(30),
+        || {
+            (r.k(&[
+                "exec",
+                "app",
+                "-c",
+                "web",
+                "--",
+                "cat",
+                "/etc/config/greeting",
+            ]) == "bonjour")
+                .then_some(())
+        },
+    );
 
     // emptyDir shared by the two containers, which share localhost too.
-    assert_eq!(r.k(&["exec", "app", "-c", "sidecar", "--", "cat", "/data/note"]).trim(), "from-web");
-    let page = r.k(&["exec", "app", "-c", "sidecar", "--", "wget", "-qO-", "http://127.0.0.1:8080/note"]);
+    assert_eq!(
+        r.k(&["exec", "app", "-c", "sidecar", "--", "cat", "/data/note"])
+            .trim(),
+        "from-web"
+    );
+    let page = r.k(&[
+        "exec",
+        "app",
+        "-c",
+        "sidecar",
+        "--",
+        "wget",
+        "-qO-",
+        "http://127.0.0.1:8080/note",
+    ]);
     assert_eq!(page.trim(), "from-web");
 
     // cpu and memory limits in the container's cgroup.
-    let quota = r.k(&["exec", "app", "-c", "web", "--", "cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"]);
-    let period = r.k(&["exec", "app", "-c", "web", "--", "cat", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"]);
+    let quota = r.k(&[
+        "exec",
+        "app",
+        "-c",
+        "web",
+        "--",
+        "cat",
+        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+    ]);
+    let period = r.k(&[
+        "exec",
+        "app",
+        "-c",
+        "web",
+        "--",
+        "cat",
+        "/sys/fs/cgroup/cpu/cpu.cfs_period_us",
+    ]);
     assert_eq!((quota.trim(), period.trim()), ("50000", "100000"));
-    let mem = r.k(&["exec", "app", "-c", "web", "--", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]);
+    let mem = r.k(&[
+        "exec",
+        "app",
+        "-c",
+        "web",
+        "--",
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
     assert_eq!(mem.trim(), (64 * 1024 * 1024).to_string());
 
     // Usage per container and node from the agent, through the API server's node proxy.
-    let raw = r.k(&["get", "--raw", &format!("/api/v1/nodes/{}/proxy/stats/summary", c.node)]);
+    let raw = r.k(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{}/proxy/stats/summary", c.node),
+    ]);
     let summary: serde_json::Value = serde_json::from_str(&raw).expect("summary JSON");
     assert_eq!(summary["node"]["nodeName"], c.node.as_str());
-    assert!(summary["node"]["memory"]["workingSetBytes"].as_u64().is_some_and(|b| b > 0), "{raw}");
-    let app = summary["pods"].as_array().and_then(|p| p.iter().find(|p| p["podRef"]["name"] == "app")).cloned().unwrap_or_default();
-    let names: Vec<&str> = app["containers"].as_array().map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect()).unwrap_or_default();
+    assert!(
+        summary["node"]["memory"]["workingSetBytes"]
+            .as_u64()
+            .is_some_and(|b| b > 0),
+        "{raw}"
+    );
+    let app = summary["pods"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["podRef"]["name"] == "app"))
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<&str> = app["containers"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
     assert_eq!(names, ["sidecar", "web"], "{raw}");
-    assert!(app["memory"]["workingSetBytes"].as_u64().is_some_and(|b| b > 0), "{raw}");
-    let metrics = r.k(&["get", "--raw", &format!("/api/v1/nodes/{}/proxy/metrics/resource", c.node)]);
+    assert!(
+        app["memory"]["workingSetBytes"]
+            .as_u64()
+            .is_some_and(|b| b > 0),
+        "{raw}"
+    );
+    let metrics = r.k(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{}/proxy/metrics/resource", c.node),
+    ]);
     assert!(metrics.contains("container_memory_working_set_bytes{container=\"web\",namespace=\"default\",pod=\"app\"}"), "{metrics}");
-    assert!(metrics.contains("node_cpu_usage_seconds_total "), "{metrics}");
+    assert!(
+        metrics.contains("node_cpu_usage_seconds_total "),
+        "{metrics}"
+    );
 
     // exec through a TTY (kubectl under `script`, as a terminal user).
     let out = Command::new("script")
-        .args(["-qc", &format!("{} --kubeconfig {} exec -it app -c web -- sh", common::KUBECTL, r.kubeconfig.display()), "/dev/null"])
+        .args([
+            "-qc",
+            &format!(
+                "{} --kubeconfig {} exec -it app -c web -- sh",
+                common::KUBECTL,
+                r.kubeconfig.display()
+            ),
+            "/dev/null",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -277,17 +475,47 @@ spec:
 
     // cp both ways.
     let local = r.write("upload.txt", "uploaded through kubectl cp\n");
-    r.k(&["cp", local.to_str().expect("utf-8"), "app:/shared/upload.txt", "-c", "web"]);
-    assert_eq!(r.k(&["exec", "app", "-c", "sidecar", "--", "cat", "/data/upload.txt"]), "uploaded through kubectl cp\n");
+    r.k(&[
+        "cp",
+        local.to_str().expect("utf-8"),
+        "app:/shared/upload.txt",
+        "-c",
+        "web",
+    ]);
+    assert_eq!(
+        r.k(&[
+            "exec",
+            "app",
+            "-c",
+            "sidecar",
+            "--",
+            "cat",
+            "/data/upload.txt"
+        ]),
+        "uploaded through kubectl cp\n"
+    );
     let back = r.path("download.txt");
-    r.k(&["cp", "app:/shared/note", back.to_str().expect("utf-8"), "-c", "web"]);
-    assert_eq!(std::fs::read_to_string(&back).expect("downloaded file"), "from-web\n");
+    r.k(&[
+        "cp",
+        "app:/shared/note",
+        back.to_str().expect("utf-8"),
+        "-c",
+        "web",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&back).expect("downloaded file"),
+        "from-web\n"
+    );
 
     // port-forward to the loopback-only server inside the pod.
     let port = free_port();
     let pf = r.spawn_kubectl(&["port-forward", "pod/app", &format!("{port}:8080")]);
     pf.expect_line("Forwarding from 127.0.0.1", Duration::from_secs(30));
-    let (code, body) = eventually("a response through port-forward", Duration::from_secs(20), || c.http_get("127.0.0.1", port, "/note"));
+    let (code, body) = eventually(
+        "a response through port-forward",
+        Duration::from_secs(20),
+        || c.http_get("127.0.0.1", port, "/note"),
+    );
     assert_eq!((code, body.trim()), (200, "from-web"));
     drop(pf);
 
@@ -308,7 +536,9 @@ spec:
 
 #[test]
 fn logs_follow_graceful_delete_and_agent_restart() {
-    let Some(mut c) = NodeCluster::start() else { return };
+    let Some(mut c) = NodeCluster::start() else {
+        return;
+    };
     apply(
         &c,
         "ticker",
@@ -327,7 +557,10 @@ fn logs_follow_graceful_delete_and_agent_restart() {
     // logs -f streams new lines as they are written.
     let follow = c.r.spawn_kubectl(&["logs", "-f", "ticker"]);
     let first = follow.expect_line("tick", Duration::from_secs(20));
-    let n: u32 = first.trim_start_matches("tick ").parse().expect("tick number");
+    let n: u32 = first
+        .trim_start_matches("tick ")
+        .parse()
+        .expect("tick number");
     follow.expect_line(&format!("tick {}", n + 2), Duration::from_secs(20));
     drop(follow);
     let tail = c.r.k(&["logs", "ticker", "--tail=1"]);
@@ -336,35 +569,82 @@ fn logs_follow_graceful_delete_and_agent_restart() {
     // The static pod runs (the folder is read every 20 s), mirrored as <name>-<node> owned by the Node.
     let mirror = format!("static-web-{}", c.node);
     let ip = eventually("the static pod's mirror Running", POD_START, || {
-        let t = c.get(&["get", "pod", &mirror, "-n", "kube-system", "-o", "jsonpath={.status.phase} {.status.podIP}"])?;
+        let t = c.get(&[
+            "get",
+            "pod",
+            &mirror,
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.status.phase} {.status.podIP}",
+        ])?;
         let (phase, ip) = t.split_once(' ')?;
         (phase == "Running" && !ip.is_empty()).then(|| ip.to_string())
     });
     c.welcome_page(&ip);
     let all = c.r.k(&["get", "pods", "--all-namespaces"]);
-    assert!(all.lines().any(|l| l.starts_with("kube-system") && l.contains(&mirror)), "{all}");
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("kube-system") && l.contains(&mirror)),
+        "{all}"
+    );
     let owner = c.r.k(&["get", "pod", &mirror, "-n", "kube-system", "-o", "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name} {.metadata.annotations.kubernetes\\.io/config\\.source}"]);
     assert_eq!(owner, format!("Node/{} file", c.node));
 
     // Restarting the server (and with it the agent and containerd) leaves the pod
     // running: same container, no restart, no duplicate.
-    let before = jsonpath(&c, &["pod", "ticker"], "{.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount}");
+    let before = jsonpath(
+        &c,
+        &["pod", "ticker"],
+        "{.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount}",
+    );
     let containers_before = ctr(&c, &["containers", "ls", "-q"]).lines().count();
     c.r.restart();
     eventually("the node Ready again", Duration::from_secs(60), || {
-        (jsonpath(&c, &["node", &c.node], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True").then_some(())
+        (jsonpath(
+            &c,
+            &["node", &c.node],
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        ) == "True")
+            .then_some(())
     });
     // The node stays Ready from before the restart; the agent is back once its port
     // serves logs again, and the container keeps ticking.
     let last_tick = |c: &NodeCluster| -> Option<u32> {
-        c.get(&["logs", "ticker", "--tail=1"])?.trim().strip_prefix("tick ")?.parse().ok()
+        c.get(&["logs", "ticker", "--tail=1"])?
+            .trim()
+            .strip_prefix("tick ")?
+            .parse()
+            .ok()
     };
-    let first = eventually("logs through the restarted agent", Duration::from_secs(60), || last_tick(&c));
-    eventually("the container still ticking", Duration::from_secs(20), || last_tick(&c).filter(|n| *n > first));
-    let after = jsonpath(&c, &["pod", "ticker"], "{.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount}");
+    let first = eventually(
+        "logs through the restarted agent",
+        Duration::from_secs(60),
+        || last_tick(&c),
+    );
+    eventually(
+        "the container still ticking",
+        Duration::from_secs(20),
+        || last_tick(&c).filter(|n| *n > first),
+    );
+    let after = jsonpath(
+        &c,
+        &["pod", "ticker"],
+        "{.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount}",
+    );
     assert_eq!(before, after);
-    assert_eq!(ctr(&c, &["containers", "ls", "-q"]).lines().count(), containers_before);
-    assert_eq!(jsonpath(&c, &["pod", "ticker"], "{.status.phase} {.status.containerStatuses[0].ready}"), "Running true");
+    assert_eq!(
+        ctr(&c, &["containers", "ls", "-q"]).lines().count(),
+        containers_before
+    );
+    assert_eq!(
+        jsonpath(
+            &c,
+            &["pod", "ticker"],
+            "{.status.phase} {.status.containerStatuses[0].ready}"
+        ),
+        "Running true"
+    );
 
     std::fs::remove_file(manifests.join("static-web.yaml")).expect("remove the manifest");
 
@@ -372,12 +652,27 @@ fn logs_follow_graceful_delete_and_agent_restart() {
     let started = Instant::now();
     c.r.k(&["delete", "pod", "ticker", "--timeout=60s"]);
     let took = started.elapsed();
-    assert!(took >= Duration::from_secs(2), "deleted in {took:?}, before the TERM handler finished");
-    assert!(took < Duration::from_secs(20), "deleted in {took:?}: the grace period was waited out");
+    assert!(
+        took >= Duration::from_secs(2),
+        "deleted in {took:?}, before the TERM handler finished"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "deleted in {took:?}: the grace period was waited out"
+    );
     // The runtime's containers are removed once the pod is gone from the API, and the
     // static pod once its manifest is gone (the folder is read every 20 s).
-    eventually("the pods' containers removed", Duration::from_secs(60), || {
-        ctr(&c, &["containers", "ls", "-q"]).trim().is_empty().then_some(())
-    });
-    assert!(c.get(&["get", "pod", &mirror, "-n", "kube-system"]).is_none());
+    eventually(
+        "the pods' containers removed",
+        Duration::from_secs(60),
+        || {
+            ctr(&c, &["containers", "ls", "-q"])
+                .trim()
+                .is_empty()
+                .then_some(())
+        },
+    );
+    assert!(c
+        .get(&["get", "pod", &mirror, "-n", "kube-system"])
+        .is_none());
 }

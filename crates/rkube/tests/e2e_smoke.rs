@@ -34,7 +34,15 @@ fn smoke(r: &Rkube, kubectl: &str, ns: &str) {
     // get -w sees the update and the delete.
     let mut watch = Command::new(kubectl)
         // Table output: the `-o name` printer drops the event type.
-        .args(["get", "configmap", "smoke", "-n", ns, "-w", "--output-watch-events"])
+        .args([
+            "get",
+            "configmap",
+            "smoke",
+            "-n",
+            ns,
+            "-w",
+            "--output-watch-events",
+        ])
         .env("KUBECONFIG", &r.kubeconfig)
         .env("KUBECACHEDIR", r.path("kube-cache"))
         .env("HOME", r.dir.path())
@@ -49,22 +57,34 @@ fn smoke(r: &Rkube, kubectl: &str, ns: &str) {
             let _ = tx.send(line);
         }
     });
-    let mut first = rx.recv_timeout(Duration::from_secs(20)).expect("initial watch line");
+    let mut first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("initial watch line");
     if first.starts_with("EVENT") {
-        first = rx.recv_timeout(Duration::from_secs(20)).expect("initial watch event");
+        first = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("initial watch event");
     }
-    assert!(first.starts_with("ADDED") && first.contains("smoke"), "{first}");
+    assert!(
+        first.starts_with("ADDED") && first.contains("smoke"),
+        "{first}"
+    );
     k(&["label", "configmap", "smoke", "-n", ns, "touched=yes"]);
-    let second = rx.recv_timeout(Duration::from_secs(20)).expect("update event");
+    let second = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("update event");
     assert!(second.contains("MODIFIED"), "{second}");
     k(&["delete", "configmap", "smoke", "-n", ns]);
-    let third = rx.recv_timeout(Duration::from_secs(20)).expect("delete event");
+    let third = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("delete event");
     assert!(third.contains("DELETED"), "{third}");
     let _ = watch.kill();
     let _ = watch.wait();
     let err = r.kubectl_with(kubectl, &["get", "configmap", "smoke", "-n", ns]);
     assert!(!err.status.success());
-    assert!(String::from_utf8_lossy(&err.stderr).contains("Error from server (NotFound): configmaps \"smoke\" not found"));
+    assert!(String::from_utf8_lossy(&err.stderr)
+        .contains("Error from server (NotFound): configmaps \"smoke\" not found"));
 }
 
 #[test]
@@ -90,6 +110,9 @@ fn every_installed_kubectl_version_passes_the_smoke_test() {
         smoke(&r, &bin, &format!("smoke-{minor}"));
         ran += 1;
     }
-    assert!(ran > 0 || std::env::var("CI").is_err(), "no versioned kubectl found");
+    assert!(
+        ran > 0 || std::env::var("CI").is_err(),
+        "no versioned kubectl found"
+    );
     let _ = eventually("noop", Duration::from_secs(1), || Some(()));
 }

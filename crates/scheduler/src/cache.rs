@@ -17,7 +17,10 @@ use k8s_openapi::api::scheduling::v1::PriorityClass;
 use crate::framework::{PodInfo, Snapshot};
 
 /// Built-in classes the API server would create; used if their objects are not seen.
-const SYSTEM_CLASSES: &[(&str, i32)] = &[("system-node-critical", 2_000_001_000), ("system-cluster-critical", 2_000_000_000)];
+const SYSTEM_CLASSES: &[(&str, i32)] = &[
+    ("system-node-critical", 2_000_001_000),
+    ("system-cluster-critical", 2_000_000_000),
+];
 
 #[derive(Clone, Debug)]
 struct CachedPod {
@@ -38,7 +41,9 @@ struct Class {
 pub enum NodeChange {
     Added,
     /// `relevant`: labels, taints, cordon, allocatable, images or conditions changed.
-    Updated { relevant: bool },
+    Updated {
+        relevant: bool,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -49,14 +54,27 @@ pub struct Cache {
 }
 
 fn conditions(node: &Node) -> Vec<(&str, &str)> {
-    node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten().map(|c| (c.type_.as_str(), c.status.as_str())).collect()
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| (c.type_.as_str(), c.status.as_str()))
+        .collect()
 }
 
 /// Whether the update could change where pods fit (heartbeats and the like do not).
 fn relevant_node_change(old: &Node, new: &Node) -> bool {
     let spec = |n: &Node| n.spec.as_ref().map(|s| (s.taints.clone(), s.unschedulable));
-    let status = |n: &Node| n.status.as_ref().map(|s| (s.allocatable.clone(), s.images.clone()));
-    old.metadata.labels != new.metadata.labels || spec(old) != spec(new) || status(old) != status(new) || conditions(old) != conditions(new)
+    let status = |n: &Node| {
+        n.status
+            .as_ref()
+            .map(|s| (s.allocatable.clone(), s.images.clone()))
+    };
+    old.metadata.labels != new.metadata.labels
+        || spec(old) != spec(new)
+        || status(old) != status(new)
+        || conditions(old) != conditions(new)
 }
 
 impl Cache {
@@ -71,17 +89,26 @@ impl Cache {
     /// `(priority, preemptionPolicy is Never)` for `pod`.
     pub fn resolve_priority(&self, pod: &Pod) -> (i32, bool) {
         let spec = pod.spec.as_ref();
-        let class_name = spec.and_then(|s| s.priority_class_name.as_deref()).filter(|n| !n.is_empty());
+        let class_name = spec
+            .and_then(|s| s.priority_class_name.as_deref())
+            .filter(|n| !n.is_empty());
         let class = match class_name {
             Some(name) => self.classes.get(name).copied().or_else(|| {
                 SYSTEM_CLASSES
                     .iter()
                     .find(|(n, _)| *n == name)
-                    .map(|(_, v)| Class { value: *v, preempt_never: false, global_default: false })
+                    .map(|(_, v)| Class {
+                        value: *v,
+                        preempt_never: false,
+                        global_default: false,
+                    })
             }),
             None => self.classes.values().find(|c| c.global_default).copied(),
         };
-        let priority = spec.and_then(|s| s.priority).or(class.map(|c| c.value)).unwrap_or(0);
+        let priority = spec
+            .and_then(|s| s.priority)
+            .or(class.map(|c| c.value))
+            .unwrap_or(0);
         let never = match spec.and_then(|s| s.preemption_policy.as_deref()) {
             Some(p) => p == "Never",
             None => class.is_some_and(|c| c.preempt_never),
@@ -96,7 +123,9 @@ impl Cache {
     }
 
     pub fn upsert_priority_class(&mut self, pc: &PriorityClass) {
-        let Some(name) = pc.metadata.name.clone() else { return };
+        let Some(name) = pc.metadata.name.clone() else {
+            return;
+        };
         let class = Class {
             value: pc.value,
             preempt_never: pc.preemption_policy.as_deref() == Some("Never"),
@@ -117,7 +146,9 @@ impl Cache {
         let name = node.metadata.name.as_deref().unwrap_or("");
         let change = match self.snapshot.get(name).and_then(|n| n.node()) {
             None => NodeChange::Added,
-            Some(old) => NodeChange::Updated { relevant: relevant_node_change(old, &node) },
+            Some(old) => NodeChange::Updated {
+                relevant: relevant_node_change(old, &node),
+            },
         };
         self.snapshot.upsert_node(node);
         change
@@ -128,7 +159,11 @@ impl Cache {
     }
 
     pub fn node_names(&self) -> Vec<String> {
-        self.snapshot.nodes().iter().map(|n| n.name().to_string()).collect()
+        self.snapshot
+            .nodes()
+            .iter()
+            .map(|n| n.name().to_string())
+            .collect()
     }
 
     pub fn set_namespace_labels(&mut self, namespace: &str, labels: BTreeMap<String, String>) {
@@ -146,7 +181,13 @@ impl Cache {
             self.snapshot.remove_pod(&old.node, &uid);
         }
         self.snapshot.add_pod(node, pod);
-        self.pods.insert(uid, CachedPod { node: node.to_string(), assumed: true });
+        self.pods.insert(
+            uid,
+            CachedPod {
+                node: node.to_string(),
+                assumed: true,
+            },
+        );
     }
 
     /// Drops an assumed pod whose binding failed; returns whether it was assumed.
@@ -159,13 +200,21 @@ impl Cache {
 
     /// A bound pod from the watch: confirms an assumption or records the pod.
     pub fn add_or_update_pod(&mut self, pod: Arc<PodInfo>) {
-        let Some(node) = pod.node_name().map(str::to_string) else { return };
+        let Some(node) = pod.node_name().map(str::to_string) else {
+            return;
+        };
         let uid = pod.uid.clone();
         if let Some(old) = self.pods.remove(&uid) {
             self.snapshot.remove_pod(&old.node, &uid);
         }
         self.snapshot.add_pod(&node, pod);
-        self.pods.insert(uid, CachedPod { node, assumed: false });
+        self.pods.insert(
+            uid,
+            CachedPod {
+                node,
+                assumed: false,
+            },
+        );
     }
 
     /// Removes a pod; returns whether it was known.
@@ -194,8 +243,12 @@ impl Cache {
 
     /// After a relist of bound pods: drops confirmed pods that were not listed.
     pub fn retain_listed_pods(&mut self, listed: &HashSet<String>) {
-        let gone: Vec<String> =
-            self.pods.iter().filter(|(uid, p)| !p.assumed && !listed.contains(*uid)).map(|(u, _)| u.clone()).collect();
+        let gone: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(uid, p)| !p.assumed && !listed.contains(*uid))
+            .map(|(u, _)| u.clone())
+            .collect();
         for uid in gone {
             self.remove_pod(&uid);
         }
@@ -227,8 +280,10 @@ mod tests {
     }
 
     fn bound(uid: &str, node: &str) -> Arc<Pod> {
-        pod(json!({"metadata": {"name": uid, "namespace": "default", "uid": uid},
-            "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": "500m"}}}]}}))
+        pod(
+            json!({"metadata": {"name": uid, "namespace": "default", "uid": uid},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": "500m"}}}]}}),
+        )
     }
 
     #[test]
@@ -237,17 +292,26 @@ mod tests {
         c.upsert_node(node("n1", json!({})));
         let p = c.pod_info(bound("a", "n1"));
         c.assume_pod(p.clone(), "n1");
-        assert_eq!(c.snapshot().get("n1").map(|n| n.requested.milli_cpu), Some(500));
+        assert_eq!(
+            c.snapshot().get("n1").map(|n| n.requested.milli_cpu),
+            Some(500)
+        );
         assert!(c.is_assumed("a"));
         c.add_or_update_pod(p);
         assert!(!c.is_assumed("a"));
         assert!(!c.forget_pod("a"), "confirmed pods are not forgotten");
-        assert_eq!(c.snapshot().get("n1").map(|n| n.requested.milli_cpu), Some(500));
+        assert_eq!(
+            c.snapshot().get("n1").map(|n| n.requested.milli_cpu),
+            Some(500)
+        );
 
         let b = c.pod_info(bound("b", "n1"));
         c.assume_pod(b, "n1");
         assert!(c.forget_pod("b"));
-        assert_eq!(c.snapshot().get("n1").map(|n| n.requested.milli_cpu), Some(500));
+        assert_eq!(
+            c.snapshot().get("n1").map(|n| n.requested.milli_cpu),
+            Some(500)
+        );
         assert!(c.remove_pod("a"));
         assert_eq!(c.snapshot().get("n1").map(|n| n.pods.len()), Some(0));
     }
@@ -269,9 +333,15 @@ mod tests {
     fn node_changes_are_classified() {
         let mut c = Cache::new();
         assert_eq!(c.upsert_node(node("n1", json!({}))), NodeChange::Added);
-        assert_eq!(c.upsert_node(node("n1", json!({}))), NodeChange::Updated { relevant: false });
         assert_eq!(
-            c.upsert_node(node("n1", json!({"metadata": {"name": "n1", "labels": {"a": "b"}}}))),
+            c.upsert_node(node("n1", json!({}))),
+            NodeChange::Updated { relevant: false }
+        );
+        assert_eq!(
+            c.upsert_node(node(
+                "n1",
+                json!({"metadata": {"name": "n1", "labels": {"a": "b"}}})
+            )),
             NodeChange::Updated { relevant: true }
         );
         assert_eq!(
@@ -291,17 +361,40 @@ mod tests {
         c.upsert_priority_class(&class("polite", 500, false, "Never"));
         let p = |spec: serde_json::Value| pod(json!({"metadata": {"name": "p"}, "spec": spec}));
         let cases = [
-            ("explicit priority", json!({"containers": [], "priority": 7}), (7, false)),
-            ("class", json!({"containers": [], "priorityClassName": "high"}), (1000, false)),
-            ("class with Never", json!({"containers": [], "priorityClassName": "polite"}), (500, true)),
-            ("builtin class", json!({"containers": [], "priorityClassName": "system-node-critical"}), (2_000_001_000, false)),
-            ("unknown class", json!({"containers": [], "priorityClassName": "nope"}), (0, false)),
+            (
+                "explicit priority",
+                json!({"containers": [], "priority": 7}),
+                (7, false),
+            ),
+            (
+                "class",
+                json!({"containers": [], "priorityClassName": "high"}),
+                (1000, false),
+            ),
+            (
+                "class with Never",
+                json!({"containers": [], "priorityClassName": "polite"}),
+                (500, true),
+            ),
+            (
+                "builtin class",
+                json!({"containers": [], "priorityClassName": "system-node-critical"}),
+                (2_000_001_000, false),
+            ),
+            (
+                "unknown class",
+                json!({"containers": [], "priorityClassName": "nope"}),
+                (0, false),
+            ),
             ("nothing", json!({"containers": []}), (0, false)),
         ];
         for (name, spec, want) in cases {
             assert_eq!(c.resolve_priority(&p(spec)), want, "{name}");
         }
         c.upsert_priority_class(&class("default", 42, true, "PreemptLowerPriority"));
-        assert_eq!(c.resolve_priority(&p(json!({"containers": []}))), (42, false));
+        assert_eq!(
+            c.resolve_priority(&p(json!({"containers": []}))),
+            (42, false)
+        );
     }
 }

@@ -7,10 +7,10 @@
 //! [`schedule_one`] is the pure scheduling algorithm; [`scheduler`] wires it to the
 //! API: reflector-style watches in, bindings, status patches and Events out.
 
-pub mod framework;
-pub mod plugins;
 pub mod cache;
+pub mod framework;
 pub mod metrics;
+pub mod plugins;
 pub mod queue;
 pub mod schedule_one;
 pub mod scheduler;

@@ -74,7 +74,9 @@ struct ActiveKey {
 
 impl Ord for ActiveKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.priority.cmp(&other.priority).then_with(|| other.seq.cmp(&self.seq))
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.seq.cmp(&self.seq))
     }
 }
 
@@ -96,12 +98,16 @@ fn backoff(initial: Duration, max: Duration, attempts: u32) -> Duration {
 }
 
 fn gated(pod: &PodInfo) -> bool {
-    pod.spec().and_then(|s| s.scheduling_gates.as_ref()).is_some_and(|g| !g.is_empty())
+    pod.spec()
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty())
 }
 
 /// Whether an update to a pending pod could change where it fits.
 fn changed_for_scheduling(old: &PodInfo, new: &PodInfo) -> bool {
-    old.pod.spec != new.pod.spec || old.pod.metadata.labels != new.pod.metadata.labels || old.priority != new.priority
+    old.pod.spec != new.pod.spec
+        || old.pod.metadata.labels != new.pod.metadata.labels
+        || old.priority != new.priority
 }
 
 pub struct SchedulingQueue {
@@ -146,14 +152,17 @@ impl SchedulingQueue {
     }
 
     fn backoff_expiry(&self, info: &QueuedPodInfo) -> Option<Instant> {
-        info.last_failure.map(|t| t + self.backoff_duration(info.attempts))
+        info.last_failure
+            .map(|t| t + self.backoff_duration(info.attempts))
     }
 
     fn place(&mut self, uid: &str, location: Location, now: Instant) {
         self.next_generation += 1;
         let generation = self.next_generation;
         let (initial, max) = (self.initial_backoff, self.max_backoff);
-        let Some(e) = self.entries.get_mut(uid) else { return };
+        let Some(e) = self.entries.get_mut(uid) else {
+            return;
+        };
         e.location = location;
         e.generation = generation;
         e.unschedulable_since = (location == Location::Unschedulable).then_some(now);
@@ -163,12 +172,19 @@ impl SchedulingQueue {
             self.unschedulable.remove(uid);
         }
         match location {
-            Location::Active => {
-                self.active.push(ActiveKey { priority: e.info.pod.priority, seq: e.seq, uid: uid.to_string(), generation })
-            }
+            Location::Active => self.active.push(ActiveKey {
+                priority: e.info.pod.priority,
+                seq: e.seq,
+                uid: uid.to_string(),
+                generation,
+            }),
             Location::Backoff => {
-                let expiry = e.info.last_failure.map_or(now, |t| t + backoff(initial, max, e.info.attempts));
-                self.backoff.push(Reverse((expiry, e.seq, uid.to_string(), generation)));
+                let expiry = e
+                    .info
+                    .last_failure
+                    .map_or(now, |t| t + backoff(initial, max, e.info.attempts));
+                self.backoff
+                    .push(Reverse((expiry, e.seq, uid.to_string(), generation)));
             }
             _ => {}
         }
@@ -176,8 +192,20 @@ impl SchedulingQueue {
 
     /// Active, or backoff while the pod's backoff has not expired.
     fn place_active_or_backoff(&mut self, uid: &str, now: Instant) {
-        let backing_off = self.entries.get(uid).and_then(|e| self.backoff_expiry(&e.info)).is_some_and(|t| t > now);
-        self.place(uid, if backing_off { Location::Backoff } else { Location::Active }, now);
+        let backing_off = self
+            .entries
+            .get(uid)
+            .and_then(|e| self.backoff_expiry(&e.info))
+            .is_some_and(|t| t > now);
+        self.place(
+            uid,
+            if backing_off {
+                Location::Backoff
+            } else {
+                Location::Active
+            },
+            now,
+        );
     }
 
     /// Adds a new pending pod, or updates it if already queued.
@@ -198,9 +226,24 @@ impl SchedulingQueue {
         };
         self.entries.insert(
             uid.clone(),
-            Entry { info, location: Location::Gated, generation: 0, seq: self.next_seq, unschedulable_since: None, popped_cycle: 0 },
+            Entry {
+                info,
+                location: Location::Gated,
+                generation: 0,
+                seq: self.next_seq,
+                unschedulable_since: None,
+                popped_cycle: 0,
+            },
         );
-        self.place(&uid, if is_gated { Location::Gated } else { Location::Active }, now);
+        self.place(
+            &uid,
+            if is_gated {
+                Location::Gated
+            } else {
+                Location::Active
+            },
+            now,
+        );
     }
 
     /// A newer version of a queued pod: unschedulable pods whose spec or labels changed
@@ -251,7 +294,11 @@ impl SchedulingQueue {
 
     /// Uids of queued pods that are not in flight.
     pub fn queued_uids(&self) -> Vec<String> {
-        self.entries.iter().filter(|(_, e)| e.location != Location::InFlight).map(|(u, _)| u.clone()).collect()
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.location != Location::InFlight)
+            .map(|(u, _)| u.clone())
+            .collect()
     }
 
     /// Moves pods whose backoff expired to active.
@@ -260,8 +307,14 @@ impl SchedulingQueue {
             if *expiry > now {
                 break;
             }
-            let Some(Reverse((_, _, uid, generation))) = self.backoff.pop() else { break };
-            if self.entries.get(&uid).is_some_and(|e| e.generation == generation && e.location == Location::Backoff) {
+            let Some(Reverse((_, _, uid, generation))) = self.backoff.pop() else {
+                break;
+            };
+            if self
+                .entries
+                .get(&uid)
+                .is_some_and(|e| e.generation == generation && e.location == Location::Backoff)
+            {
                 self.place(&uid, Location::Active, now);
             }
         }
@@ -276,7 +329,9 @@ impl SchedulingQueue {
     pub fn pop(&mut self, now: Instant) -> Option<QueuedPodInfo> {
         self.flush_backoff_completed(now);
         while let Some(key) = self.active.pop() {
-            let Some(e) = self.entries.get_mut(&key.uid) else { continue };
+            let Some(e) = self.entries.get_mut(&key.uid) else {
+                continue;
+            };
             if e.generation != key.generation || e.location != Location::Active {
                 continue;
             }
@@ -300,7 +355,9 @@ impl SchedulingQueue {
     /// such an event already came during its cycle).
     pub fn add_unschedulable(&mut self, uid: &str, plugins: BTreeSet<&'static str>, now: Instant) {
         let move_requested = self.move_request_cycle;
-        let Some(e) = self.entries.get_mut(uid) else { return };
+        let Some(e) = self.entries.get_mut(uid) else {
+            return;
+        };
         if e.location != Location::InFlight {
             return;
         }
@@ -315,7 +372,9 @@ impl SchedulingQueue {
 
     /// The in-flight pod hit an error: retry after backoff.
     pub fn add_backoff(&mut self, uid: &str, now: Instant) {
-        let Some(e) = self.entries.get_mut(uid) else { return };
+        let Some(e) = self.entries.get_mut(uid) else {
+            return;
+        };
         if e.location != Location::InFlight {
             return;
         }
@@ -333,13 +392,24 @@ impl SchedulingQueue {
         self.next_seq += 1;
         self.entries.insert(
             uid.clone(),
-            Entry { info, location: Location::Backoff, generation: 0, seq: self.next_seq, unschedulable_since: None, popped_cycle: 0 },
+            Entry {
+                info,
+                location: Location::Backoff,
+                generation: 0,
+                seq: self.next_seq,
+                unschedulable_since: None,
+                popped_cycle: 0,
+            },
         );
         self.place(&uid, Location::Backoff, now);
     }
 
     /// A cluster event that may make unschedulable pods fit: moves those `pred` selects.
-    pub fn move_all_to_active_or_backoff(&mut self, now: Instant, pred: impl Fn(&QueuedPodInfo) -> bool) {
+    pub fn move_all_to_active_or_backoff(
+        &mut self,
+        now: Instant,
+        pred: impl Fn(&QueuedPodInfo) -> bool,
+    ) {
         self.move_request_cycle = self.scheduling_cycle;
         let uids: Vec<String> = self
             .unschedulable
@@ -384,7 +454,9 @@ mod tests {
     }
 
     fn pop_names(q: &mut SchedulingQueue, now: Instant) -> Vec<String> {
-        std::iter::from_fn(|| q.pop(now)).map(|p| p.pod.name.clone()).collect()
+        std::iter::from_fn(|| q.pop(now))
+            .map(|p| p.pod.name.clone())
+            .collect()
     }
 
     #[test]
@@ -394,7 +466,10 @@ mod tests {
         for (name, prio) in [("low-1", 0), ("high", 100), ("low-2", 0), ("mid", 10)] {
             q.add(pod(name, prio), now);
         }
-        assert_eq!(pop_names(&mut q, now), vec!["high", "mid", "low-1", "low-2"]);
+        assert_eq!(
+            pop_names(&mut q, now),
+            vec!["high", "mid", "low-1", "low-2"]
+        );
         assert!(q.pop(now).is_none());
     }
 
@@ -413,14 +488,20 @@ mod tests {
         let p = q.pop(t0).expect("pop");
         q.add_unschedulable(&p.pod.uid, BTreeSet::new(), t0);
         assert_eq!(q.location("p"), Some(Location::Unschedulable));
-        assert!(q.pop(t0 + Duration::from_secs(60)).is_none(), "no event, no retry");
+        assert!(
+            q.pop(t0 + Duration::from_secs(60)).is_none(),
+            "no event, no retry"
+        );
 
         // An event within the backoff window parks it in backoff…
         q.move_all_to_active_or_backoff(t0 + Duration::from_millis(500), |_| true);
         assert_eq!(q.location("p"), Some(Location::Backoff));
         assert!(q.pop(t0 + Duration::from_millis(900)).is_none());
         // …until the backoff expires.
-        assert_eq!(q.pop(t0 + Duration::from_millis(1000)).map(|p| p.attempts), Some(2));
+        assert_eq!(
+            q.pop(t0 + Duration::from_millis(1000)).map(|p| p.attempts),
+            Some(2)
+        );
     }
 
     #[test]
@@ -501,7 +582,10 @@ mod tests {
         assert_eq!(q.location("p"), Some(Location::Unschedulable));
         let mut relabelled = (*pod("p", 0).pod).clone();
         relabelled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
-        q.update(Arc::new(PodInfo::from_pod(relabelled)), t0 + Duration::from_secs(2));
+        q.update(
+            Arc::new(PodInfo::from_pod(relabelled)),
+            t0 + Duration::from_secs(2),
+        );
         assert_eq!(q.location("p"), Some(Location::Active));
     }
 }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use rand::Rng;
 
 use crate::framework::{
-    Code, CycleState, Diagnosis, FitError, Framework, NodeInfo, Nominator, PodInfo, PostFilterContext, Snapshot, Status,
+    Code, CycleState, Diagnosis, FitError, Framework, NodeInfo, Nominator, PodInfo,
+    PostFilterContext, Snapshot, Status,
 };
 
 /// Below this many nodes every node is evaluated.
@@ -40,9 +41,17 @@ pub enum Nomination {
 #[derive(Debug)]
 pub enum CycleOutcome {
     /// Assume and bind the pod to `node`.
-    Scheduled { node: String, evaluated_nodes: usize, feasible_nodes: usize },
+    Scheduled {
+        node: String,
+        evaluated_nodes: usize,
+        feasible_nodes: usize,
+    },
     /// No node fits; `victims` are to be evicted for the nominated node (if any).
-    Unschedulable { error: FitError, nomination: Nomination, victims: Vec<Arc<PodInfo>> },
+    Unschedulable {
+        error: FitError,
+        nomination: Nomination,
+        victims: Vec<Arc<PodInfo>>,
+    },
     /// Something went wrong; retry after backoff.
     Error(Status),
 }
@@ -63,7 +72,11 @@ pub struct Algorithm {
 
 impl Algorithm {
     pub fn new(percentage_of_nodes_to_score: u32, parallelism: usize) -> Algorithm {
-        Algorithm { percentage_of_nodes_to_score, parallelism: parallelism.max(1), next_start_node_index: 0 }
+        Algorithm {
+            percentage_of_nodes_to_score,
+            parallelism: parallelism.max(1),
+            next_start_node_index: 0,
+        }
     }
 
     /// How many feasible nodes to look for among `num_all_nodes`.
@@ -73,14 +86,22 @@ impl Algorithm {
         }
         let mut percentage = self.percentage_of_nodes_to_score as usize;
         if percentage == 0 {
-            percentage = 50usize.saturating_sub(num_all_nodes / 125).max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND);
+            percentage = 50usize
+                .saturating_sub(num_all_nodes / 125)
+                .max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND);
         }
         let n = num_all_nodes * percentage.min(100) / 100;
         n.max(MIN_FEASIBLE_NODES_TO_FIND)
     }
 
     /// Runs a whole cycle for `pod`.
-    pub fn run_cycle(&mut self, fw: &Framework, snapshot: &Snapshot, nominator: &Nominator, pod: &PodInfo) -> CycleOutcome {
+    pub fn run_cycle(
+        &mut self,
+        fw: &Framework,
+        snapshot: &Snapshot,
+        nominator: &Nominator,
+        pod: &PodInfo,
+    ) -> CycleOutcome {
         let mut state = CycleState::new();
         match self.schedule_pod(fw, &mut state, snapshot, nominator, pod) {
             Ok((node, evaluated_nodes, feasible_nodes)) => {
@@ -88,15 +109,28 @@ impl Algorithm {
                 if !s.is_success() {
                     return CycleOutcome::Error(s);
                 }
-                CycleOutcome::Scheduled { node, evaluated_nodes, feasible_nodes }
+                CycleOutcome::Scheduled {
+                    node,
+                    evaluated_nodes,
+                    feasible_nodes,
+                }
             }
             Err(ScheduleError::Internal(s)) => CycleOutcome::Error(s),
             Err(ScheduleError::Fit(mut error)) => {
                 let mut nomination = Nomination::Unchanged;
                 let mut victims = Vec::new();
                 if fw.has_post_filter_plugins() {
-                    let ctx = PostFilterContext { framework: fw, snapshot, nominator };
-                    let (result, s) = fw.run_post_filter_plugins(&ctx, &state, pod, &error.diagnosis.node_to_status);
+                    let ctx = PostFilterContext {
+                        framework: fw,
+                        snapshot,
+                        nominator,
+                    };
+                    let (result, s) = fw.run_post_filter_plugins(
+                        &ctx,
+                        &state,
+                        pod,
+                        &error.diagnosis.node_to_status,
+                    );
                     if s.code() == Code::Error {
                         tracing::warn!(pod = %pod.key(), error = %s.message(), "preemption failed");
                     }
@@ -109,7 +143,11 @@ impl Algorithm {
                         victims = r.victims;
                     }
                 }
-                CycleOutcome::Unschedulable { error, nomination, victims }
+                CycleOutcome::Unschedulable {
+                    error,
+                    nomination,
+                    victims,
+                }
             }
         }
     }
@@ -124,11 +162,17 @@ impl Algorithm {
         pod: &PodInfo,
     ) -> Result<(String, usize, usize), ScheduleError> {
         if snapshot.num_nodes() == 0 {
-            return Err(ScheduleError::Internal(Status::error("no nodes available to schedule pods")));
+            return Err(ScheduleError::Internal(Status::error(
+                "no nodes available to schedule pods",
+            )));
         }
-        let (feasible, diagnosis) = self.find_nodes_that_fit(fw, state, snapshot, nominator, pod)?;
+        let (feasible, diagnosis) =
+            self.find_nodes_that_fit(fw, state, snapshot, nominator, pod)?;
         if feasible.is_empty() {
-            return Err(ScheduleError::Fit(FitError { num_all_nodes: snapshot.num_nodes(), diagnosis }));
+            return Err(ScheduleError::Fit(FitError {
+                num_all_nodes: snapshot.num_nodes(),
+                diagnosis,
+            }));
         }
         let evaluated = feasible.len() + diagnosis.node_to_status.len();
         if feasible.len() == 1 {
@@ -139,12 +183,17 @@ impl Algorithm {
             return Err(ScheduleError::Internal(s));
         }
         let scores = if fw.has_score_plugins() {
-            fw.run_score_plugins(state, pod, &feasible).map_err(ScheduleError::Internal)?
+            fw.run_score_plugins(state, pod, &feasible)
+                .map_err(ScheduleError::Internal)?
         } else {
             vec![1; feasible.len()]
         };
         let chosen = select_host(&scores, &mut rand::thread_rng());
-        Ok((feasible[chosen].name().to_string(), evaluated, feasible.len()))
+        Ok((
+            feasible[chosen].name().to_string(),
+            evaluated,
+            feasible.len(),
+        ))
     }
 
     fn find_nodes_that_fit<'s>(
@@ -171,9 +220,19 @@ impl Algorithm {
         let runner = fw.filter_runner(state);
 
         // A pod nominated by an earlier preemption tries its node first.
-        let nominated = pod.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()).filter(|n| !n.is_empty());
+        let nominated = pod
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .filter(|n| !n.is_empty());
         if let Some(node) = nominated.and_then(|n| snapshot.get(n)) {
-            if fw.run_filter_plugins_with_nominated_pods(&runner, state, pod, node, nominator, snapshot).is_success() {
+            if fw
+                .run_filter_plugins_with_nominated_pods(
+                    &runner, state, pod, node, nominator, snapshot,
+                )
+                .is_success()
+            {
                 return Ok((vec![node], diagnosis));
             }
         }
@@ -181,8 +240,16 @@ impl Algorithm {
         let all = match &pre_result.node_names {
             None => NodeList::All(snapshot.nodes()),
             Some(names) => {
-                diagnosis.node_to_status.set_absent(Status::unresolvable("node(s) didn't satisfy plugin(s) [NodeAffinity]"));
-                NodeList::Some(snapshot.nodes().iter().filter(|n| names.contains(n.name())).collect())
+                diagnosis.node_to_status.set_absent(Status::unresolvable(
+                    "node(s) didn't satisfy plugin(s) [NodeAffinity]",
+                ));
+                NodeList::Some(
+                    snapshot
+                        .nodes()
+                        .iter()
+                        .filter(|n| names.contains(n.name()))
+                        .collect(),
+                )
             }
         };
         if all.is_empty() {
@@ -194,7 +261,9 @@ impl Algorithm {
             if nominator.is_empty() {
                 runner.run(state, pod, node)
             } else {
-                fw.run_filter_plugins_with_nominated_pods(&runner, state, pod, node, nominator, snapshot)
+                fw.run_filter_plugins_with_nominated_pods(
+                    &runner, state, pod, node, nominator, snapshot,
+                )
             }
         };
         let serial_budget = (2 * wanted).max(PARALLEL_MIN_NODES).min(all.len());
@@ -203,7 +272,14 @@ impl Algorithm {
         if feasible.len() < wanted && remaining > 0 {
             let still_wanted = wanted - feasible.len();
             let (f, x) = if self.parallelism > 1 && remaining >= PARALLEL_MIN_NODES {
-                filter_parallel(&all, start + serial_budget, remaining, still_wanted, self.parallelism, &check)
+                filter_parallel(
+                    &all,
+                    start + serial_budget,
+                    remaining,
+                    still_wanted,
+                    self.parallelism,
+                    &check,
+                )
             } else {
                 filter_serial(&all, start + serial_budget, remaining, still_wanted, &check)
             };
@@ -221,7 +297,10 @@ impl Algorithm {
         }
         let processed = feasible.len() + diagnosis.node_to_status.len();
         self.next_start_node_index = (start + processed) % all.len();
-        Ok((feasible.into_iter().map(|i| all.get(i)).collect(), diagnosis))
+        Ok((
+            feasible.into_iter().map(|i| all.get(i)).collect(),
+            diagnosis,
+        ))
     }
 }
 
@@ -324,7 +403,9 @@ fn filter_parallel(
         out
     };
     let mut results: Vec<(usize, FilterResults)> = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads.min(chunks)).map(|_| scope.spawn(work)).collect();
+        let helpers: Vec<_> = (1..threads.min(chunks))
+            .map(|_| scope.spawn(work))
+            .collect();
         let mut all = work();
         for h in helpers {
             match h.join() {
@@ -376,7 +457,15 @@ mod tests {
     #[test]
     fn adaptive_percentage_follows_upstream() {
         let a = Algorithm::new(0, 1);
-        let cases = [(50, 50), (100, 100), (1000, 420), (5000, 500), (6000, 300), (10_000, 500), (100_000, 5000)];
+        let cases = [
+            (50, 50),
+            (100, 100),
+            (1000, 420),
+            (5000, 500),
+            (6000, 300),
+            (10_000, 500),
+            (100_000, 5000),
+        ];
         for (nodes, want) in cases {
             assert_eq!(a.num_feasible_nodes_to_find(nodes), want, "{nodes} nodes");
         }
@@ -396,23 +485,49 @@ mod tests {
     }
 
     fn cluster(n: usize) -> Snapshot {
-        Snapshot::from_parts((0..n).map(|i| node(&format!("n{i}"), json!({}), "4", "8Gi")).collect(), vec![])
+        Snapshot::from_parts(
+            (0..n)
+                .map(|i| node(&format!("n{i}"), json!({}), "4", "8Gi"))
+                .collect(),
+            vec![],
+        )
     }
 
     #[test]
     fn picks_the_node_that_fits_and_reports_the_rest() {
         let snapshot = Snapshot::from_parts(
-            vec![node("small", json!({}), "1", "1Gi"), node("big", json!({}), "8", "16Gi")],
+            vec![
+                node("small", json!({}), "1", "1Gi"),
+                node("big", json!({}), "8", "16Gi"),
+            ],
             vec![],
         );
         let fw = default_framework();
         let mut algo = Algorithm::new(0, 1);
-        match algo.run_cycle(&fw, &snapshot, &Nominator::new(), &pod_req("p", "2", "1Gi", None)) {
-            CycleOutcome::Scheduled { node, feasible_nodes, .. } => assert_eq!((node.as_str(), feasible_nodes), ("big", 1)),
+        match algo.run_cycle(
+            &fw,
+            &snapshot,
+            &Nominator::new(),
+            &pod_req("p", "2", "1Gi", None),
+        ) {
+            CycleOutcome::Scheduled {
+                node,
+                feasible_nodes,
+                ..
+            } => assert_eq!((node.as_str(), feasible_nodes), ("big", 1)),
             other => panic!("unexpected {other:?}"),
         }
-        match algo.run_cycle(&fw, &snapshot, &Nominator::new(), &pod_req("p", "16", "1Gi", None)) {
-            CycleOutcome::Unschedulable { error, nomination, victims } => {
+        match algo.run_cycle(
+            &fw,
+            &snapshot,
+            &Nominator::new(),
+            &pod_req("p", "16", "1Gi", None),
+        ) {
+            CycleOutcome::Unschedulable {
+                error,
+                nomination,
+                victims,
+            } => {
                 assert_eq!(
                     error.to_string(),
                     "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: \
@@ -428,8 +543,15 @@ mod tests {
     #[test]
     fn an_empty_cluster_is_an_error() {
         let mut algo = Algorithm::new(0, 1);
-        let out = algo.run_cycle(&default_framework(), &Snapshot::new(), &Nominator::new(), &pod("p", json!({}), json!({})));
-        assert!(matches!(out, CycleOutcome::Error(s) if s.message() == "no nodes available to schedule pods"));
+        let out = algo.run_cycle(
+            &default_framework(),
+            &Snapshot::new(),
+            &Nominator::new(),
+            &pod("p", json!({}), json!({})),
+        );
+        assert!(
+            matches!(out, CycleOutcome::Error(s) if s.message() == "no nodes available to schedule pods")
+        );
     }
 
     #[test]
@@ -439,7 +561,11 @@ mod tests {
         let mut algo = Algorithm::new(0, 1);
         let p = pod_req("p", "100m", "1Mi", None);
         match algo.run_cycle(&fw, &snapshot, &Nominator::new(), &p) {
-            CycleOutcome::Scheduled { evaluated_nodes, feasible_nodes, .. } => assert_eq!((evaluated_nodes, feasible_nodes), (420, 420)),
+            CycleOutcome::Scheduled {
+                evaluated_nodes,
+                feasible_nodes,
+                ..
+            } => assert_eq!((evaluated_nodes, feasible_nodes), (420, 420)),
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(algo.next_start_node_index, 420);
@@ -449,7 +575,14 @@ mod tests {
     fn parallel_and_serial_filtering_agree() {
         let snapshot = Snapshot::from_parts(
             (0..3000)
-                .map(|i| node(&format!("n{i}"), json!({}), if i % 3 == 0 { "4" } else { "1" }, "8Gi"))
+                .map(|i| {
+                    node(
+                        &format!("n{i}"),
+                        json!({}),
+                        if i % 3 == 0 { "4" } else { "1" },
+                        "8Gi",
+                    )
+                })
                 .collect(),
             vec![],
         );
@@ -472,9 +605,19 @@ mod tests {
         let snapshot = cluster(2500);
         let fw = default_framework();
         let mut algo = Algorithm::new(0, 2);
-        match algo.run_cycle(&fw, &snapshot, &Nominator::new(), &pod_req("p", "64", "1Mi", None)) {
+        match algo.run_cycle(
+            &fw,
+            &snapshot,
+            &Nominator::new(),
+            &pod_req("p", "64", "1Mi", None),
+        ) {
             CycleOutcome::Unschedulable { error, .. } => {
-                assert!(error.to_string().starts_with("0/2500 nodes are available: 2500 Insufficient cpu."), "{error}");
+                assert!(
+                    error
+                        .to_string()
+                        .starts_with("0/2500 nodes are available: 2500 Insufficient cpu."),
+                    "{error}"
+                );
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -37,7 +37,9 @@ use tokio_util::task::TaskTracker;
 use crate::cache::{Cache, NodeChange};
 use crate::framework::{Framework, Nominator, PodInfo};
 use crate::plugins::{inter_pod_affinity, pod_topology_spread};
-use crate::queue::{QueuedPodInfo, SchedulingQueue, DEFAULT_POD_INITIAL_BACKOFF, DEFAULT_POD_MAX_BACKOFF};
+use crate::queue::{
+    QueuedPodInfo, SchedulingQueue, DEFAULT_POD_INITIAL_BACKOFF, DEFAULT_POD_MAX_BACKOFF,
+};
 use crate::schedule_one::{Algorithm, CycleOutcome, Nomination};
 
 /// The scheduler name pods get by default.
@@ -94,7 +96,10 @@ enum Msg {
     AssignedPod(Event<Pod>),
     PriorityClass(Event<PriorityClass>),
     Namespace(Event<Namespace>),
-    Bound { uid: String, result: Result<(), BindError> },
+    Bound {
+        uid: String,
+        result: Result<(), BindError>,
+    },
     Shutdown,
 }
 
@@ -111,20 +116,35 @@ impl Scheduler {
     }
 
     /// A scheduler with a custom plugin set.
-    pub fn with_framework(client: Client, config: SchedulerConfig, framework: Framework) -> Scheduler {
-        Scheduler { client, config, framework: Arc::new(framework) }
+    pub fn with_framework(
+        client: Client,
+        config: SchedulerConfig,
+        framework: Framework,
+    ) -> Scheduler {
+        Scheduler {
+            client,
+            config,
+            framework: Arc::new(framework),
+        }
     }
 
     /// Schedules pods until `cancel` fires, then waits for its API calls to finish.
     pub async fn run(self, cancel: CancellationToken) {
         let (tx, rx) = mpsc::channel::<Msg>();
         let name = self.config.scheduler_name.clone();
-        let pending_fields =
-            format!("spec.nodeName=,spec.schedulerName={name},status.phase!=Succeeded,status.phase!=Failed");
+        let pending_fields = format!(
+            "spec.nodeName=,spec.schedulerName={name},status.phase!=Succeeded,status.phase!=Failed"
+        );
         let assigned_fields = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed";
         let c = &self.client;
         let watchers = vec![
-            tokio::spawn(watch(Api::<Node>::all(c.clone()), watcher::Config::default(), tx.clone(), Msg::Node, cancel.clone())),
+            tokio::spawn(watch(
+                Api::<Node>::all(c.clone()),
+                watcher::Config::default(),
+                tx.clone(),
+                Msg::Node,
+                cancel.clone(),
+            )),
             tokio::spawn(watch(
                 Api::<Pod>::all(c.clone()),
                 watcher::Config::default().fields(&pending_fields),
@@ -146,7 +166,13 @@ impl Scheduler {
                 Msg::PriorityClass,
                 cancel.clone(),
             )),
-            tokio::spawn(watch(Api::<Namespace>::all(c.clone()), watcher::Config::default(), tx.clone(), Msg::Namespace, cancel.clone())),
+            tokio::spawn(watch(
+                Api::<Namespace>::all(c.clone()),
+                watcher::Config::default(),
+                tx.clone(),
+                Msg::Namespace,
+                cancel.clone(),
+            )),
         ];
 
         let mut reporter = Reporter::from(name.as_str());
@@ -169,9 +195,15 @@ impl Scheduler {
         let mut lp = Loop {
             framework: self.framework.clone(),
             cache: Cache::new(),
-            queue: SchedulingQueue::new(self.config.pod_initial_backoff, self.config.pod_max_backoff),
+            queue: SchedulingQueue::new(
+                self.config.pod_initial_backoff,
+                self.config.pod_max_backoff,
+            ),
             nominator: Nominator::new(),
-            algorithm: Algorithm::new(self.config.percentage_of_nodes_to_score, self.config.parallelism.min(cpus)),
+            algorithm: Algorithm::new(
+                self.config.percentage_of_nodes_to_score,
+                self.config.parallelism.min(cpus),
+            ),
             writer,
             scheduler_name: name.clone(),
             binding: HashMap::new(),
@@ -180,10 +212,12 @@ impl Scheduler {
             next_flush: Instant::now() + FLUSH_INTERVAL,
         };
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let spawned = std::thread::Builder::new().name("scheduler".into()).spawn(move || {
-            lp.run(rx);
-            let _ = done_tx.send(());
-        });
+        let spawned = std::thread::Builder::new()
+            .name("scheduler".into())
+            .spawn(move || {
+                lp.run(rx);
+                let _ = done_tx.send(());
+            });
         let thread = match spawned {
             Ok(t) => Some(t),
             Err(e) => {
@@ -216,9 +250,19 @@ impl Scheduler {
 }
 
 /// Forwards one watcher's events to the loop until cancelled.
-async fn watch<K>(api: Api<K>, config: watcher::Config, tx: Sender<Msg>, wrap: fn(Event<K>) -> Msg, cancel: CancellationToken)
-where
-    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+async fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    tx: Sender<Msg>,
+    wrap: fn(Event<K>) -> Msg,
+    cancel: CancellationToken,
+) where
+    K: kube::Resource
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
 {
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     loop {
@@ -306,7 +350,10 @@ impl Loop {
                     continue;
                 }
             }
-            let wake = self.queue.next_backoff_expiry().map_or(MAX_IDLE_WAIT, |t| t.saturating_duration_since(now));
+            let wake = self
+                .queue
+                .next_backoff_expiry()
+                .map_or(MAX_IDLE_WAIT, |t| t.saturating_duration_since(now));
             match rx.recv_timeout(wake.min(MAX_IDLE_WAIT)) {
                 Ok(m) => {
                     if !self.handle(m) {
@@ -330,7 +377,10 @@ impl Loop {
             Msg::PriorityClass(ev) => self.on_priority_class(ev),
             Msg::Namespace(ev) => match ev {
                 Event::Apply(ns) | Event::InitApply(ns) => {
-                    self.cache.set_namespace_labels(&name_of(&ns), ns.metadata.labels.clone().unwrap_or_default());
+                    self.cache.set_namespace_labels(
+                        &name_of(&ns),
+                        ns.metadata.labels.clone().unwrap_or_default(),
+                    );
                 }
                 Event::Delete(ns) => self.cache.remove_namespace(&name_of(&ns)),
                 Event::Init => {}
@@ -377,9 +427,17 @@ impl Loop {
                 if let Some(seen) = self.relists.pending.as_mut() {
                     seen.insert(uid.clone());
                 }
-                let ours = p.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or(crate::DEFAULT_SCHEDULER_NAME)
+                let ours = p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.scheduler_name.as_deref())
+                    .unwrap_or(crate::DEFAULT_SCHEDULER_NAME)
                     == self.scheduler_name;
-                let bound = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+                let bound = p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_some_and(|n| !n.is_empty());
                 if !ours || bound || self.cache.contains_pod(&uid) {
                     return;
                 }
@@ -389,7 +447,13 @@ impl Loop {
                     return;
                 }
                 let info = self.cache.pod_info(Arc::new(p));
-                match info.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()).filter(|n| !n.is_empty()) {
+                match info
+                    .pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.as_deref())
+                    .filter(|n| !n.is_empty())
+                {
                     Some(node) => self.nominator.add(info.clone(), node),
                     None => self.nominator.remove(&uid),
                 }
@@ -489,7 +553,12 @@ impl Loop {
             (BindError::Obsolete(msg), _) => tracing::debug!(uid, %msg, "binding no longer needed"),
             (BindError::Failed(msg), Some(q)) => {
                 tracing::warn!(pod = %q.pod.key(), error = %msg, "binding failed; retrying after backoff");
-                self.writer.record_failure(q.pod.clone(), "SchedulerError", format!("binding rejected: {msg}"), Nomination::Unchanged);
+                self.writer.record_failure(
+                    q.pod.clone(),
+                    "SchedulerError",
+                    format!("binding rejected: {msg}"),
+                    Nomination::Unchanged,
+                );
                 if forgotten {
                     self.queue.requeue_after_error(q, now);
                 }
@@ -507,10 +576,19 @@ impl Loop {
             self.queue.done(&pod.uid);
             return;
         }
-        let outcome = self.algorithm.run_cycle(&self.framework, self.cache.snapshot(), &self.nominator, &pod);
+        let outcome = self.algorithm.run_cycle(
+            &self.framework,
+            self.cache.snapshot(),
+            &self.nominator,
+            &pod,
+        );
         crate::metrics::record_attempt(&outcome, now.elapsed());
         match outcome {
-            CycleOutcome::Scheduled { node, evaluated_nodes, feasible_nodes } => {
+            CycleOutcome::Scheduled {
+                node,
+                evaluated_nodes,
+                feasible_nodes,
+            } => {
                 tracing::debug!(%node, evaluated_nodes, feasible_nodes, "assumed");
                 self.cache.assume_pod(pod.clone(), &node);
                 self.nominator.remove(&pod.uid);
@@ -518,7 +596,11 @@ impl Loop {
                 self.binding.insert(pod.uid.clone(), queued);
                 self.writer.bind(pod, node);
             }
-            CycleOutcome::Unschedulable { error, nomination, victims } => {
+            CycleOutcome::Unschedulable {
+                error,
+                nomination,
+                victims,
+            } => {
                 let message = error.to_string();
                 tracing::debug!(%message, "unschedulable");
                 match &nomination {
@@ -531,13 +613,23 @@ impl Loop {
                     Nomination::Clear => self.nominator.remove(&pod.uid),
                     Nomination::Unchanged => {}
                 }
-                self.queue.add_unschedulable(&pod.uid, error.diagnosis.unschedulable_plugins.clone(), now);
-                self.writer.record_failure(pod, "Unschedulable", message, nomination);
+                self.queue.add_unschedulable(
+                    &pod.uid,
+                    error.diagnosis.unschedulable_plugins.clone(),
+                    now,
+                );
+                self.writer
+                    .record_failure(pod, "Unschedulable", message, nomination);
             }
             CycleOutcome::Error(s) => {
                 tracing::debug!(error = %s.message(), "scheduling error");
                 self.queue.add_backoff(&pod.uid, now);
-                self.writer.record_failure(pod, "SchedulerError", s.message(), Nomination::Unchanged);
+                self.writer.record_failure(
+                    pod,
+                    "SchedulerError",
+                    s.message(),
+                    Nomination::Unchanged,
+                );
             }
         }
     }
@@ -576,14 +668,19 @@ fn pod_ref(pod: &PodInfo) -> ObjectReference {
 
 fn classify(e: kube::Error) -> BindError {
     match &e {
-        kube::Error::Api(s) if s.is_not_found() || s.is_conflict() => BindError::Obsolete(s.message.clone()),
+        kube::Error::Api(s) if s.is_not_found() || s.is_conflict() => {
+            BindError::Obsolete(s.message.clone())
+        }
         _ => BindError::Failed(e.to_string()),
     }
 }
 
 /// The pod's current PodScheduled condition.
 fn scheduled_condition(pod: &Pod) -> Option<&PodCondition> {
-    pod.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
 }
 
 impl ApiWriter {
@@ -611,9 +708,17 @@ impl ApiWriter {
         related: Option<ObjectReference>,
     ) {
         let slots = self.event_slots.clone();
-        let ev = KubeEvent { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: related };
+        let ev = KubeEvent {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: related,
+        };
         self.spawn(async move {
-            let Ok(_permit) = slots.acquire_owned().await else { return };
+            let Ok(_permit) = slots.acquire_owned().await else {
+                return;
+            };
             if let Err(e) = recorder.publish(&ev, &regarding).await {
                 tracing::debug!(error = %e, reason = %ev.reason, "cannot record event");
             }
@@ -637,7 +742,9 @@ impl ApiWriter {
         let event_slots = self.event_slots.clone();
         self.spawn(async move {
             let result = {
-                let Ok(_permit) = slots.acquire_owned().await else { return };
+                let Ok(_permit) = slots.acquire_owned().await else {
+                    return;
+                };
                 match fw.run_bind_plugins(&client, &pod, &node).await {
                     Ok(s) if s.is_success() => Ok(()),
                     Ok(s) => Err(BindError::Failed(s.message())),
@@ -645,11 +752,25 @@ impl ApiWriter {
                 }
             };
             let ok = result.is_ok();
-            let _ = results.send(Msg::Bound { uid: pod.uid.clone(), result });
+            let _ = results.send(Msg::Bound {
+                uid: pod.uid.clone(),
+                result,
+            });
             if ok {
-                let note = format!("Successfully assigned {}/{} to {}", pod.namespace, pod.name, node);
-                let ev = KubeEvent { type_: EventType::Normal, reason: "Scheduled".into(), note: Some(note), action: "Binding".into(), secondary: None };
-                let Ok(_permit) = event_slots.acquire_owned().await else { return };
+                let note = format!(
+                    "Successfully assigned {}/{} to {}",
+                    pod.namespace, pod.name, node
+                );
+                let ev = KubeEvent {
+                    type_: EventType::Normal,
+                    reason: "Scheduled".into(),
+                    note: Some(note),
+                    action: "Binding".into(),
+                    secondary: None,
+                };
+                let Ok(_permit) = event_slots.acquire_owned().await else {
+                    return;
+                };
                 if let Err(e) = recorder.publish(&ev, &pod_ref(&pod)).await {
                     tracing::debug!(error = %e, "cannot record Scheduled event");
                 }
@@ -658,12 +779,25 @@ impl ApiWriter {
     }
 
     /// Sets `PodScheduled=False` (when it changed) and records `FailedScheduling`.
-    fn record_failure(&mut self, pod: Arc<PodInfo>, reason: &'static str, message: String, nomination: Nomination) {
+    fn record_failure(
+        &mut self,
+        pod: Arc<PodInfo>,
+        reason: &'static str,
+        message: String,
+        nomination: Nomination,
+    ) {
         let current = scheduled_condition(&pod.pod);
         let condition_changed = current.is_none_or(|c| {
-            c.status != "False" || c.reason.as_deref() != Some(reason) || c.message.as_deref() != Some(message.as_str())
+            c.status != "False"
+                || c.reason.as_deref() != Some(reason)
+                || c.message.as_deref() != Some(message.as_str())
         });
-        let current_nominated = pod.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()).filter(|n| !n.is_empty());
+        let current_nominated = pod
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .filter(|n| !n.is_empty());
         let nominated_patch = match &nomination {
             Nomination::Set(n) if current_nominated != Some(n.as_str()) => Some(json!(n)),
             Nomination::Clear if current_nominated.is_some() => Some(serde_json::Value::Null),
@@ -703,11 +837,20 @@ impl ApiWriter {
             Some((last, r)) if *last == message => r.clone(),
             _ => {
                 let r = Recorder::new(self.client.clone(), self.reporter.clone());
-                self.failure_recorders.insert(pod.uid.clone(), (message.clone(), r.clone()));
+                self.failure_recorders
+                    .insert(pod.uid.clone(), (message.clone(), r.clone()));
                 r
             }
         };
-        self.event(recorder, pod_ref(&pod), EventType::Warning, "FailedScheduling", "Scheduling", message, None);
+        self.event(
+            recorder,
+            pod_ref(&pod),
+            EventType::Warning,
+            "FailedScheduling",
+            "Scheduling",
+            message,
+            None,
+        );
     }
 
     /// Evicts preemption victims: marks each `DisruptionTarget`, deletes it, and records
@@ -718,7 +861,10 @@ impl ApiWriter {
                 continue;
             }
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &victim.namespace);
-            let message = format!("{}: preempting to accommodate a higher priority pod", self.scheduler_name);
+            let message = format!(
+                "{}: preempting to accommodate a higher priority pod",
+                self.scheduler_name
+            );
             let v = victim.clone();
             self.spawn(async move {
                 let condition = PodCondition {
@@ -744,7 +890,15 @@ impl ApiWriter {
             });
             let note = format!("Preempted by pod {} on node {}", preemptor.uid, node);
             let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-            self.event(recorder, pod_ref(&victim), EventType::Normal, "Preempted", "Preempting", note, Some(pod_ref(&preemptor)));
+            self.event(
+                recorder,
+                pod_ref(&victim),
+                EventType::Normal,
+                "Preempted",
+                "Preempting",
+                note,
+                Some(pod_ref(&preemptor)),
+            );
         }
     }
 }

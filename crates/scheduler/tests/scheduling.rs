@@ -35,11 +35,19 @@ where
 
 /// A Ready node with `cpu` cores, 8Gi and 110 pods, the hostname label, and `extra`
 /// merged into its metadata/spec.
-async fn create_node(client: &Client, name: &str, cpu: &str, labels: Value, taints: Value) -> anyhow::Result<()> {
+async fn create_node(
+    client: &Client,
+    name: &str,
+    cpu: &str,
+    labels: Value,
+    taints: Value,
+) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let mut labels = labels;
     labels["kubernetes.io/hostname"] = json!(name);
-    let now = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let status = json!({
         "capacity": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
         "allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
@@ -52,16 +60,29 @@ async fn create_node(client: &Client, name: &str, cpu: &str, labels: Value, tain
         "spec": {"taints": taints},
         "status": status,
     }))?;
-    nodes.create(&PostParams::default(), &node).await.with_context(|| format!("creating node {name}"))?;
     nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
+        .create(&PostParams::default(), &node)
+        .await
+        .with_context(|| format!("creating node {name}"))?;
+    nodes
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
         .await
         .with_context(|| format!("setting status of node {name}"))?;
     Ok(())
 }
 
 /// A pod in `default` whose single container requests `cpu`; `spec` is merged in.
-async fn create_pod(client: &Client, name: &str, cpu: &str, labels: Value, spec: Value) -> anyhow::Result<()> {
+async fn create_pod(
+    client: &Client,
+    name: &str,
+    cpu: &str,
+    labels: Value,
+    spec: Value,
+) -> anyhow::Result<()> {
     let mut s = json!({"containers": [{"name": "app", "image": "nginx", "resources": {"requests": {"cpu": cpu}}}]});
     if let (Some(into), Some(from)) = (s.as_object_mut(), spec.as_object()) {
         for (k, v) in from {
@@ -81,40 +102,75 @@ async fn create_pod(client: &Client, name: &str, cpu: &str, labels: Value, spec:
 }
 
 async fn get_pod(client: &Client, name: &str) -> anyhow::Result<Option<Pod>> {
-    Ok(Api::<Pod>::namespaced(client.clone(), "default").get_opt(name).await?)
+    Ok(Api::<Pod>::namespaced(client.clone(), "default")
+        .get_opt(name)
+        .await?)
 }
 
 fn node_of(pod: &Pod) -> Option<String> {
-    pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty())
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty())
 }
 
 /// `(status, reason, message)` of the pod's PodScheduled condition.
 fn scheduled_condition(pod: &Pod) -> Option<(String, String, String)> {
-    let c = pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "PodScheduled")?;
-    Some((c.status.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+    let c = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled")?;
+    Some((
+        c.status.clone(),
+        c.reason.clone().unwrap_or_default(),
+        c.message.clone().unwrap_or_default(),
+    ))
 }
 
 async fn wait_bound(client: &Client, name: &str) -> anyhow::Result<String> {
-    eventually(&format!("{name} to be bound"), || async { Ok(get_pod(client, name).await?.as_ref().and_then(node_of)) }).await
+    eventually(&format!("{name} to be bound"), || async {
+        Ok(get_pod(client, name).await?.as_ref().and_then(node_of))
+    })
+    .await
 }
 
 /// Waits for `PodScheduled=False, reason Unschedulable` with exactly `message`.
 async fn wait_unschedulable(client: &Client, name: &str, message: &str) -> anyhow::Result<()> {
-    let want = ("False".to_string(), "Unschedulable".to_string(), message.to_string());
+    let want = (
+        "False".to_string(),
+        "Unschedulable".to_string(),
+        message.to_string(),
+    );
     let r = eventually(&format!("{name} to be Unschedulable"), || {
         let want = want.clone();
-        async move { Ok((get_pod(client, name).await?.as_ref().and_then(scheduled_condition) == Some(want)).then_some(())) }
+        async move {
+            Ok((get_pod(client, name)
+                .await?
+                .as_ref()
+                .and_then(scheduled_condition)
+                == Some(want))
+            .then_some(()))
+        }
     })
     .await;
     if r.is_err() {
-        let last = get_pod(client, name).await?.as_ref().and_then(scheduled_condition);
+        let last = get_pod(client, name)
+            .await?
+            .as_ref()
+            .and_then(scheduled_condition);
         return r.with_context(|| format!("last condition: {last:?}"));
     }
     Ok(())
 }
 
 /// Events regarding pod `name`, as `(type, reason, note, reporting controller)`.
-async fn events_of(client: &Client, name: &str) -> anyhow::Result<Vec<(String, String, String, String)>> {
+async fn events_of(
+    client: &Client,
+    name: &str,
+) -> anyhow::Result<Vec<(String, String, String, String)>> {
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let list = events.list(&ListParams::default()).await?;
     Ok(list
@@ -132,8 +188,19 @@ async fn events_of(client: &Client, name: &str) -> anyhow::Result<Vec<(String, S
         .collect())
 }
 
-async fn wait_event(client: &Client, pod: &str, type_: &str, reason: &str, note: &str) -> anyhow::Result<()> {
-    let want = (type_.to_string(), reason.to_string(), note.to_string(), "default-scheduler".to_string());
+async fn wait_event(
+    client: &Client,
+    pod: &str,
+    type_: &str,
+    reason: &str,
+    note: &str,
+) -> anyhow::Result<()> {
+    let want = (
+        type_.to_string(),
+        reason.to_string(),
+        note.to_string(),
+        "default-scheduler".to_string(),
+    );
     eventually(&format!("{reason} event on {pod}: {note}"), || {
         let want = want.clone();
         async move { Ok(events_of(client, pod).await?.contains(&want).then_some(())) }
@@ -159,9 +226,19 @@ async fn pods_bind_where_they_fit_and_wait_for_a_big_enough_node() -> anyhow::Re
     }
     create_pod(&client, "fits", "1500m", json!({}), json!({})).await?;
     let node = wait_bound(&client, "fits").await?;
-    wait_event(&client, "fits", "Normal", "Scheduled", &format!("Successfully assigned default/fits to {node}")).await?;
+    wait_event(
+        &client,
+        "fits",
+        "Normal",
+        "Scheduled",
+        &format!("Successfully assigned default/fits to {node}"),
+    )
+    .await?;
     let pod = get_pod(&client, "fits").await?.context("fits")?;
-    assert_eq!(scheduled_condition(&pod).map(|c| c.0).as_deref(), Some("True"));
+    assert_eq!(
+        scheduled_condition(&pod).map(|c| c.0).as_deref(),
+        Some("True")
+    );
 
     create_pod(&client, "huge", "3", json!({}), json!({})).await?;
     let message = "0/3 nodes are available: 3 Insufficient cpu. \
@@ -181,24 +258,55 @@ async fn node_selectors_taints_and_scheduler_names_are_honoured() -> anyhow::Res
     let client = server.client();
     create_node(&client, "hdd", "4", json!({"disk": "hdd"}), json!([])).await?;
     create_node(&client, "ssd", "4", json!({"disk": "ssd"}), json!([])).await?;
-    create_node(&client, "gpu", "4", json!({"disk": "ssd", "gpu": "yes"}), json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]))
-        .await?;
+    create_node(
+        &client,
+        "gpu",
+        "4",
+        json!({"disk": "ssd", "gpu": "yes"}),
+        json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]),
+    )
+    .await?;
 
     // Another scheduler's pod first: it must still be untouched once ours are placed.
-    create_pod(&client, "elsewhere", "100m", json!({}), json!({"schedulerName": "other-scheduler"})).await?;
+    create_pod(
+        &client,
+        "elsewhere",
+        "100m",
+        json!({}),
+        json!({"schedulerName": "other-scheduler"}),
+    )
+    .await?;
 
     for i in 0..3 {
-        create_pod(&client, &format!("on-ssd-{i}"), "100m", json!({}), json!({"nodeSelector": {"disk": "ssd"}})).await?;
+        create_pod(
+            &client,
+            &format!("on-ssd-{i}"),
+            "100m",
+            json!({}),
+            json!({"nodeSelector": {"disk": "ssd"}}),
+        )
+        .await?;
     }
     for i in 0..3 {
-        assert_eq!(wait_bound(&client, &format!("on-ssd-{i}")).await?, "ssd", "the gpu node's taint is not tolerated");
+        assert_eq!(
+            wait_bound(&client, &format!("on-ssd-{i}")).await?,
+            "ssd",
+            "the gpu node's taint is not tolerated"
+        );
     }
 
     let tolerating = json!({"nodeSelector": {"gpu": "yes"}, "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]});
     create_pod(&client, "tolerates", "100m", json!({}), tolerating).await?;
     assert_eq!(wait_bound(&client, "tolerates").await?, "gpu");
 
-    create_pod(&client, "intolerant", "100m", json!({}), json!({"nodeSelector": {"gpu": "yes"}})).await?;
+    create_pod(
+        &client,
+        "intolerant",
+        "100m",
+        json!({}),
+        json!({"nodeSelector": {"gpu": "yes"}}),
+    )
+    .await?;
     wait_unschedulable(
         &client,
         "intolerant",
@@ -216,7 +324,8 @@ async fn node_selectors_taints_and_scheduler_names_are_honoured() -> anyhow::Res
 }
 
 #[tokio::test]
-async fn required_anti_affinity_spreads_three_replicas_and_the_fourth_stays_pending() -> anyhow::Result<()> {
+async fn required_anti_affinity_spreads_three_replicas_and_the_fourth_stays_pending(
+) -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let client = server.client();
     for n in ["node1", "node2", "node3"] {
@@ -234,10 +343,14 @@ async fn required_anti_affinity_spreads_three_replicas_and_the_fourth_stays_pend
         let mut bound = Vec::new();
         let mut pending = Vec::new();
         for n in &names {
-            let Some(p) = get_pod(&client, n).await? else { continue };
+            let Some(p) = get_pod(&client, n).await? else {
+                continue;
+            };
             match node_of(&p) {
                 Some(node) => bound.push(node),
-                None if scheduled_condition(&p).is_some_and(|c| c.2 == message) => pending.push(n.clone()),
+                None if scheduled_condition(&p).is_some_and(|c| c.2 == message) => {
+                    pending.push(n.clone())
+                }
                 None => {}
             }
         }
@@ -256,21 +369,53 @@ async fn preemption_evicts_a_lower_priority_pod() -> anyhow::Result<()> {
     let client = server.client();
     let classes: Api<PriorityClass> = Api::all(client.clone());
     for (name, value) in [("low", 100), ("high", 1000)] {
-        let pc: PriorityClass = serde_json::from_value(json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-            "metadata": {"name": name}, "value": value}))?;
+        let pc: PriorityClass = serde_json::from_value(
+            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value}),
+        )?;
         classes.create(&PostParams::default(), &pc).await?;
     }
     create_node(&client, "node1", "2", json!({}), json!([])).await?;
-    create_pod(&client, "victim", "1500m", json!({}), json!({"priorityClassName": "low", "terminationGracePeriodSeconds": 0})).await?;
+    create_pod(
+        &client,
+        "victim",
+        "1500m",
+        json!({}),
+        json!({"priorityClassName": "low", "terminationGracePeriodSeconds": 0}),
+    )
+    .await?;
     assert_eq!(wait_bound(&client, "victim").await?, "node1");
-    let victim_uid = get_pod(&client, "victim").await?.and_then(|p| p.metadata.uid).context("victim uid")?;
+    let victim_uid = get_pod(&client, "victim")
+        .await?
+        .and_then(|p| p.metadata.uid)
+        .context("victim uid")?;
 
-    create_pod(&client, "preemptor", "1500m", json!({}), json!({"priorityClassName": "high"})).await?;
+    create_pod(
+        &client,
+        "preemptor",
+        "1500m",
+        json!({}),
+        json!({"priorityClassName": "high"}),
+    )
+    .await?;
     assert_eq!(wait_bound(&client, "preemptor").await?, "node1");
     let victim = get_pod(&client, "victim").await?;
-    assert!(victim.is_none_or(|p| p.metadata.uid.as_deref() != Some(victim_uid.as_str())), "the victim was evicted");
-    let preemptor_uid = get_pod(&client, "preemptor").await?.and_then(|p| p.metadata.uid).context("preemptor uid")?;
-    wait_event(&client, "victim", "Normal", "Preempted", &format!("Preempted by pod {preemptor_uid} on node node1")).await?;
+    assert!(
+        victim.is_none_or(|p| p.metadata.uid.as_deref() != Some(victim_uid.as_str())),
+        "the victim was evicted"
+    );
+    let preemptor_uid = get_pod(&client, "preemptor")
+        .await?
+        .and_then(|p| p.metadata.uid)
+        .context("preemptor uid")?;
+    wait_event(
+        &client,
+        "victim",
+        "Normal",
+        "Preempted",
+        &format!("Preempted by pod {preemptor_uid} on node node1"),
+    )
+    .await?;
     server.shutdown().await;
     Ok(())
 }

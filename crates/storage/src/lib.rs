@@ -57,7 +57,10 @@ pub struct ListResult {
 pub enum WatchEvent {
     /// `kv` was created (`prev` is `None`) or updated (`prev` is the value before).
     /// `kv.mod_revision` is the revision of this change.
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// `prev` was deleted at `revision`.
     Delete { prev: KeyValue, revision: i64 },
 }

@@ -24,30 +24,64 @@ pub const DOCKER_REGISTRY: &str = "/usr/bin/docker-registry";
 
 /// Applets every stand-in links to busybox.
 const APPLETS: &[&str] = &[
-    "sh", "echo", "sleep", "cat", "ls", "hostname", "ip", "wget", "httpd", "tar", "mkdir", "rm", "touch", "env", "nc",
-    "ps", "kill", "true", "false", "test", "grep", "head", "tail", "dd", "id", "date", "uname", "nslookup", "mount",
+    "sh", "echo", "sleep", "cat", "ls", "hostname", "ip", "wget", "httpd", "tar", "mkdir", "rm",
+    "touch", "env", "nc", "ps", "kill", "true", "false", "test", "grep", "head", "tail", "dd",
+    "id", "date", "uname", "nslookup", "mount",
 ];
 
 fn busybox_entries() -> std::io::Result<Vec<Entry>> {
     let data = std::fs::read(BUSYBOX)?;
     let mut entries = vec![
-        Entry::Dir { path: "bin".into(), mode: 0o755 },
-        Entry::Dir { path: "tmp".into(), mode: 0o1777 },
-        Entry::Dir { path: "etc".into(), mode: 0o755 },
-        Entry::Dir { path: "var".into(), mode: 0o755 },
-        Entry::File { path: "bin/busybox".into(), mode: 0o755, data },
-        Entry::File { path: "etc/passwd".into(), mode: 0o644, data: b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec() },
-        Entry::File { path: "etc/group".into(), mode: 0o644, data: b"root:x:0:\nnogroup:x:65534:\n".to_vec() },
+        Entry::Dir {
+            path: "bin".into(),
+            mode: 0o755,
+        },
+        Entry::Dir {
+            path: "tmp".into(),
+            mode: 0o1777,
+        },
+        Entry::Dir {
+            path: "etc".into(),
+            mode: 0o755,
+        },
+        Entry::Dir {
+            path: "var".into(),
+            mode: 0o755,
+        },
+        Entry::File {
+            path: "bin/busybox".into(),
+            mode: 0o755,
+            data,
+        },
+        Entry::File {
+            path: "etc/passwd".into(),
+            mode: 0o644,
+            data: b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
+                .to_vec(),
+        },
+        Entry::File {
+            path: "etc/group".into(),
+            mode: 0o644,
+            data: b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+        },
     ];
     for applet in APPLETS {
-        entries.push(Entry::Symlink { path: format!("bin/{applet}"), target: "busybox".into() });
+        entries.push(Entry::Symlink {
+            path: format!("bin/{applet}"),
+            target: "busybox".into(),
+        });
     }
     Ok(entries)
 }
 
 /// A busybox image named `name` (e.g. `docker.io/library/busybox:latest`) running `sh`.
 pub fn busybox(name: &str) -> std::io::Result<OciImage> {
-    let config = ImageConfig { name: name.to_string(), cmd: vec!["sh".into()], env: vec!["PATH=/bin".into()], ..Default::default() };
+    let config = ImageConfig {
+        name: name.to_string(),
+        cmd: vec!["sh".into()],
+        env: vec!["PATH=/bin".into()],
+        ..Default::default()
+    };
     Ok(build_image(&config, &busybox_entries()?))
 }
 
@@ -61,14 +95,32 @@ pub fn welcome_page(version: &str) -> String {
 /// An "nginx" stand-in named `name` serving [`welcome_page`] of `version` on port 80.
 pub fn nginx(name: &str, version: &str) -> std::io::Result<OciImage> {
     let mut entries = busybox_entries()?;
-    for dir in ["usr", "usr/share", "usr/share/nginx", "usr/share/nginx/html"] {
-        entries.push(Entry::Dir { path: dir.into(), mode: 0o755 });
+    for dir in [
+        "usr",
+        "usr/share",
+        "usr/share/nginx",
+        "usr/share/nginx/html",
+    ] {
+        entries.push(Entry::Dir {
+            path: dir.into(),
+            mode: 0o755,
+        });
     }
-    entries.push(Entry::File { path: "usr/share/nginx/html/index.html".into(), mode: 0o644, data: welcome_page(version).into_bytes() });
+    entries.push(Entry::File {
+        path: "usr/share/nginx/html/index.html".into(),
+        mode: 0o644,
+        data: welcome_page(version).into_bytes(),
+    });
     let config = ImageConfig {
         name: name.to_string(),
         // As nginx does, stop at once on SIGTERM (a shell as PID 1 would ignore it).
-        cmd: ["sh", "-c", "trap 'exit 0' TERM; httpd -f -v -p 80 -h /usr/share/nginx/html & wait"].map(String::from).to_vec(),
+        cmd: [
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; httpd -f -v -p 80 -h /usr/share/nginx/html & wait",
+        ]
+        .map(String::from)
+        .to_vec(),
         env: vec!["PATH=/bin".into(), format!("NGINX_VERSION={version}")],
         exposed_ports: vec!["80/tcp".into()],
         ..Default::default()
@@ -110,17 +162,28 @@ impl Registry {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
-        let mut reg = Registry { address, child, _dir: dir };
+        let mut reg = Registry {
+            address,
+            child,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = reg.child.try_wait() {
                 anyhow::bail!("docker-registry exited ({status}): {}", reg.log());
             }
-            if reg.request("GET", "/v2/", &[], &[]).is_ok_and(|(code, _, _)| code == 200) {
+            if reg
+                .request("GET", "/v2/", &[], &[])
+                .is_ok_and(|(code, _, _)| code == 200)
+            {
                 return Ok(reg);
             }
             if Instant::now() > deadline {
-                anyhow::bail!("docker-registry did not answer on {}: {}", reg.address, reg.log());
+                anyhow::bail!(
+                    "docker-registry did not answer on {}: {}",
+                    reg.address,
+                    reg.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -138,10 +201,24 @@ impl Registry {
     /// Uploads `image` under `repository:tag` (`library/nginx`, `latest`).
     pub fn push_as(&self, image: &OciImage, repository: &str, tag: &str) -> anyhow::Result<()> {
         for (digest, data) in [&image.layer, &image.config] {
-            let (code, headers, body) = self.request("POST", &format!("/v2/{repository}/blobs/uploads/"), &[], &[])?;
-            anyhow::ensure!(code == 202, "starting an upload: {code} {}", String::from_utf8_lossy(&body));
-            let location = header(&headers, "location").ok_or_else(|| anyhow::anyhow!("upload without a Location"))?;
-            let path = location.split_once("://").map(|(_, r)| &r[r.find('/').unwrap_or(r.len())..]).unwrap_or(&location).to_string();
+            let (code, headers, body) = self.request(
+                "POST",
+                &format!("/v2/{repository}/blobs/uploads/"),
+                &[],
+                &[],
+            )?;
+            anyhow::ensure!(
+                code == 202,
+                "starting an upload: {code} {}",
+                String::from_utf8_lossy(&body)
+            );
+            let location = header(&headers, "location")
+                .ok_or_else(|| anyhow::anyhow!("upload without a Location"))?;
+            let path = location
+                .split_once("://")
+                .map(|(_, r)| &r[r.find('/').unwrap_or(r.len())..])
+                .unwrap_or(&location)
+                .to_string();
             let sep = if path.contains('?') { '&' } else { '?' };
             let (code, _, body) = self.request(
                 "PUT",
@@ -149,7 +226,11 @@ impl Registry {
                 &[("Content-Type", "application/octet-stream")],
                 data,
             )?;
-            anyhow::ensure!(code == 201, "uploading {digest}: {code} {}", String::from_utf8_lossy(&body));
+            anyhow::ensure!(
+                code == 201,
+                "uploading {digest}: {code} {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         let (code, _, body) = self.request(
             "PUT",
@@ -157,7 +238,11 @@ impl Registry {
             &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
             &image.manifest.1,
         )?;
-        anyhow::ensure!(code == 201, "putting the manifest: {code} {}", String::from_utf8_lossy(&body));
+        anyhow::ensure!(
+            code == 201,
+            "putting the manifest: {code} {}",
+            String::from_utf8_lossy(&body)
+        );
         Ok(())
     }
 
@@ -169,10 +254,20 @@ impl Registry {
         self.push_as(image, repo, image.tag())
     }
 
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> anyhow::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
         let mut tcp = TcpStream::connect(&self.address)?;
         tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n", self.address, body.len());
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.address,
+            body.len()
+        );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -181,10 +276,17 @@ impl Registry {
         tcp.write_all(body)?;
         let mut resp = Vec::new();
         tcp.read_to_end(&mut resp)?;
-        let end = resp.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow::anyhow!("truncated response"))?;
+        let end = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| anyhow::anyhow!("truncated response"))?;
         let head = String::from_utf8_lossy(&resp[..end]).into_owned();
         let mut lines = head.lines();
-        let code = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let code = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         let headers = lines
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
@@ -194,7 +296,10 @@ impl Registry {
 }
 
 fn header(headers: &[(String, String)], name: &str) -> Option<String> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
 }
 
 impl Drop for Registry {
@@ -242,9 +347,17 @@ mod tests {
         let img = busybox("docker.io/library/busybox:latest").unwrap();
         reg.push(&img).unwrap();
         let (code, headers, body) = reg
-            .request("GET", "/v2/library/busybox/manifests/latest", &[("Accept", "application/vnd.oci.image.manifest.v1+json")], &[])
+            .request(
+                "GET",
+                "/v2/library/busybox/manifests/latest",
+                &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
+                &[],
+            )
             .unwrap();
         assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-        assert_eq!(header(&headers, "docker-content-digest").as_deref(), Some(img.manifest.0.as_str()));
+        assert_eq!(
+            header(&headers, "docker-content-digest").as_deref(),
+            Some(img.manifest.0.as_str())
+        );
     }
 }

@@ -18,7 +18,8 @@ const TEST_FAILED: &str = "test failed";
 /// Applies an RFC 6902 patch body to `doc`. A body that is not a JSON array of objects
 /// is a 400; an operation that does not apply is a 422 with upstream's message.
 pub fn json_patch(doc: &Value, patch: &[u8]) -> Result<Value, PatchError> {
-    let parsed: Value = serde_json::from_slice(patch).map_err(|e| PatchError::BadRequest(e.to_string()))?;
+    let parsed: Value =
+        serde_json::from_slice(patch).map_err(|e| PatchError::BadRequest(e.to_string()))?;
     let ops = match parsed {
         Value::Array(ops) => ops,
         // Go decodes `null` into an empty patch.
@@ -43,7 +44,10 @@ pub fn json_patch(doc: &Value, patch: &[u8]) -> Result<Value, PatchError> {
         }
     }
     if decoded.len() > MAX_JSON_PATCH_OPERATIONS {
-        return Err(PatchError::TooManyOperations { max: MAX_JSON_PATCH_OPERATIONS, got: decoded.len() });
+        return Err(PatchError::TooManyOperations {
+            max: MAX_JSON_PATCH_OPERATIONS,
+            got: decoded.len(),
+        });
     }
     let mut doc = doc.clone();
     for op in &decoded {
@@ -58,23 +62,34 @@ fn str_field<'a>(op: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
 
 fn apply_op(doc: &mut Value, op: &Map<String, Value>) -> Result<(), String> {
     let kind = str_field(op, "op").unwrap_or("unknown");
-    let path = || str_field(op, "path").ok_or_else(|| format!("{kind} operation failed to decode path: {MISSING}"));
-    let from = || str_field(op, "from").ok_or_else(|| format!("{kind} operation failed to decode from: {MISSING}"));
+    let path = || {
+        str_field(op, "path")
+            .ok_or_else(|| format!("{kind} operation failed to decode path: {MISSING}"))
+    };
+    let from = || {
+        str_field(op, "from")
+            .ok_or_else(|| format!("{kind} operation failed to decode from: {MISSING}"))
+    };
     // A missing "value" behaves like null, as upstream's lazy decoding does.
     let value = || op.get("value").cloned().unwrap_or(Value::Null);
     match kind {
         "add" => {
             let path = path()?;
-            let (con, key) = find_object(doc, path)
-                .ok_or_else(|| format!("add operation does not apply: doc is missing path: \"{path}\": {MISSING}"))?;
+            let (con, key) = find_object(doc, path).ok_or_else(|| {
+                format!("add operation does not apply: doc is missing path: \"{path}\": {MISSING}")
+            })?;
             add(con, &key, value()).map_err(|e| format!("error in add for path: '{path}': {e}"))
         }
         "remove" => {
             let path = path()?;
             let (con, key) = find_object(doc, path).ok_or_else(|| {
-                format!("remove operation does not apply: doc is missing path: \"{path}\": {MISSING}")
+                format!(
+                    "remove operation does not apply: doc is missing path: \"{path}\": {MISSING}"
+                )
             })?;
-            remove(con, &key).map(|_| ()).map_err(|e| format!("error in remove for path: '{path}': {e}"))
+            remove(con, &key)
+                .map(|_| ())
+                .map_err(|e| format!("error in remove for path: '{path}': {e}"))
         }
         "replace" => {
             let path = path()?;
@@ -86,19 +101,26 @@ fn apply_op(doc: &mut Value, op: &Map<String, Value>) -> Result<(), String> {
                 *doc = v;
                 return Ok(());
             }
-            let (con, key) = find_object(doc, path)
-                .ok_or_else(|| format!("replace operation does not apply: doc is missing path: {path}: {MISSING}"))?;
+            let (con, key) = find_object(doc, path).ok_or_else(|| {
+                format!("replace operation does not apply: doc is missing path: {path}: {MISSING}")
+            })?;
             if get(con, &key).is_err() {
-                return Err(format!("replace operation does not apply: doc is missing key: {path}: {MISSING}"));
+                return Err(format!(
+                    "replace operation does not apply: doc is missing key: {path}: {MISSING}"
+                ));
             }
             set(con, &key, value()).map_err(|e| format!("error in remove for path: '{path}': {e}"))
         }
         "move" => {
             let from = from()?;
-            let (con, key) = find_object(doc, from)
-                .ok_or_else(|| format!("move operation does not apply: doc is missing from path: {from}: {MISSING}"))?;
+            let (con, key) = find_object(doc, from).ok_or_else(|| {
+                format!(
+                    "move operation does not apply: doc is missing from path: {from}: {MISSING}"
+                )
+            })?;
             get(con, &key).map_err(|e| format!("error in move for path: '{key}': {e}"))?;
-            let val = remove(con, &key).map_err(|e| format!("error in move for path: '{key}': {e}"))?;
+            let val =
+                remove(con, &key).map_err(|e| format!("error in move for path: '{key}': {e}"))?;
             let path = path()?;
             let (con, key) = find_object(doc, path).ok_or_else(|| {
                 format!("move operation does not apply: doc is missing destination path: {path}: {MISSING}")
@@ -107,8 +129,11 @@ fn apply_op(doc: &mut Value, op: &Map<String, Value>) -> Result<(), String> {
         }
         "copy" => {
             let from = from()?;
-            let (con, key) = find_object(doc, from)
-                .ok_or_else(|| format!("copy operation does not apply: doc is missing from path: {from}: {MISSING}"))?;
+            let (con, key) = find_object(doc, from).ok_or_else(|| {
+                format!(
+                    "copy operation does not apply: doc is missing from path: {from}: {MISSING}"
+                )
+            })?;
             let val = get(con, &key)
                 .map_err(|e| format!("error in copy for from: '{from}': {e}"))?
                 .cloned()
@@ -123,11 +148,17 @@ fn apply_op(doc: &mut Value, op: &Map<String, Value>) -> Result<(), String> {
             let path = path()?;
             let failed = || format!("testing value {path} failed: {TEST_FAILED}");
             if path.is_empty() {
-                return if json_equal(doc, &value()) { Ok(()) } else { Err(failed()) };
+                return if json_equal(doc, &value()) {
+                    Ok(())
+                } else {
+                    Err(failed())
+                };
             }
-            let (con, key) = find_object(doc, path)
-                .ok_or_else(|| format!("test operation does not apply: is missing path: {path}: {MISSING}"))?;
-            let got = get(con, &key).map_err(|e| format!("error in test for path: '{path}': {e}"))?;
+            let (con, key) = find_object(doc, path).ok_or_else(|| {
+                format!("test operation does not apply: is missing path: {path}: {MISSING}")
+            })?;
+            let got =
+                get(con, &key).map_err(|e| format!("error in test for path: '{path}': {e}"))?;
             let want = value();
             match got {
                 None if want.is_null() => Ok(()),
@@ -147,7 +178,10 @@ fn decode_key(k: &str) -> String {
 /// Go's `strconv.Atoi` error text.
 fn atoi(key: &str) -> Result<i64, String> {
     key.parse::<i64>().map_err(|_| {
-        format!("strconv.Atoi: parsing {}: invalid syntax", serde_json::to_string(key).unwrap_or_default())
+        format!(
+            "strconv.Atoi: parsing {}: invalid syntax",
+            serde_json::to_string(key).unwrap_or_default()
+        )
     })
 }
 
@@ -199,7 +233,9 @@ fn get<'a>(con: &'a Value, key: &str) -> Result<Option<&'a Value>, String> {
         Value::Array(a) => {
             let raw = atoi(key)?;
             let idx = resolve_index(raw, a.len()).ok_or_else(|| invalid_index(raw))?;
-            a.get(idx).map(Some).ok_or_else(|| invalid_index(idx as i64))
+            a.get(idx)
+                .map(Some)
+                .ok_or_else(|| invalid_index(idx as i64))
         }
         _ => Err(MISSING.to_string()),
     }
@@ -217,7 +253,10 @@ fn add(con: &mut Value, key: &str, val: Value) -> Result<(), String> {
                 return Ok(());
             }
             let raw = key.parse::<i64>().map_err(|_| {
-                format!("value was not a proper array index: '{key}': {}", atoi(key).err().unwrap_or_default())
+                format!(
+                    "value was not a proper array index: '{key}': {}",
+                    atoi(key).err().unwrap_or_default()
+                )
             })?;
             let idx = resolve_index(raw, a.len() + 1).ok_or_else(|| invalid_index(raw))?;
             if idx > a.len() {
@@ -232,9 +271,9 @@ fn add(con: &mut Value, key: &str, val: Value) -> Result<(), String> {
 
 fn remove(con: &mut Value, key: &str) -> Result<Value, String> {
     match con {
-        Value::Object(m) => {
-            m.shift_remove(key).ok_or_else(|| format!("Unable to remove nonexistent key: {key}: {MISSING}"))
-        }
+        Value::Object(m) => m
+            .shift_remove(key)
+            .ok_or_else(|| format!("Unable to remove nonexistent key: {key}: {MISSING}")),
         Value::Array(a) => {
             let raw = atoi(key)?;
             let idx = resolve_index(raw, a.len()).ok_or_else(|| invalid_index(raw))?;
@@ -268,9 +307,13 @@ fn set(con: &mut Value, key: &str, val: Value) -> Result<(), String> {
 fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
     }
@@ -294,22 +337,36 @@ mod tests {
     #[test]
     fn applies_operations() {
         let cases: Vec<(&str, Value)> = vec![
-            (r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#, json!(3)),
+            (
+                r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#,
+                json!(3),
+            ),
             (
                 r#"[{"op":"add","path":"/metadata/labels/tier","value":"front"}]"#,
                 json!({"app": "web", "tier": "front"}),
             ),
-            (r#"[{"op":"remove","path":"/metadata/labels/app"}]"#, json!({})),
+            (
+                r#"[{"op":"remove","path":"/metadata/labels/app"}]"#,
+                json!({}),
+            ),
             (
                 r#"[{"op":"test","path":"/spec/replicas","value":1.0},{"op":"replace","path":"/spec/replicas","value":2}]"#,
                 json!(2),
             ),
             // upstream's v4 library lets replace create a missing object key
-            (r#"[{"op":"replace","path":"/metadata/labels/new","value":"x"}]"#, json!({"app": "web", "new": "x"})),
+            (
+                r#"[{"op":"replace","path":"/metadata/labels/new","value":"x"}]"#,
+                json!({"app": "web", "new": "x"}),
+            ),
         ];
         for (patch, want) in cases {
-            let out = json_patch(&deploy(), patch.as_bytes()).unwrap_or_else(|e| panic!("{patch}: {e}"));
-            let got = if want.is_number() { &out["spec"]["replicas"] } else { &out["metadata"]["labels"] };
+            let out =
+                json_patch(&deploy(), patch.as_bytes()).unwrap_or_else(|e| panic!("{patch}: {e}"));
+            let got = if want.is_number() {
+                &out["spec"]["replicas"]
+            } else {
+                &out["metadata"]["labels"]
+            };
             assert_eq!(got, &want, "{patch}");
         }
         let out = json_patch(
@@ -328,10 +385,16 @@ mod tests {
             .map(|c| c["name"].as_str().unwrap_or(""))
             .collect();
         assert_eq!(names, ["c", "b"]);
-        assert_eq!(out["spec"]["template"]["spec"]["containers"][1]["image"], "busybox");
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"][1]["image"],
+            "busybox"
+        );
         assert_eq!(out["metadata"]["labels"]["name"], "web");
         assert_eq!(json_patch(&deploy(), b"null").expect("empty"), deploy());
-        let escaped = json_patch(&json!({"a/b": {"~": 1}}), br#"[{"op":"replace","path":"/a~1b/~0","value":2}]"#);
+        let escaped = json_patch(
+            &json!({"a/b": {"~": 1}}),
+            br#"[{"op":"replace","path":"/a~1b/~0","value":2}]"#,
+        );
         assert_eq!(escaped.expect("escaped"), json!({"a/b": {"~": 2}}));
     }
 
@@ -365,13 +428,23 @@ mod tests {
         ];
         for (patch, code, msg) in cases {
             let err = json_patch(&deploy(), patch.as_bytes()).expect_err(patch);
-            assert_eq!((err.code(), err.to_string().as_str()), (code, msg), "{patch}");
+            assert_eq!(
+                (err.code(), err.to_string().as_str()),
+                (code, msg),
+                "{patch}"
+            );
         }
         assert_eq!(json_patch(&deploy(), b"[{").map_err(|e| e.code()), Err(400));
-        let many = format!("[{}]", vec![r#"{"op":"test","path":"/spec/replicas","value":1}"#; 10_001].join(","));
+        let many = format!(
+            "[{}]",
+            vec![r#"{"op":"test","path":"/spec/replicas","value":1}"#; 10_001].join(",")
+        );
         assert_eq!(
             json_patch(&deploy(), many.as_bytes()).map_err(|e| (e.code(), e.to_string())),
-            Err((413, "The allowed maximum operations in a JSON patch is 10000, got 10001".to_string()))
+            Err((
+                413,
+                "The allowed maximum operations in a JSON patch is 10000, got 10001".to_string()
+            ))
         );
     }
 }

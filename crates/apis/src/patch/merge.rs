@@ -19,12 +19,15 @@ pub fn merge_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
 
 /// [`merge_patch`] on a raw request body.
 pub fn merge_patch_bytes(doc: &Value, patch: &[u8]) -> Result<Value, PatchError> {
-    let patch: Value = serde_json::from_slice(patch).map_err(|_| PatchError::BadRequest(BAD_JSON_PATCH.to_string()))?;
+    let patch: Value = serde_json::from_slice(patch)
+        .map_err(|_| PatchError::BadRequest(BAD_JSON_PATCH.to_string()))?;
     merge_patch(doc, &patch)
 }
 
 fn merge_value(doc: Value, patch: &Value) -> Value {
-    let Value::Object(p) = patch else { return patch.clone() };
+    let Value::Object(p) = patch else {
+        return patch.clone();
+    };
     let mut target = match doc {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -52,28 +55,65 @@ mod tests {
     fn rfc7386_examples() {
         let cases = [
             (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
-            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
             (json!({"a": "b"}), json!({"a": null}), json!({})),
-            (json!({"a": "b", "b": "c"}), json!({"a": null}), json!({"b": "c"})),
+            (
+                json!({"a": "b", "b": "c"}),
+                json!({"a": null}),
+                json!({"b": "c"}),
+            ),
             (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
             (json!({"a": "c"}), json!({"a": ["b"]}), json!({"a": ["b"]})),
-            (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
-            (json!({"a": [{"b": "c"}]}), json!({"a": [1]}), json!({"a": [1]})),
-            (json!({"e": null}), json!({"a": 1}), json!({"e": null, "a": 1})),
-            (json!({}), json!({"a": {"bb": {"ccc": null}}}), json!({"a": {"bb": {}}})),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
+            (
+                json!({"e": null}),
+                json!({"a": 1}),
+                json!({"e": null, "a": 1}),
+            ),
+            (
+                json!({}),
+                json!({"a": {"bb": {"ccc": null}}}),
+                json!({"a": {"bb": {}}}),
+            ),
             (json!({"a": "foo"}), json!("bar"), json!("bar")),
         ];
         for (doc, patch, want) in cases {
-            assert_eq!(merge_patch(&doc, &patch).expect("merge"), want, "{doc} + {patch}");
+            assert_eq!(
+                merge_patch(&doc, &patch).expect("merge"),
+                want,
+                "{doc} + {patch}"
+            );
         }
     }
 
     #[test]
     fn null_and_garbage_patches_are_bad_requests() {
         let doc = json!({"a": 1});
-        assert_eq!(merge_patch(&doc, &Value::Null), Err(PatchError::BadRequest("Invalid JSON Patch".into())));
-        assert_eq!(merge_patch_bytes(&doc, b"{nope").map_err(|e| e.code()), Err(400));
-        assert_eq!(merge_patch_bytes(&doc, br#"{"metadata":{"labels":{"x":"y"}}}"#).expect("ok")["a"], 1);
+        assert_eq!(
+            merge_patch(&doc, &Value::Null),
+            Err(PatchError::BadRequest("Invalid JSON Patch".into()))
+        );
+        assert_eq!(
+            merge_patch_bytes(&doc, b"{nope").map_err(|e| e.code()),
+            Err(400)
+        );
+        assert_eq!(
+            merge_patch_bytes(&doc, br#"{"metadata":{"labels":{"x":"y"}}}"#).expect("ok")["a"],
+            1
+        );
     }
 
     #[test]

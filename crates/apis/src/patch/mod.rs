@@ -58,7 +58,10 @@ fn go_fmt(v: &Value) -> String {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            let parts: Vec<String> = keys.iter().map(|k| format!("{}:{}", k, go_fmt(&m[k.as_str()]))).collect();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", k, go_fmt(&m[k.as_str()])))
+                .collect();
             format!("map[{}]", parts.join(" "))
         }
     }

@@ -32,8 +32,14 @@ const RETAIN_KEYS: &str = "$retainKeys";
 
 /// Applies a strategic merge patch. `root` is the kind's schema ([`crate::schema::root`]);
 /// without one (custom resources) this is a JSON merge patch.
-pub fn strategic_merge_patch(doc: &Value, patch: &Value, root: Option<Node>) -> Result<Value, PatchError> {
-    let Some(root) = root else { return merge_patch(doc, patch) };
+pub fn strategic_merge_patch(
+    doc: &Value,
+    patch: &Value,
+    root: Option<Node>,
+) -> Result<Value, PatchError> {
+    let Some(root) = root else {
+        return merge_patch(doc, patch);
+    };
     let patch = match patch {
         Value::Object(p) => p.clone(),
         // Go decodes `null` into a nil map: nothing to do.
@@ -53,8 +59,13 @@ pub fn strategic_merge_patch(doc: &Value, patch: &Value, root: Option<Node>) -> 
 }
 
 /// [`strategic_merge_patch`] on a raw request body (invalid JSON is a 400).
-pub fn strategic_merge_patch_bytes(doc: &Value, patch: &[u8], root: Option<Node>) -> Result<Value, PatchError> {
-    let patch: Value = serde_json::from_slice(patch).map_err(|e| PatchError::BadRequest(e.to_string()))?;
+pub fn strategic_merge_patch_bytes(
+    doc: &Value,
+    patch: &[u8],
+    root: Option<Node>,
+) -> Result<Value, PatchError> {
+    let patch: Value =
+        serde_json::from_slice(patch).map_err(|e| PatchError::BadRequest(e.to_string()))?;
     strategic_merge_patch(doc, &patch, root)
 }
 
@@ -63,15 +74,24 @@ fn internal(msg: impl Into<String>) -> PatchError {
 }
 
 fn no_merge_key(m: &Map<String, Value>, key: &str) -> PatchError {
-    internal(format!("map: {} does not contain declared merge key: {}", go_fmt(&Value::Object(m.clone())), key))
+    internal(format!(
+        "map: {} does not contain declared merge key: {}",
+        go_fmt(&Value::Object(m.clone())),
+        key
+    ))
 }
 
 fn bad_patch_type(t: &Value, m: &Map<String, Value>) -> PatchError {
-    internal(format!("unknown patch type: {} in map: {}", go_fmt(t), go_fmt(&Value::Object(m.clone()))))
+    internal(format!(
+        "unknown patch type: {} in map: {}",
+        go_fmt(t),
+        go_fmt(&Value::Object(m.clone()))
+    ))
 }
 
 fn list_info(node: Option<Node>) -> ListInfo {
-    node.and_then(|n| n.list()).unwrap_or_else(ListInfo::unmarked)
+    node.and_then(|n| n.list())
+        .unwrap_or_else(ListInfo::unmarked)
 }
 
 fn merge_map(
@@ -99,7 +119,9 @@ fn merge_map(
         }
         if let Some(field) = key.strip_prefix(DELETE_FROM_PRIMITIVE_LIST) {
             let Value::Array(delete) = patch_value else {
-                return Err(PatchError::BadRequest("invalid patch format of primitive list".to_string()));
+                return Err(PatchError::BadRequest(
+                    "invalid patch format of primitive list".to_string(),
+                ));
             };
             if let Some(Value::Array(list)) = original.get_mut(field) {
                 list.retain(|v| !delete.contains(v));
@@ -112,8 +134,12 @@ fn merge_map(
         }
         let child = schema.and_then(|s| s.child(&key));
         let merged = match (original.get_mut(&key), patch_value) {
-            (Some(Value::Object(live)), Value::Object(p)) => Value::Object(merge_map(std::mem::take(live), p, child)?),
-            (Some(Value::Array(live)), Value::Array(p)) => Value::Array(merge_list(std::mem::take(live), p, child)?),
+            (Some(Value::Object(live)), Value::Object(p)) => {
+                Value::Object(merge_map(std::mem::take(live), p, child)?)
+            }
+            (Some(Value::Array(live)), Value::Array(p)) => {
+                Value::Array(merge_list(std::mem::take(live), p, child)?)
+            }
             // Absent, or a different JSON type: the patch value wins, cleaned.
             (_, p) => fresh(p, child)?,
         };
@@ -133,13 +159,23 @@ fn fresh(value: Value, node: Option<Node>) -> Result<Value, PatchError> {
     })
 }
 
-fn apply_retain_keys(original: &mut Map<String, Value>, patch: &mut Map<String, Value>) -> Result<(), PatchError> {
-    let Some(retain) = patch.shift_remove(RETAIN_KEYS) else { return Ok(()) };
+fn apply_retain_keys(
+    original: &mut Map<String, Value>,
+    patch: &mut Map<String, Value>,
+) -> Result<(), PatchError> {
+    let Some(retain) = patch.shift_remove(RETAIN_KEYS) else {
+        return Ok(());
+    };
     let bad = || PatchError::BadRequest("invalid patch format of retainKeys".to_string());
-    let Value::Array(retain) = retain else { return Err(bad()) };
+    let Value::Array(retain) = retain else {
+        return Err(bad());
+    };
     let keep = |k: &str| retain.iter().any(|r| r.as_str() == Some(k));
     for (k, v) in patch.iter() {
-        if v.is_null() || k.starts_with(DELETE_FROM_PRIMITIVE_LIST) || k.starts_with(SET_ELEMENT_ORDER) {
+        if v.is_null()
+            || k.starts_with(DELETE_FROM_PRIMITIVE_LIST)
+            || k.starts_with(SET_ELEMENT_ORDER)
+        {
             continue;
         }
         if !keep(k) {
@@ -157,16 +193,26 @@ fn merge_ordered_lists(
     patch: &mut Map<String, Value>,
     schema: Option<Node>,
 ) -> Result<(), PatchError> {
-    let directives: Vec<String> = patch.keys().filter(|k| k.starts_with(SET_ELEMENT_ORDER)).cloned().collect();
+    let directives: Vec<String> = patch
+        .keys()
+        .filter(|k| k.starts_with(SET_ELEMENT_ORDER))
+        .cloned()
+        .collect();
     for directive in directives {
         let field = directive[SET_ELEMENT_ORDER.len()..].to_string();
         let Some(Value::Array(order)) = patch.get(&directive).cloned() else {
-            return Err(PatchError::BadRequest("invalid patch format of setElementOrder list".to_string()));
+            return Err(PatchError::BadRequest(
+                "invalid patch format of setElementOrder list".to_string(),
+            ));
         };
         let live = match original.get(&field) {
             None => Vec::new(),
             Some(Value::Array(a)) => a.clone(),
-            Some(_) => return Err(internal(format!("invalid type for original list of {field}"))),
+            Some(_) => {
+                return Err(internal(format!(
+                    "invalid type for original list of {field}"
+                )))
+            }
         };
         let patch_list = match patch.shift_remove(&field) {
             None => Vec::new(),
@@ -179,8 +225,9 @@ fn merge_ordered_lists(
         validate_patch_with_set_order_list(&patch_list, &order, key)?;
         let had_field = original.contains_key(&field);
         let merged = merge_list(live.clone(), patch_list, child)?;
-        let (patch_items, server_only): (Vec<Value>, Vec<Value>) =
-            merged.into_iter().partition(|item| index_of(&order, item, key).is_some());
+        let (patch_items, server_only): (Vec<Value>, Vec<Value>) = merged
+            .into_iter()
+            .partition(|item| index_of(&order, item, key).is_some());
         let all = normalize_element_order(patch_items, server_only, &order, &live, key);
         if had_field || !all.is_empty() {
             original.insert(field, Value::Array(all));
@@ -191,15 +238,24 @@ fn merge_ordered_lists(
 
 /// Every non-directive item of the patch list must appear in `$setElementOrder`, in the
 /// same relative order.
-fn validate_patch_with_set_order_list(patch: &[Value], order: &[Value], key: Option<&str>) -> Result<(), PatchError> {
-    let non_delete: Vec<&Value> = patch.iter().filter(|v| directive_of(v) != Some("delete")).collect();
+fn validate_patch_with_set_order_list(
+    patch: &[Value],
+    order: &[Value],
+    key: Option<&str>,
+) -> Result<(), PatchError> {
+    let non_delete: Vec<&Value> = patch
+        .iter()
+        .filter(|v| directive_of(v) != Some("delete"))
+        .collect();
     let (mut pi, mut oi) = (0, 0);
     while pi < non_delete.len() && oi < order.len() {
         if directive_of(non_delete[pi]).is_some() {
             pi += 1;
             continue;
         }
-        if identity(non_delete[pi], key).is_some() && identity(non_delete[pi], key) == identity(&order[oi], key) {
+        if identity(non_delete[pi], key).is_some()
+            && identity(non_delete[pi], key) == identity(&order[oi], key)
+        {
             pi += 1;
         }
         oi += 1;
@@ -216,7 +272,9 @@ fn validate_patch_with_set_order_list(patch: &[Value], order: &[Value], key: Opt
 }
 
 fn directive_of(v: &Value) -> Option<&str> {
-    v.as_object().and_then(|m| m.get(DIRECTIVE)).and_then(Value::as_str)
+    v.as_object()
+        .and_then(|m| m.get(DIRECTIVE))
+        .and_then(Value::as_str)
 }
 
 /// What identifies a list item: its merge key value for objects, itself for primitives.
@@ -233,7 +291,11 @@ fn index_of(list: &[Value], item: &Value, key: Option<&str>) -> Option<usize> {
     list.iter().position(|x| identity(x, key) == Some(id))
 }
 
-fn merge_list(live: Vec<Value>, patch: Vec<Value>, node: Option<Node>) -> Result<Vec<Value>, PatchError> {
+fn merge_list(
+    live: Vec<Value>,
+    patch: Vec<Value>,
+    node: Option<Node>,
+) -> Result<Vec<Value>, PatchError> {
     let info = list_info(node);
     let items = node.and_then(|n| n.items());
     if !info.strategy.merges_lists() || live.is_empty() {
@@ -243,11 +305,15 @@ fn merge_list(live: Vec<Value>, patch: Vec<Value>, node: Option<Node>) -> Result
         return Ok(live);
     }
     if live.iter().chain(&patch).any(Value::is_array) {
-        return Err(PatchError::Invalid("lists of lists are not supported".to_string()));
+        return Err(PatchError::Invalid(
+            "lists of lists are not supported".to_string(),
+        ));
     }
     let objects = live.iter().chain(&patch).filter(|v| v.is_object()).count();
     if objects != 0 && objects != live.len() + patch.len() {
-        return Err(internal("mismatched element types in list: objects and primitives"));
+        return Err(internal(
+            "mismatched element types in list: objects and primitives",
+        ));
     }
     if objects == 0 {
         // Primitives: union, keeping first occurrences.
@@ -258,11 +324,22 @@ fn merge_list(live: Vec<Value>, patch: Vec<Value>, node: Option<Node>) -> Result
             }
         }
         let (patch_items, server_only) = merged.into_iter().partition(|v| patch.contains(v));
-        return Ok(normalize_element_order(patch_items, server_only, &patch, &live, None));
+        return Ok(normalize_element_order(
+            patch_items,
+            server_only,
+            &patch,
+            &live,
+            None,
+        ));
     }
     let Some(key) = info.merge_key.as_deref() else {
-        let name = node.and_then(|n| n.parent_field()).map(|(t, f)| format!("{t}.{f}")).unwrap_or_default();
-        return Err(internal(format!("cannot merge lists without merge key for {name}")));
+        let name = node
+            .and_then(|n| n.parent_field())
+            .map(|(t, f)| format!("{t}.{f}"))
+            .unwrap_or_default();
+        return Err(internal(format!(
+            "cannot merge lists without merge key for {name}"
+        )));
     };
 
     // Directive elements first: deletions apply to the live list, a replace wins outright.
@@ -281,7 +358,11 @@ fn merge_list(live: Vec<Value>, patch: Vec<Value>, node: Option<Node>) -> Result
                 live.retain(|x| x.get(key) != Some(id));
             }
             Some(d) if d == "replace" => replace = true,
-            Some(d) if d == "merge" => return Err(internal("merging lists cannot yet be specified in the patch")),
+            Some(d) if d == "merge" => {
+                return Err(internal(
+                    "merging lists cannot yet be specified in the patch",
+                ))
+            }
             Some(d) => return Err(bad_patch_type(d, m)),
         }
     }
@@ -301,13 +382,25 @@ fn merge_list(live: Vec<Value>, patch: Vec<Value>, node: Option<Node>) -> Result
             _ => merged.push(Value::Object(merge_map(Map::new(), p.clone(), items)?)),
         }
     }
-    let (patch_items, server_only) = merged.into_iter().partition(|v| index_of(&plain, v, Some(key)).is_some());
-    Ok(normalize_element_order(patch_items, server_only, &plain, &live, Some(key)))
+    let (patch_items, server_only) = merged
+        .into_iter()
+        .partition(|v| index_of(&plain, v, Some(key)).is_some());
+    Ok(normalize_element_order(
+        patch_items,
+        server_only,
+        &plain,
+        &live,
+        Some(key),
+    ))
 }
 
 /// A list the patch replaces: its items, minus directive elements, cleaned.
 fn replace_list(patch: Vec<Value>, items: Option<Node>) -> Result<Vec<Value>, PatchError> {
-    patch.into_iter().filter(|v| directive_of(v).is_none()).map(|v| fresh(v, items)).collect()
+    patch
+        .into_iter()
+        .filter(|v| directive_of(v).is_none())
+        .map(|v| fresh(v, items))
+        .collect()
 }
 
 /// Sorts patch items by `patch_order` and server-only items by `server_order`, then
@@ -332,7 +425,10 @@ fn normalize_element_order(
             (None, None) => break,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some(l), Some(r)) => match (index_of(server_order, l, key), index_of(server_order, r, key)) {
+            (Some(l), Some(r)) => match (
+                index_of(server_order, l, key),
+                index_of(server_order, r, key),
+            ) {
                 (Some(li), Some(ri)) => li < ri,
                 _ => false,
             },
@@ -378,7 +474,11 @@ mod tests {
 
     fn names(v: &Value) -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().map(|c| c["name"].as_str().unwrap_or("").to_string()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|c| c["name"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -481,20 +581,34 @@ mod tests {
                 "/spec/template/spec/nodeSelector",
                 json!({"disk": "ssd"}),
             ),
-            ("scalar replaced", json!({"spec":{"replicas":5}}), "/spec/replicas", json!(5)),
+            (
+                "scalar replaced",
+                json!({"spec":{"replicas":5}}),
+                "/spec/replicas",
+                json!(5),
+            ),
         ];
         for (name, patch, pointer, want) in cases {
             let out = apply(patch).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(out.pointer(pointer).cloned().unwrap_or(Value::Null), want, "{name}");
+            assert_eq!(
+                out.pointer(pointer).cloned().unwrap_or(Value::Null),
+                want,
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn new_containers_go_first_without_set_element_order() {
         // Matches upstream (and the Kubernetes docs' `kubectl patch` example).
-        let out = apply(json!({"spec":{"template":{"spec":{"containers":[{"name":"log","image":"fluentd"}]}}}}))
-            .expect("patch");
-        assert_eq!(names(&out["spec"]["template"]["spec"]["containers"]), ["log", "nginx", "sidecar"]);
+        let out = apply(
+            json!({"spec":{"template":{"spec":{"containers":[{"name":"log","image":"fluentd"}]}}}}),
+        )
+        .expect("patch");
+        assert_eq!(
+            names(&out["spec"]["template"]["spec"]["containers"]),
+            ["log", "nginx", "sidecar"]
+        );
     }
 
     #[test]
@@ -504,7 +618,10 @@ mod tests {
             "containers":[{"name":"log","image":"fluentd"}]
         }}}}))
         .expect("patch");
-        assert_eq!(names(&out["spec"]["template"]["spec"]["containers"]), ["sidecar", "log", "nginx"]);
+        assert_eq!(
+            names(&out["spec"]["template"]["spec"]["containers"]),
+            ["sidecar", "log", "nginx"]
+        );
 
         // An item only the server has (e.g. injected) keeps its live position.
         let out = apply(json!({"spec":{"template":{"spec":{
@@ -512,7 +629,10 @@ mod tests {
             "containers":[{"name":"new","image":"x"}]
         }}}}))
         .expect("patch");
-        assert_eq!(names(&out["spec"]["template"]["spec"]["containers"]), ["nginx", "new", "sidecar"]);
+        assert_eq!(
+            names(&out["spec"]["template"]["spec"]["containers"]),
+            ["nginx", "new", "sidecar"]
+        );
     }
 
     #[test]
@@ -533,7 +653,11 @@ mod tests {
                 500,
                 "merging lists cannot yet be specified in the patch",
             ),
-            (json!({"spec":{"strategy":{"$retainKeys":"type"}}}), 400, "invalid patch format of retainKeys"),
+            (
+                json!({"spec":{"strategy":{"$retainKeys":"type"}}}),
+                400,
+                "invalid patch format of retainKeys",
+            ),
             (
                 json!({"spec":{"strategy":{"$retainKeys":["type"],"rollingUpdate":{}}}}),
                 400,
@@ -557,20 +681,26 @@ mod tests {
         ];
         for (patch, code, msg) in cases {
             let err = apply(patch.clone()).expect_err(&patch.to_string());
-            assert_eq!((err.code(), err.to_string().as_str()), (code, msg), "{patch}");
+            assert_eq!(
+                (err.code(), err.to_string().as_str()),
+                (code, msg),
+                "{patch}"
+            );
         }
         let order = apply(json!({"spec":{"template":{"spec":{
             "$setElementOrder/containers":[{"name":"nginx"}],
             "containers":[{"name":"other","image":"x"}]
         }}}}))
         .expect_err("order mismatch");
-        assert!(order.to_string().starts_with("The order in patch list:"), "{order}");
+        assert!(
+            order.to_string().starts_with("The order in patch list:"),
+            "{order}"
+        );
     }
 
     #[test]
     fn services_pods_and_untyped_roots() {
-        let svc =
-            json!({"spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}], "selector": {"app": "a"}}});
+        let svc = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}], "selector": {"app": "a"}}});
         let out = strategic_merge_patch(
             &svc,
             &json!({"spec": {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 80, "targetPort": 9090}]}}),
@@ -603,11 +733,16 @@ mod tests {
         let out = apply(json!({"spec": {"extra": {"a": [1]}}})).expect("unknown field");
         assert_eq!(out["spec"]["extra"], json!({"a": [1]}));
         assert_eq!(
-            strategic_merge_patch(&deployment(), &Value::Null, root("apps", "v1", "Deployment")),
+            strategic_merge_patch(
+                &deployment(),
+                &Value::Null,
+                root("apps", "v1", "Deployment")
+            ),
             Ok(deployment())
         );
         assert_eq!(
-            strategic_merge_patch_bytes(&deployment(), b"{bad", root("apps", "v1", "Deployment")).map_err(|e| e.code()),
+            strategic_merge_patch_bytes(&deployment(), b"{bad", root("apps", "v1", "Deployment"))
+                .map_err(|e| e.code()),
             Err(400)
         );
     }

@@ -13,7 +13,8 @@
 mod markers;
 
 pub use markers::{
-    all_markers, field_markers, is_struct_atomic, list_info, FieldMarkers, ListInfo, ListType, PatchStrategy,
+    all_markers, field_markers, is_struct_atomic, list_info, FieldMarkers, ListInfo, ListType,
+    PatchStrategy,
 };
 
 use k8s_openapi::schemars::{generate::SchemaSettings, JsonSchema};
@@ -47,15 +48,19 @@ macro_rules! register {
 static REGISTRY: Lazy<Registry> = Lazy::new(|| {
     use k8s_openapi::api::{
         admissionregistration::v1 as admission, apps::v1 as apps, authentication::v1 as authn,
-        authorization::v1 as authz, autoscaling::v1 as autoscaling1, autoscaling::v2 as autoscaling2,
-        batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
-        discovery::v1 as discovery, events::v1 as events, flowcontrol::v1 as flowcontrol, networking::v1 as networking,
-        node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+        authorization::v1 as authz, autoscaling::v1 as autoscaling1,
+        autoscaling::v2 as autoscaling2, batch::v1 as batch, certificates::v1 as certificates,
+        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+        events::v1 as events, flowcontrol::v1 as flowcontrol, networking::v1 as networking,
+        node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+        storage::v1 as storage,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
     use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
 
-    let mut generator = SchemaSettings::draft07().with(|s| s.definitions_path = "/definitions".into()).into_generator();
+    let mut generator = SchemaSettings::draft07()
+        .with(|s| s.definitions_path = "/definitions".into())
+        .into_generator();
     let mut kinds = Vec::new();
     register!(generator, kinds;
         core::Binding, core::ComponentStatus, core::ConfigMap, core::Endpoints, core::Event,
@@ -86,7 +91,10 @@ static REGISTRY: Lazy<Registry> = Lazy::new(|| {
         certificates::CertificateSigningRequest,
         flowcontrol::FlowSchema, flowcontrol::PriorityLevelConfiguration,
     );
-    Registry { definitions: generator.take_definitions(true), kinds }
+    Registry {
+        definitions: generator.take_definitions(true),
+        kinds,
+    }
 });
 
 /// Every generated definition, keyed by upstream's OpenAPI name; `$ref`s inside point
@@ -107,7 +115,10 @@ pub fn type_name_for(group: &str, version: &str, kind: &str) -> Option<&'static 
 
 /// Every registered kind as `(group, version, kind, definition name)`.
 pub fn kinds() -> impl Iterator<Item = (&'static str, &'static str, &'static str, &'static str)> {
-    REGISTRY.kinds.iter().map(|(g, v, k, n)| (*g, *v, *k, n.as_str()))
+    REGISTRY
+        .kinds
+        .iter()
+        .map(|(g, v, k, n)| (*g, *v, *k, n.as_str()))
 }
 
 /// The schema node of a built-in kind; `None` for unknown kinds (custom resources).
@@ -118,7 +129,11 @@ pub fn root(group: &str, version: &str, kind: &str) -> Option<Node> {
 /// The schema node of any definition by name (`io.k8s.api.core.v1.PodSpec`).
 pub fn root_for_type(type_name: &str) -> Option<Node> {
     let (name, schema) = definitions().get_key_value(type_name)?;
-    Some(Node { schema: schema.as_object()?, type_name: Some(name.as_str()), parent: None })
+    Some(Node {
+        schema: schema.as_object()?,
+        type_name: Some(name.as_str()),
+        parent: None,
+    })
 }
 
 /// What shape of JSON a node describes.
@@ -147,18 +162,34 @@ pub struct Node {
 }
 
 impl Node {
-    fn resolve(schema: &'static Value, parent: Option<(&'static str, &'static str)>) -> Option<Node> {
+    fn resolve(
+        schema: &'static Value,
+        parent: Option<(&'static str, &'static str)>,
+    ) -> Option<Node> {
         let obj = schema.as_object()?;
         // A described reference is emitted as `{"description": …, "allOf": [{"$ref": …}]}`.
-        let reference = obj.get("$ref").or_else(|| match obj.get("allOf").and_then(Value::as_array) {
-            Some(all) if all.len() == 1 => all[0].get("$ref"),
-            _ => None,
-        });
-        if let Some(name) = reference.and_then(Value::as_str).and_then(|r| r.strip_prefix(REF_PREFIX)) {
+        let reference =
+            obj.get("$ref")
+                .or_else(|| match obj.get("allOf").and_then(Value::as_array) {
+                    Some(all) if all.len() == 1 => all[0].get("$ref"),
+                    _ => None,
+                });
+        if let Some(name) = reference
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix(REF_PREFIX))
+        {
             let (name, def) = definitions().get_key_value(name)?;
-            return Some(Node { schema: def.as_object()?, type_name: Some(name.as_str()), parent });
+            return Some(Node {
+                schema: def.as_object()?,
+                type_name: Some(name.as_str()),
+                parent,
+            });
         }
-        Some(Node { schema: obj, type_name: None, parent })
+        Some(Node {
+            schema: obj,
+            type_name: None,
+            parent,
+        })
     }
 
     /// The definition this node resolved to, for named types.
@@ -180,7 +211,14 @@ impl Node {
         match self.schema.get("type").and_then(Value::as_str) {
             Some("array") => NodeKind::List,
             Some("object") if self.schema.contains_key("properties") => NodeKind::Struct,
-            Some("object") if self.schema.get("additionalProperties").is_some_and(Value::is_object) => NodeKind::Map,
+            Some("object")
+                if self
+                    .schema
+                    .get("additionalProperties")
+                    .is_some_and(Value::is_object) =>
+            {
+                NodeKind::Map
+            }
             Some("object") => NodeKind::Any,
             Some(_) => NodeKind::Scalar,
             None if self.schema.contains_key("x-kubernetes-int-or-string") => NodeKind::Scalar,
@@ -222,7 +260,9 @@ impl Node {
 
     /// The strategic merge patch strategy of this field (`Replace` when unmarked).
     pub fn patch_strategy(&self) -> PatchStrategy {
-        self.markers().map(|m| m.strategy).unwrap_or(PatchStrategy::Replace)
+        self.markers()
+            .map(|m| m.strategy)
+            .unwrap_or(PatchStrategy::Replace)
     }
 
     /// List semantics, for list nodes; unmarked lists are atomic and replaced.
@@ -230,7 +270,9 @@ impl Node {
         if self.kind() != NodeKind::List {
             return None;
         }
-        let Some(m) = self.markers() else { return Some(ListInfo::unmarked()) };
+        let Some(m) = self.markers() else {
+            return Some(ListInfo::unmarked());
+        };
         Some(ListInfo {
             merge_key: m.merge_key.map(str::to_string),
             strategy: m.strategy,
@@ -268,8 +310,11 @@ mod tests {
     fn walks_deployment_down_to_container_ports() {
         let deploy = root("apps", "v1", "Deployment").expect("deployment");
         assert_eq!(deploy.type_name(), Some("io.k8s.api.apps.v1.Deployment"));
-        let pod_spec =
-            deploy.field("spec").and_then(|s| s.field("template")).and_then(|t| t.field("spec")).expect("spec");
+        let pod_spec = deploy
+            .field("spec")
+            .and_then(|s| s.field("template"))
+            .and_then(|t| t.field("spec"))
+            .expect("spec");
         assert_eq!(pod_spec.type_name(), Some("io.k8s.api.core.v1.PodSpec"));
         let containers = pod_spec.field("containers").expect("containers");
         assert_eq!(containers.kind(), NodeKind::List);
@@ -278,22 +323,58 @@ mod tests {
         assert_eq!(info.strategy, PatchStrategy::Merge);
         let container = containers.items().expect("items");
         assert_eq!(container.type_name(), Some("io.k8s.api.core.v1.Container"));
-        let ports = container.field("ports").and_then(|p| p.list()).expect("ports");
-        assert_eq!(ports.list_type, ListType::Map { keys: vec!["containerPort".into(), "protocol".into()] });
-        let args = container.field("args").and_then(|a| a.list()).expect("args");
-        assert_eq!((args.strategy, args.list_type), (PatchStrategy::Replace, ListType::Atomic));
-        assert!(pod_spec.field("nodeSelector").expect("nodeSelector").is_map_atomic());
-        assert_eq!(pod_spec.field("nodeSelector").expect("ns").kind(), NodeKind::Map);
-        assert!(deploy.field("spec").and_then(|s| s.field("selector")).expect("selector").is_map_atomic());
+        let ports = container
+            .field("ports")
+            .and_then(|p| p.list())
+            .expect("ports");
         assert_eq!(
-            deploy.field("spec").and_then(|s| s.field("strategy")).map(|s| s.patch_strategy()),
+            ports.list_type,
+            ListType::Map {
+                keys: vec!["containerPort".into(), "protocol".into()]
+            }
+        );
+        let args = container
+            .field("args")
+            .and_then(|a| a.list())
+            .expect("args");
+        assert_eq!(
+            (args.strategy, args.list_type),
+            (PatchStrategy::Replace, ListType::Atomic)
+        );
+        assert!(pod_spec
+            .field("nodeSelector")
+            .expect("nodeSelector")
+            .is_map_atomic());
+        assert_eq!(
+            pod_spec.field("nodeSelector").expect("ns").kind(),
+            NodeKind::Map
+        );
+        assert!(deploy
+            .field("spec")
+            .and_then(|s| s.field("selector"))
+            .expect("selector")
+            .is_map_atomic());
+        assert_eq!(
+            deploy
+                .field("spec")
+                .and_then(|s| s.field("strategy"))
+                .map(|s| s.patch_strategy()),
             Some(PatchStrategy::RetainKeys)
         );
-        let labels = deploy.field("metadata").and_then(|m| m.field("labels")).expect("labels");
+        let labels = deploy
+            .field("metadata")
+            .and_then(|m| m.field("labels"))
+            .expect("labels");
         assert_eq!(labels.kind(), NodeKind::Map);
-        assert_eq!(labels.child("app").map(|n| n.kind()), Some(NodeKind::Scalar));
+        assert_eq!(
+            labels.child("app").map(|n| n.kind()),
+            Some(NodeKind::Scalar)
+        );
         assert!(!labels.is_map_atomic());
-        let tolerations = pod_spec.field("tolerations").and_then(|t| t.list()).expect("tolerations");
+        let tolerations = pod_spec
+            .field("tolerations")
+            .and_then(|t| t.list())
+            .expect("tolerations");
         assert_eq!(tolerations.strategy, PatchStrategy::Replace);
     }
 
@@ -309,8 +390,13 @@ mod tests {
     fn definitions_use_upstream_names_and_refs() {
         let defs = definitions();
         let pod_spec = defs.get("io.k8s.api.core.v1.PodSpec").expect("PodSpec");
-        let items_ref = pod_spec.pointer("/properties/containers/items/$ref").and_then(Value::as_str);
-        assert_eq!(items_ref, Some("#/definitions/io.k8s.api.core.v1.Container"));
+        let items_ref = pod_spec
+            .pointer("/properties/containers/items/$ref")
+            .and_then(Value::as_str);
+        assert_eq!(
+            items_ref,
+            Some("#/definitions/io.k8s.api.core.v1.Container")
+        );
         assert!(defs.contains_key("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"));
         let q = root_for_type("io.k8s.apimachinery.pkg.api.resource.Quantity").expect("quantity");
         assert_eq!(q.kind(), NodeKind::Scalar);

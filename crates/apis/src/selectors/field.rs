@@ -85,10 +85,17 @@ impl FieldSelector {
         let mut requirements = Vec::new();
         for term in terms.into_iter().filter(|t| !t.is_empty()) {
             let Some((field, op, raw)) = split_term(term) else {
-                return Err(FieldSelectorError::InvalidTerm { selector: selector.to_string(), term: term.to_string() });
+                return Err(FieldSelectorError::InvalidTerm {
+                    selector: selector.to_string(),
+                    term: term.to_string(),
+                });
             };
             let value = unescape_value(raw)?;
-            requirements.push(FieldRequirement { field: field.to_string(), operator: op, value });
+            requirements.push(FieldRequirement {
+                field: field.to_string(),
+                operator: op,
+                value,
+            });
         }
         Ok(FieldSelector { requirements })
     }
@@ -120,7 +127,9 @@ impl FieldSelector {
     where
         F: Fn(&str) -> Option<String>,
     {
-        self.requirements.iter().all(|r| r.matches(get(&r.field).as_deref().unwrap_or("")))
+        self.requirements
+            .iter()
+            .all(|r| r.matches(get(&r.field).as_deref().unwrap_or("")))
     }
 
     /// Matches an object of a built-in (or custom) resource using [`field_value`].
@@ -138,7 +147,11 @@ impl FieldSelector {
 
     /// Checks every field is selectable on the resource and rewrites legacy aliases
     /// (pods' `spec.host` → `spec.nodeName`), like upstream's field label conversion.
-    pub fn convert_for(&self, group: &str, resource: &str) -> Result<FieldSelector, FieldSelectorError> {
+    pub fn convert_for(
+        &self,
+        group: &str,
+        resource: &str,
+    ) -> Result<FieldSelector, FieldSelectorError> {
         let supported = supported_fields(group, resource);
         let mut requirements = Vec::with_capacity(self.requirements.len());
         for r in &self.requirements {
@@ -200,9 +213,11 @@ fn split_terms(s: &str) -> Vec<&str> {
 fn split_term(term: &str) -> Option<(&str, FieldOperator, &str)> {
     for (i, _) in term.char_indices() {
         let rest = &term[i..];
-        for (op, kind) in
-            [("!=", FieldOperator::NotEquals), ("==", FieldOperator::Equals), ("=", FieldOperator::Equals)]
-        {
+        for (op, kind) in [
+            ("!=", FieldOperator::NotEquals),
+            ("==", FieldOperator::Equals),
+            ("=", FieldOperator::Equals),
+        ] {
             if let Some(value) = rest.strip_prefix(op) {
                 return Some((&term[..i], kind, value));
             }
@@ -300,7 +315,12 @@ pub fn supported_fields(group: &str, resource: &str) -> &'static [&'static str] 
         ("", "nodes") => &["metadata.name", "spec.unschedulable"],
         ("", "namespaces") => &["metadata.name", "status.phase"],
         ("", "secrets") => &["metadata.name", "metadata.namespace", "type"],
-        ("", "services") => &["metadata.name", "metadata.namespace", "spec.clusterIP", "spec.type"],
+        ("", "services") => &[
+            "metadata.name",
+            "metadata.namespace",
+            "spec.clusterIP",
+            "spec.type",
+        ],
         ("", "replicationcontrollers") | ("apps", "replicasets") => {
             &["metadata.name", "metadata.namespace", "status.replicas"]
         }
@@ -322,11 +342,17 @@ fn str_at(obj: &Value, pointer: &str) -> String {
 }
 
 fn bool_at(obj: &Value, pointer: &str) -> String {
-    obj.pointer(pointer).and_then(Value::as_bool).unwrap_or(false).to_string()
+    obj.pointer(pointer)
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        .to_string()
 }
 
 fn int_at(obj: &Value, pointer: &str) -> String {
-    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0).to_string()
+    obj.pointer(pointer)
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        .to_string()
 }
 
 /// An event's field, from either the core/v1 or the events.k8s.io/v1 shape.
@@ -369,14 +395,23 @@ pub fn field_value(group: &str, resource: &str, obj: &Value, field: &str) -> Opt
         }
         ("", "events", f) if f.starts_with("involvedObject.") => {
             let sub = &f["involvedObject.".len()..];
-            event_field(obj, &format!("/involvedObject/{sub}"), &format!("/regarding/{sub}"))
+            event_field(
+                obj,
+                &format!("/involvedObject/{sub}"),
+                &format!("/regarding/{sub}"),
+            )
         }
-        ("", "events", "reportingComponent") | ("events.k8s.io", "events", "reportingController") => {
+        ("", "events", "reportingComponent")
+        | ("events.k8s.io", "events", "reportingController") => {
             event_field(obj, "/reportingComponent", "/reportingController")
         }
         ("events.k8s.io", "events", f) if f.starts_with("regarding.") => {
             let sub = &f["regarding.".len()..];
-            event_field(obj, &format!("/regarding/{sub}"), &format!("/involvedObject/{sub}"))
+            event_field(
+                obj,
+                &format!("/regarding/{sub}"),
+                &format!("/involvedObject/{sub}"),
+            )
         }
         ("", "nodes", "spec.unschedulable") => bool_at(obj, "/spec/unschedulable"),
         (_, _, "status.replicas") => int_at(obj, "/status/replicas"),
@@ -416,14 +451,30 @@ mod tests {
     #[test]
     fn rejects_bad_input_with_upstream_messages() {
         let cases = [
-            ("metadata.name", "invalid selector: 'metadata.name'; can't understand 'metadata.name'"),
+            (
+                "metadata.name",
+                "invalid selector: 'metadata.name'; can't understand 'metadata.name'",
+            ),
             ("a=b,c", "invalid selector: 'a=b,c'; can't understand 'c'"),
-            ("a=b\\x", "invalid field selector: invalid escape sequence: \\x"),
-            ("a=b\\", "invalid field selector: invalid escape sequence: \\"),
-            ("a=b=c", "invalid field selector: unescaped character in value: 61"),
+            (
+                "a=b\\x",
+                "invalid field selector: invalid escape sequence: \\x",
+            ),
+            (
+                "a=b\\",
+                "invalid field selector: invalid escape sequence: \\",
+            ),
+            (
+                "a=b=c",
+                "invalid field selector: unescaped character in value: 61",
+            ),
         ];
         for (input, want) in cases {
-            assert_eq!(FieldSelector::parse(input).expect_err(input).to_string(), want, "{input:?}");
+            assert_eq!(
+                FieldSelector::parse(input).expect_err(input).to_string(),
+                want,
+                "{input:?}"
+            );
         }
     }
 
@@ -432,10 +483,21 @@ mod tests {
         let sel = FieldSelector::parse("spec.host=n1").expect("sel");
         let conv = sel.convert_for("", "pods").expect("pods support spec.host");
         assert_eq!(conv.to_string(), "spec.nodeName=n1");
-        let err = FieldSelector::parse("spec.nodeName=n1").expect("sel").convert_for("apps", "deployments");
-        assert_eq!(err.expect_err("unsupported").to_string(), "field label not supported: spec.nodeName");
-        assert!(FieldSelector::parse("metadata.namespace=x").expect("s").convert_for("", "nodes").is_err());
-        assert!(FieldSelector::parse("metadata.name=x").expect("s").convert_for("example.com", "widgets").is_ok());
+        let err = FieldSelector::parse("spec.nodeName=n1")
+            .expect("sel")
+            .convert_for("apps", "deployments");
+        assert_eq!(
+            err.expect_err("unsupported").to_string(),
+            "field label not supported: spec.nodeName"
+        );
+        assert!(FieldSelector::parse("metadata.namespace=x")
+            .expect("s")
+            .convert_for("", "nodes")
+            .is_err());
+        assert!(FieldSelector::parse("metadata.name=x")
+            .expect("s")
+            .convert_for("example.com", "widgets")
+            .is_ok());
     }
 
     #[test]
@@ -458,19 +520,41 @@ mod tests {
         }
         let sel = FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed").expect("sel");
         assert!(sel.matches_object("", "pods", &pod));
-        assert!(!FieldSelector::parse("spec.nodeName=").expect("sel").matches_object("", "pods", &pod));
+        assert!(!FieldSelector::parse("spec.nodeName=")
+            .expect("sel")
+            .matches_object("", "pods", &pod));
 
         let ev = json!({"involvedObject": {"kind": "Pod", "name": "p"}, "source": {"component": "kubelet"}, "type": "Normal"});
-        assert_eq!(field_value("", "events", &ev, "involvedObject.kind").as_deref(), Some("Pod"));
-        assert_eq!(field_value("", "events", &ev, "source").as_deref(), Some("kubelet"));
-        assert_eq!(field_value("events.k8s.io", "events", &ev, "regarding.name").as_deref(), Some("p"));
+        assert_eq!(
+            field_value("", "events", &ev, "involvedObject.kind").as_deref(),
+            Some("Pod")
+        );
+        assert_eq!(
+            field_value("", "events", &ev, "source").as_deref(),
+            Some("kubelet")
+        );
+        assert_eq!(
+            field_value("events.k8s.io", "events", &ev, "regarding.name").as_deref(),
+            Some("p")
+        );
         let rs = json!({"status": {"replicas": 3}});
-        assert_eq!(field_value("apps", "replicasets", &rs, "status.replicas").as_deref(), Some("3"));
+        assert_eq!(
+            field_value("apps", "replicasets", &rs, "status.replicas").as_deref(),
+            Some("3")
+        );
         let job = json!({"status": {}});
-        assert_eq!(field_value("batch", "jobs", &job, "status.successful").as_deref(), Some("0"));
+        assert_eq!(
+            field_value("batch", "jobs", &job, "status.successful").as_deref(),
+            Some("0")
+        );
         let node = json!({"spec": {"unschedulable": true}});
-        assert_eq!(field_value("", "nodes", &node, "spec.unschedulable").as_deref(), Some("true"));
+        assert_eq!(
+            field_value("", "nodes", &node, "spec.unschedulable").as_deref(),
+            Some("true")
+        );
         let secret = json!({"type": "kubernetes.io/tls"});
-        assert!(FieldSelector::parse("type=kubernetes.io/tls").expect("s").matches_object("", "secrets", &secret));
+        assert!(FieldSelector::parse("type=kubernetes.io/tls")
+            .expect("s")
+            .matches_object("", "secrets", &secret));
     }
 }

@@ -111,7 +111,11 @@ pub struct Requirement {
 impl Requirement {
     /// Builds a requirement with upstream's `NewRequirement` checks (key syntax, value
     /// count for the operator, value syntax, integer values for gt/lt).
-    pub fn new(key: &str, operator: Operator, values: Vec<String>) -> Result<Self, LabelSelectorError> {
+    pub fn new(
+        key: &str,
+        operator: Operator,
+        values: Vec<String>,
+    ) -> Result<Self, LabelSelectorError> {
         let mut errs: Vec<String> = Vec::new();
         let key_errs = is_qualified_name(key);
         if !key_errs.is_empty() {
@@ -124,14 +128,22 @@ impl Requirement {
                 &values_repr(),
                 "for 'in', 'notin' operators, values set can't be empty",
             )),
-            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals if values.len() != 1 => {
-                errs.push(invalid_msg("values", &values_repr(), "exact-match compatibility requires one single value"))
+            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals
+                if values.len() != 1 =>
+            {
+                errs.push(invalid_msg(
+                    "values",
+                    &values_repr(),
+                    "exact-match compatibility requires one single value",
+                ))
             }
-            Operator::Exists | Operator::DoesNotExist if !values.is_empty() => errs.push(invalid_msg(
-                "values",
-                &values_repr(),
-                "values set must be empty for exists and does not exist",
-            )),
+            Operator::Exists | Operator::DoesNotExist if !values.is_empty() => {
+                errs.push(invalid_msg(
+                    "values",
+                    &values_repr(),
+                    "values set must be empty for exists and does not exist",
+                ))
+            }
             Operator::GreaterThan | Operator::LessThan => {
                 if values.len() != 1 {
                     errs.push(invalid_msg(
@@ -155,13 +167,21 @@ impl Requirement {
         for (i, v) in values.iter().enumerate() {
             let value_errs = is_valid_label_value(v);
             if !value_errs.is_empty() {
-                errs.push(invalid_msg(&format!("values[{i}][{key}]"), &go_quote(v), &value_errs.join("; ")));
+                errs.push(invalid_msg(
+                    &format!("values[{i}][{key}]"),
+                    &go_quote(v),
+                    &value_errs.join("; "),
+                ));
             }
         }
         if !errs.is_empty() {
             return Err(LabelSelectorError::InvalidRequirement(aggregate(errs)));
         }
-        Ok(Requirement { key: key.to_string(), operator, values })
+        Ok(Requirement {
+            key: key.to_string(),
+            operator,
+            values,
+        })
     }
 
     pub fn key(&self) -> &str {
@@ -184,14 +204,22 @@ impl Requirement {
     pub fn matches<L: Labels + ?Sized>(&self, labels: &L) -> bool {
         let got = labels.label(&self.key);
         match self.operator {
-            Operator::In | Operator::Equals | Operator::DoubleEquals => got.is_some_and(|v| self.has_value(v)),
+            Operator::In | Operator::Equals | Operator::DoubleEquals => {
+                got.is_some_and(|v| self.has_value(v))
+            }
             Operator::NotIn | Operator::NotEquals => got.is_none_or(|v| !self.has_value(v)),
             Operator::Exists => got.is_some(),
             Operator::DoesNotExist => got.is_none(),
             Operator::GreaterThan | Operator::LessThan => {
-                let Some(have) = got.and_then(|v| v.parse::<i64>().ok()) else { return false };
-                let [want] = self.values.as_slice() else { return false };
-                let Ok(want) = want.parse::<i64>() else { return false };
+                let Some(have) = got.and_then(|v| v.parse::<i64>().ok()) else {
+                    return false;
+                };
+                let [want] = self.values.as_slice() else {
+                    return false;
+                };
+                let Ok(want) = want.parse::<i64>() else {
+                    return false;
+                };
                 if self.operator == Operator::GreaterThan {
                     have > want
                 } else {
@@ -249,27 +277,40 @@ impl LabelSelector {
 
     /// Matches no object.
     pub fn nothing() -> Self {
-        LabelSelector { requirements: Vec::new(), nothing: true }
+        LabelSelector {
+            requirements: Vec::new(),
+            nothing: true,
+        }
     }
 
     /// Parses the `?labelSelector=` string form.
     pub fn parse(s: &str) -> Result<Self, LabelSelectorError> {
         let mut requirements = Parser::new(s).parse()?;
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(LabelSelector { requirements, nothing: false })
+        Ok(LabelSelector {
+            requirements,
+            nothing: false,
+        })
     }
 
     /// Builds a selector from requirements (sorted by key, like upstream's `Add`).
     pub fn from_requirements(mut requirements: Vec<Requirement>) -> Self {
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        LabelSelector { requirements, nothing: false }
+        LabelSelector {
+            requirements,
+            nothing: false,
+        }
     }
 
     /// `key=value` for every label of a set (upstream's `SelectorFromSet`, unvalidated).
     pub fn from_set<'a>(set: impl IntoIterator<Item = (&'a String, &'a String)>) -> Self {
         let requirements = set
             .into_iter()
-            .map(|(k, v)| Requirement { key: k.clone(), operator: Operator::Equals, values: vec![v.clone()] })
+            .map(|(k, v)| Requirement {
+                key: k.clone(),
+                operator: Operator::Equals,
+                values: vec![v.clone()],
+            })
             .collect();
         Self::from_requirements(requirements)
     }
@@ -288,13 +329,19 @@ impl LabelSelector {
                 "DoesNotExist" => Operator::DoesNotExist,
                 other => return Err(LabelSelectorError::InvalidOperator(other.to_string())),
             };
-            requirements.push(Requirement::new(&expr.key, op, expr.values.clone().unwrap_or_default())?);
+            requirements.push(Requirement::new(
+                &expr.key,
+                op,
+                expr.values.clone().unwrap_or_default(),
+            )?);
         }
         Ok(Self::from_requirements(requirements))
     }
 
     /// Like [`Self::from_metav1`], with upstream's nil rule: no selector selects nothing.
-    pub fn from_metav1_opt(sel: Option<&metav1::LabelSelector>) -> Result<Self, LabelSelectorError> {
+    pub fn from_metav1_opt(
+        sel: Option<&metav1::LabelSelector>,
+    ) -> Result<Self, LabelSelectorError> {
         match sel {
             None => Ok(Self::nothing()),
             Some(s) => Self::from_metav1(s),
@@ -431,7 +478,10 @@ fn lex(s: &str) -> Vec<(Token, String)> {
                     pos = end;
                     out.push((t, s[start..end].to_string()));
                 }
-                None => out.push((Token::Error, format!("error expected: keyword found '{}'", &s[start..pos]))),
+                None => out.push((
+                    Token::Error,
+                    format!("error expected: keyword found '{}'", &s[start..pos]),
+                )),
             }
         } else {
             let start = pos;
@@ -457,11 +507,18 @@ struct Parser {
 
 impl Parser {
     fn new(s: &str) -> Self {
-        Parser { items: lex(s), position: 0 }
+        Parser {
+            items: lex(s),
+            position: 0,
+        }
     }
 
     fn token_at(&self, i: usize, ctx: Context) -> (Token, String) {
-        let (t, lit) = self.items.get(i).cloned().unwrap_or((Token::End, String::new()));
+        let (t, lit) = self
+            .items
+            .get(i)
+            .cloned()
+            .unwrap_or((Token::End, String::new()));
         // In value position `in`/`notin` are ordinary words (`x in (in)`).
         let t = match (ctx, t) {
             (Context::Values, Token::In | Token::NotIn) => Token::Identifier,
@@ -486,9 +543,9 @@ impl Parser {
             let (tok, lit) = self.lookahead(Context::Values);
             match tok {
                 Token::Identifier | Token::DoesNotExist => {
-                    let r = self
-                        .parse_requirement()
-                        .map_err(|e| LabelSelectorError::Parse(format!("unable to parse requirement: {e}")))?;
+                    let r = self.parse_requirement().map_err(|e| {
+                        LabelSelectorError::Parse(format!("unable to parse requirement: {e}"))
+                    })?;
                     reqs.push(r);
                     let (t, l) = self.consume(Context::Values);
                     match t {
@@ -675,7 +732,8 @@ const QUALIFIED_NAME_ERR: &str =
     "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1123_SUBDOMAIN_ERR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 
 /// Longest name part of a qualified name (label key, annotation key, …).
@@ -714,7 +772,10 @@ fn matches_qualified_name_part(s: &str) -> bool {
     let b = s.as_bytes();
     match (b.first(), b.last()) {
         (Some(&f), Some(&l)) => {
-            is_alnum(f) && is_alnum(l) && b.iter().all(|&c| is_alnum(c) || matches!(c, b'-' | b'_' | b'.'))
+            is_alnum(f)
+                && is_alnum(l)
+                && b.iter()
+                    .all(|&c| is_alnum(c) || matches!(c, b'-' | b'_' | b'.'))
         }
         _ => false,
     }
@@ -740,7 +801,11 @@ pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
     }
     if !matches_dns1123_subdomain(value) {
-        errs.push(regex_error(DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
+        errs.push(regex_error(
+            DNS1123_SUBDOMAIN_ERR,
+            DNS1123_SUBDOMAIN_FMT,
+            &["example.com"],
+        ));
     }
     errs
 }
@@ -755,7 +820,11 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                errs.extend(is_dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
+                errs.extend(
+                    is_dns1123_subdomain(prefix)
+                        .into_iter()
+                        .map(|m| format!("prefix part {m}")),
+                );
             }
             *name
         }
@@ -770,12 +839,19 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push("name part must be non-empty".to_string());
     } else if name.len() > QUALIFIED_NAME_MAX_LENGTH {
-        errs.push(format!("name part {}", max_len_error(QUALIFIED_NAME_MAX_LENGTH)));
+        errs.push(format!(
+            "name part {}",
+            max_len_error(QUALIFIED_NAME_MAX_LENGTH)
+        ));
     }
     if !matches_qualified_name_part(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+            regex_error(
+                QUALIFIED_NAME_ERR,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
         ));
     }
     errs
@@ -788,14 +864,21 @@ pub fn is_valid_label_value(value: &str) -> Vec<String> {
         errs.push(max_len_error(LABEL_VALUE_MAX_LENGTH));
     }
     if !value.is_empty() && !matches_qualified_name_part(value) {
-        errs.push(regex_error(LABEL_VALUE_ERR, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
+        errs.push(regex_error(
+            LABEL_VALUE_ERR,
+            LABEL_VALUE_FMT,
+            &["MyValue", "my_value", "12345"],
+        ));
     }
     errs
 }
 
 /// Upstream's `ValidateLabelName`: one Invalid error per problem with the key.
 pub fn validate_label_name(name: &str, path: &Path) -> FieldErrors {
-    is_qualified_name(name).into_iter().map(|m| FieldError::invalid(path, name, m)).collect()
+    is_qualified_name(name)
+        .into_iter()
+        .map(|m| FieldError::invalid(path, name, m))
+        .collect()
 }
 
 /// Upstream's `ValidateLabels` (errors are reported on `path` itself, keys in sorted order).
@@ -803,7 +886,11 @@ pub fn validate_labels(labels: &BTreeMap<String, String>, path: &Path) -> FieldE
     let mut errs = Vec::new();
     for (k, v) in labels {
         errs.extend(validate_label_name(k, path));
-        errs.extend(is_valid_label_value(v).into_iter().map(|m| FieldError::invalid(path, v, m)));
+        errs.extend(
+            is_valid_label_value(v)
+                .into_iter()
+                .map(|m| FieldError::invalid(path, v, m)),
+        );
     }
     errs
 }
@@ -818,19 +905,29 @@ pub fn validate_label_selector(sel: &metav1::LabelSelector, path: &Path) -> Fiel
         let p = path.child("matchExpressions").index(i);
         let values = expr.values.as_deref().unwrap_or_default();
         match expr.operator.as_str() {
-            "In" | "NotIn" if values.is_empty() => errs
-                .push(FieldError::required(p.child("values"), "must be specified when `operator` is 'In' or 'NotIn'")),
+            "In" | "NotIn" if values.is_empty() => errs.push(FieldError::required(
+                p.child("values"),
+                "must be specified when `operator` is 'In' or 'NotIn'",
+            )),
             "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(FieldError::forbidden(
                 p.child("values"),
                 "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
             )),
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            other => errs.push(FieldError::invalid(p.child("operator"), other, "not a valid selector operator")),
+            other => errs.push(FieldError::invalid(
+                p.child("operator"),
+                other,
+                "not a valid selector operator",
+            )),
         }
         errs.extend(validate_label_name(&expr.key, &p.child("key")));
         for (vi, v) in values.iter().enumerate() {
             let vp = p.child("values").index(vi);
-            errs.extend(is_valid_label_value(v).into_iter().map(|m| FieldError::invalid(&vp, v, m)));
+            errs.extend(
+                is_valid_label_value(v)
+                    .into_iter()
+                    .map(|m| FieldError::invalid(&vp, v, m)),
+            );
         }
     }
     errs
@@ -841,7 +938,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -852,7 +952,10 @@ mod tests {
             ("a==b", "a==b"),
             ("a!=b", "a!=b"),
             ("  a = b , c ", "a=b,c"),
-            ("x in (foo,,baz),y,z notin ()", "x in (,baz,foo),y,z notin ()"),
+            (
+                "x in (foo,,baz),y,z notin ()",
+                "x in (,baz,foo),y,z notin ()",
+            ),
             ("b,a", "a,b"),
             ("!a", "!a"),
             ("a in (z,y)", "a in (y,z)"),
@@ -924,13 +1027,26 @@ mod tests {
             ("app>1", false),
         ];
         for (sel, want) in cases {
-            assert_eq!(LabelSelector::parse(sel).expect(sel).matches(&l), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).expect(sel).matches(&l),
+                want,
+                "{sel}"
+            );
         }
         assert!(!LabelSelector::nothing().matches(&l));
         let json = serde_json::json!({"metadata": {"labels": {"app": "web"}}});
-        assert!(LabelSelector::parse("app=web").expect("sel").matches_object(&json));
-        assert!(!LabelSelector::parse("app").expect("sel").matches_object(&serde_json::json!({})));
-        assert_eq!(LabelSelector::parse("app in (web)").expect("s").requires_exact_match("app"), Some("web"));
+        assert!(LabelSelector::parse("app=web")
+            .expect("sel")
+            .matches_object(&json));
+        assert!(!LabelSelector::parse("app")
+            .expect("sel")
+            .matches_object(&serde_json::json!({})));
+        assert_eq!(
+            LabelSelector::parse("app in (web)")
+                .expect("s")
+                .requires_exact_match("app"),
+            Some("web")
+        );
     }
 
     #[test]
@@ -946,15 +1062,23 @@ mod tests {
         let s = LabelSelector::from_metav1(&sel).expect("valid");
         assert_eq!(s.to_string(), "app=web,!env,tier in (a,b)");
         assert!(s.matches(&labels(&[("app", "web"), ("tier", "a")])));
-        assert!(LabelSelector::from_metav1(&metav1::LabelSelector::default()).expect("empty").is_empty());
-        assert!(LabelSelector::from_metav1_opt(None).expect("nil").matches_nothing());
+        assert!(
+            LabelSelector::from_metav1(&metav1::LabelSelector::default())
+                .expect("empty")
+                .is_empty()
+        );
+        assert!(LabelSelector::from_metav1_opt(None)
+            .expect("nil")
+            .matches_nothing());
 
         let bad: metav1::LabelSelector = serde_json::from_value(serde_json::json!({
             "matchExpressions": [{"key": "a", "operator": "Equals", "values": ["b"]}]
         }))
         .expect("selector");
         assert_eq!(
-            LabelSelector::from_metav1(&bad).expect_err("bad op").to_string(),
+            LabelSelector::from_metav1(&bad)
+                .expect_err("bad op")
+                .to_string(),
             "\"Equals\" is not a valid label selector operator"
         );
         let empty_in: metav1::LabelSelector = serde_json::from_value(serde_json::json!({
@@ -971,22 +1095,38 @@ mod tests {
     fn label_syntax_helpers_use_upstream_text() {
         assert!(is_qualified_name("example.com/MyName").is_empty());
         assert!(is_qualified_name("a").is_empty());
-        assert_eq!(is_qualified_name("/a"), vec!["prefix part must be non-empty"]);
+        assert_eq!(
+            is_qualified_name("/a"),
+            vec!["prefix part must be non-empty"]
+        );
         assert_eq!(
             is_qualified_name("Example.com/a"),
             vec!["prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"]
         );
         let long = "a".repeat(64);
-        assert_eq!(is_qualified_name(&long), vec!["name part must be no more than 63 characters"]);
+        assert_eq!(
+            is_qualified_name(&long),
+            vec!["name part must be no more than 63 characters"]
+        );
         assert_eq!(is_qualified_name("")[0], "name part must be non-empty");
         assert!(is_valid_label_value("").is_empty());
         assert!(is_valid_label_value("my_value-1.2").is_empty());
-        assert_eq!(is_valid_label_value(&long)[0], "must be no more than 63 characters");
+        assert_eq!(
+            is_valid_label_value(&long)[0],
+            "must be no more than 63 characters"
+        );
 
-        let errs = validate_labels(&labels(&[("-bad", "ok"), ("good", "bad_")]), &Path::new("metadata.labels"));
+        let errs = validate_labels(
+            &labels(&[("-bad", "ok"), ("good", "bad_")]),
+            &Path::new("metadata.labels"),
+        );
         assert_eq!(errs.len(), 2);
-        assert!(errs[0].to_string().starts_with("metadata.labels: Invalid value: \"-bad\": name part must consist"));
-        assert!(errs[1].to_string().starts_with("metadata.labels: Invalid value: \"bad_\": a valid label must be"));
+        assert!(errs[0]
+            .to_string()
+            .starts_with("metadata.labels: Invalid value: \"-bad\": name part must consist"));
+        assert!(errs[1]
+            .to_string()
+            .starts_with("metadata.labels: Invalid value: \"bad_\": a valid label must be"));
 
         let sel: metav1::LabelSelector = serde_json::from_value(serde_json::json!({
             "matchExpressions": [
@@ -996,8 +1136,10 @@ mod tests {
             ]
         }))
         .expect("selector");
-        let errs: Vec<String> =
-            validate_label_selector(&sel, &Path::new("spec.selector")).iter().map(|e| e.to_string()).collect();
+        let errs: Vec<String> = validate_label_selector(&sel, &Path::new("spec.selector"))
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
         assert_eq!(
             errs,
             vec![

@@ -402,8 +402,14 @@ fn validate_stateful_set_spec(ss: &StatefulSet, selector_given: bool) -> FieldEr
     ));
     let tmeta = spec.template.metadata.clone().unwrap_or_default();
     let tpath = p.child("template");
-    errs.extend(meta::validate_labels(tmeta.labels.as_ref(), &tpath.child("labels")));
-    errs.extend(meta::validate_annotations(tmeta.annotations.as_ref(), &tpath.child("annotations")));
+    errs.extend(meta::validate_labels(
+        tmeta.labels.as_ref(),
+        &tpath.child("labels"),
+    ));
+    errs.extend(meta::validate_annotations(
+        tmeta.annotations.as_ref(),
+        &tpath.child("annotations"),
+    ));
     errs.extend(workload_restart_rules(
         &spec.template,
         &p.child("template"),

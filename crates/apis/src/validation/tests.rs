@@ -252,19 +252,39 @@ fn workloads() {
     ]);
     // Containers mount the claim templates by name; the pod template has no such volume.
     let mut with_claims = base.clone();
-    with_claims["template"]["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "www", "mountPath": "/data"}]);
+    with_claims["template"]["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "www", "mountPath": "/data"}]);
     with_claims["volumeClaimTemplates"] = json!([{"metadata": {"name": "www"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]);
     let cr = |data: Value, revision: i64| json!({"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": {"name": "db-abc", "namespace": "default", "resourceVersion": "1"}, "data": data, "revision": revision});
     check(vec![
-        ("statefulset claim mounts", create_errors(ss(with_claims)), vec![]),
-        ("revision ok", create_errors(cr(json!({"spec": {}}), 1)), vec![]),
+        (
+            "statefulset claim mounts",
+            create_errors(ss(with_claims)),
+            vec![],
+        ),
+        (
+            "revision ok",
+            create_errors(cr(json!({"spec": {}}), 1)),
+            vec![],
+        ),
         (
             "revision without data",
             create_errors(cr(Value::Null, -1)),
-            vec!["data: Required value: data is mandatory", "revision: Invalid value: -1: must be greater than or equal to 0"],
+            vec![
+                "data: Required value: data is mandatory",
+                "revision: Invalid value: -1: must be greater than or equal to 0",
+            ],
         ),
-        ("revision renumbered", update_errors(cr(json!({"a": 1}), 1), cr(json!({"a": 1}), 2)), vec![]),
-        ("revision data immutable", update_errors(cr(json!({"a": 1}), 1), cr(json!({"a": 2}), 1)), vec!["~data: Invalid value: "]),
+        (
+            "revision renumbered",
+            update_errors(cr(json!({"a": 1}), 1), cr(json!({"a": 1}), 2)),
+            vec![],
+        ),
+        (
+            "revision data immutable",
+            update_errors(cr(json!({"a": 1}), 1), cr(json!({"a": 2}), 1)),
+            vec!["~data: Invalid value: "],
+        ),
     ]);
 
     let ds = |spec: Value| json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "default"}, "spec": spec});

@@ -12,7 +12,13 @@ use crate::status::ApiError;
 const DEPRECATION: &str = "299 - \"v1 ComponentStatus is deprecated in v1.19+\"";
 
 async fn statuses(ctx: &Ctx<'_>) -> Vec<Value> {
-    let store_ok = ctx.server.registry.storage().current_revision().await.is_ok();
+    let store_ok = ctx
+        .server
+        .registry
+        .storage()
+        .current_revision()
+        .await
+        .is_ok();
     let component = |name: &str, healthy: bool, message: &str| {
         json!({
             "kind": "ComponentStatus",
@@ -32,9 +38,21 @@ async fn statuses(ctx: &Ctx<'_>) -> Vec<Value> {
         ("controller-manager", components.controller_manager),
         ("scheduler", components.scheduler),
     ] {
-        out.push(if running { component(name, true, "ok") } else { component(name, false, "not running in this server") });
+        out.push(if running {
+            component(name, true, "ok")
+        } else {
+            component(name, false, "not running in this server")
+        });
     }
-    out.push(component("etcd-0", store_ok, if store_ok { "ok" } else { "datastore unreachable" }));
+    out.push(component(
+        "etcd-0",
+        store_ok,
+        if store_ok {
+            "ok"
+        } else {
+            "datastore unreachable"
+        },
+    ));
     out
 }
 
@@ -45,7 +63,10 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         "get" => {
             let obj = all
                 .into_iter()
-                .find(|c| c.pointer("/metadata/name").and_then(Value::as_str) == Some(ctx.info.name.as_str()))
+                .find(|c| {
+                    c.pointer("/metadata/name").and_then(Value::as_str)
+                        == Some(ctx.info.name.as_str())
+                })
                 .ok_or_else(|| {
                     ApiError::Registry(registry::RegistryError::NotFound {
                         group: String::new(),
@@ -61,6 +82,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             ))
         }
     };
-    resp.headers_mut().append("Warning", HeaderValue::from_static(DEPRECATION));
+    resp.headers_mut()
+        .append("Warning", HeaderValue::from_static(DEPRECATION));
     Ok(resp)
 }

@@ -22,7 +22,10 @@ fn reset_fields(ctx: &Ctx<'_>) -> Option<FieldSet> {
     Some(set)
 }
 
-fn manager<'t>(ctx: &Ctx<'_>, type_info: &'t dyn apis::managedfields::TypeInfo) -> FieldManager<'t> {
+fn manager<'t>(
+    ctx: &Ctx<'_>,
+    type_info: &'t dyn apis::managedfields::TypeInfo,
+) -> FieldManager<'t> {
     let info = &ctx.served.info;
     let mut fm = FieldManager::new(type_info, &info.api_version());
     if !ctx.info.subresource.is_empty() {
@@ -42,18 +45,25 @@ pub fn record_update(ctx: &Ctx<'_>, old: Option<&Value>, new: &mut Value) {
 }
 
 /// Server-side apply of `applied` onto `live`; conflicts become a 409 with causes.
-pub fn apply(ctx: &Ctx<'_>, live: Option<&Value>, applied: &Value, force: bool) -> Result<Value, RegistryError> {
+pub fn apply(
+    ctx: &Ctx<'_>,
+    live: Option<&Value>,
+    applied: &Value,
+    force: bool,
+) -> Result<Value, RegistryError> {
     let info = &ctx.served.info;
     let type_info = apis::managedfields::type_info_for(&info.group, &info.version, &info.kind);
-    manager(ctx, &*type_info).apply(live, applied, &ctx.field_manager(), force, &now()).map_err(|e| match e {
-        apis::managedfields::ApplyError::Conflicts(_) => RegistryError::ApplyConflict {
-            message: e.status_message(),
-            causes: e
-                .causes()
-                .into_iter()
-                .map(|c| (c.field.unwrap_or_default(), c.message.unwrap_or_default()))
-                .collect(),
-        },
-        other => RegistryError::BadRequest(other.to_string()),
-    })
+    manager(ctx, &*type_info)
+        .apply(live, applied, &ctx.field_manager(), force, &now())
+        .map_err(|e| match e {
+            apis::managedfields::ApplyError::Conflicts(_) => RegistryError::ApplyConflict {
+                message: e.status_message(),
+                causes: e
+                    .causes()
+                    .into_iter()
+                    .map(|c| (c.field.unwrap_or_default(), c.message.unwrap_or_default()))
+                    .collect(),
+            },
+            other => RegistryError::BadRequest(other.to_string()),
+        })
 }

@@ -2,11 +2,11 @@
 //! errors into [`ApiError`] so the Status mapping stays in one place.
 
 mod componentstatus;
-mod reviews;
 mod managed;
 mod output;
 mod patch;
 mod read;
+mod reviews;
 mod streaming;
 mod subresources;
 mod token;
@@ -55,10 +55,17 @@ impl Ctx<'_> {
     }
 
     pub fn field_manager(&self) -> String {
-        self.query.non_empty("fieldManager").map(str::to_string).unwrap_or_else(|| {
-            let ua = self.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
-            apis::managedfields::default_manager_from_user_agent(ua)
-        })
+        self.query
+            .non_empty("fieldManager")
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                let ua = self
+                    .headers
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("unknown");
+                apis::managedfields::default_manager_from_user_agent(ua)
+            })
     }
 }
 
@@ -93,7 +100,11 @@ pub async fn handle(
         user,
         served,
     };
-    if matches!(info.group.as_str(), "authentication.k8s.io" | "authorization.k8s.io") && info.verb == "create" {
+    if matches!(
+        info.group.as_str(),
+        "authentication.k8s.io" | "authorization.k8s.io"
+    ) && info.verb == "create"
+    {
         return reviews::create(&ctx, read_body(body).await?).await;
     }
     if is_componentstatus {
@@ -126,7 +137,10 @@ pub async fn handle(
 
 /// The served resource a request addresses, or why it cannot be served (404/405).
 fn route_resource(server: &ApiServer, info: &RequestInfo) -> Result<Served, ApiError> {
-    let served = server.registry.lookup(&info.group, &info.version, &info.resource).ok_or(ApiError::NotFoundPath)?;
+    let served = server
+        .registry
+        .lookup(&info.group, &info.version, &info.resource)
+        .ok_or(ApiError::NotFoundPath)?;
     if !served.info.namespaced && !info.namespace.is_empty() && info.resource != "namespaces" {
         return Err(ApiError::NotFoundPath);
     }
@@ -158,8 +172,11 @@ pub(crate) async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
     let mut buf = bytes::BytesMut::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::BadRequest(format!("unable to read request body: {e}")))?;
-        let Ok(data) = frame.into_data() else { continue };
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("unable to read request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         total += data.len();
         if total > DRAIN_LIMIT {
             break;
@@ -203,9 +220,13 @@ pub fn decode_object(headers: &http::HeaderMap, body: &[u8]) -> Result<Value, Ap
 pub fn list_options(ctx: &Ctx<'_>) -> Result<ListOptions, ApiError> {
     let q = &ctx.query;
     let filter = output::selector_filter(ctx)?;
-    let has_selector = q.non_empty("labelSelector").is_some() || q.non_empty("fieldSelector").is_some();
+    let has_selector =
+        q.non_empty("labelSelector").is_some() || q.non_empty("fieldSelector").is_some();
     let limit = match q.non_empty("limit") {
-        Some(l) => l.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("invalid limit: {l}")))?.max(0) as usize,
+        Some(l) => l
+            .parse::<i64>()
+            .map_err(|_| ApiError::BadRequest(format!("invalid limit: {l}")))?
+            .max(0) as usize,
         None => 0,
     };
     let rv_match = q.non_empty("resourceVersionMatch").map(str::to_string);

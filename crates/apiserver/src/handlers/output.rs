@@ -37,10 +37,18 @@ fn include_object(ctx: &Ctx<'_>) -> printers::IncludeObject {
 }
 
 /// Table of `objs` for this resource (built-in printers or a CRD's printer columns).
-pub fn table(ctx: &Ctx<'_>, objs: &[Value], resource_version: &str, continue_token: Option<&str>) -> Value {
+pub fn table(
+    ctx: &Ctx<'_>,
+    objs: &[Value],
+    resource_version: &str,
+    continue_token: Option<&str>,
+) -> Value {
     let info = &ctx.served.info;
     let now = chrono::Utc::now();
-    let columns = ctx.server.registry.printer_columns(&info.group, &info.version, &info.resource);
+    let columns = ctx
+        .server
+        .registry
+        .printer_columns(&info.group, &info.version, &info.resource);
     let mut t = match columns {
         Some(cols) => printers::custom_table(&cols, objs, include_object(ctx), now),
         None => printers::table(&info.group, &info.resource, objs, include_object(ctx), now),
@@ -62,18 +70,38 @@ fn partial_metadata(obj: &Value) -> Value {
 }
 
 /// One object in the negotiated representation.
-pub fn object_response(ctx: &Ctx<'_>, code: StatusCode, obj: &Value) -> Result<Response<Body>, ApiError> {
+pub fn object_response(
+    ctx: &Ctx<'_>,
+    code: StatusCode,
+    obj: &Value,
+) -> Result<Response<Body>, ApiError> {
     match ctx.output {
-        Output::Json => Ok(respond(code, "application/json", Bytes::from(serde_json::to_vec(obj).map_err(ApiError::internal)?))),
-        Output::Yaml => Ok(respond(code, "application/yaml", Bytes::from(serde_yaml::to_string(obj).map_err(ApiError::internal)?))),
+        Output::Json => Ok(respond(
+            code,
+            "application/json",
+            Bytes::from(serde_json::to_vec(obj).map_err(ApiError::internal)?),
+        )),
+        Output::Yaml => Ok(respond(
+            code,
+            "application/yaml",
+            Bytes::from(serde_yaml::to_string(obj).map_err(ApiError::internal)?),
+        )),
         Output::Table => {
             let rv = registry::meta::resource_version(obj).to_string();
             let t = table(ctx, std::slice::from_ref(obj), &rv, None);
-            Ok(respond(code, "application/json", Bytes::from(serde_json::to_vec(&t).map_err(ApiError::internal)?)))
+            Ok(respond(
+                code,
+                "application/json",
+                Bytes::from(serde_json::to_vec(&t).map_err(ApiError::internal)?),
+            ))
         }
         Output::Metadata => {
             let m = partial_metadata(obj);
-            Ok(respond(code, "application/json", Bytes::from(serde_json::to_vec(&m).map_err(ApiError::internal)?)))
+            Ok(respond(
+                code,
+                "application/json",
+                Bytes::from(serde_json::to_vec(&m).map_err(ApiError::internal)?),
+            ))
         }
     }
 }
@@ -101,9 +129,17 @@ pub fn list_response(ctx: &Ctx<'_>, mut list: ObjectList) -> Result<Response<Bod
             let size: usize = list.items.iter().map(|i| i.len() + 1).sum();
             let mut buf = BytesMut::with_capacity(size + 256);
             buf.put_slice(b"{\"kind\":");
-            buf.put_slice(serde_json::to_string(&info.list_kind).map_err(ApiError::internal)?.as_bytes());
+            buf.put_slice(
+                serde_json::to_string(&info.list_kind)
+                    .map_err(ApiError::internal)?
+                    .as_bytes(),
+            );
             buf.put_slice(b",\"apiVersion\":");
-            buf.put_slice(serde_json::to_string(&info.api_version()).map_err(ApiError::internal)?.as_bytes());
+            buf.put_slice(
+                serde_json::to_string(&info.api_version())
+                    .map_err(ApiError::internal)?
+                    .as_bytes(),
+            );
             buf.put_slice(b",\"metadata\":");
             buf.put_slice(meta.to_string().as_bytes());
             buf.put_slice(b",\"items\":[");
@@ -138,9 +174,17 @@ pub fn list_response(ctx: &Ctx<'_>, mut list: ObjectList) -> Result<Response<Bod
                 }),
             };
             if ctx.output == Output::Yaml {
-                return Ok(respond(StatusCode::OK, "application/yaml", Bytes::from(serde_yaml::to_string(&body).map_err(ApiError::internal)?)));
+                return Ok(respond(
+                    StatusCode::OK,
+                    "application/yaml",
+                    Bytes::from(serde_yaml::to_string(&body).map_err(ApiError::internal)?),
+                ));
             }
-            Ok(respond(StatusCode::OK, "application/json", Bytes::from(serde_json::to_vec(&body).map_err(ApiError::internal)?)))
+            Ok(respond(
+                StatusCode::OK,
+                "application/json",
+                Bytes::from(serde_json::to_vec(&body).map_err(ApiError::internal)?),
+            ))
         }
     }
 }
@@ -148,14 +192,20 @@ pub fn list_response(ctx: &Ctx<'_>, mut list: ObjectList) -> Result<Response<Bod
 /// Builds the label/field selector filter from `labelSelector` / `fieldSelector`.
 pub fn selector_filter(ctx: &Ctx<'_>) -> Result<Filter, ApiError> {
     let label = match ctx.query.non_empty("labelSelector") {
-        Some(s) => Some(apis::selectors::LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?),
+        Some(s) => Some(
+            apis::selectors::LabelSelector::parse(s)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        ),
         None => None,
     };
     let field = match ctx.query.non_empty("fieldSelector") {
         Some(s) => {
-            let sel = apis::selectors::FieldSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let sel = apis::selectors::FieldSelector::parse(s)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             let info = &ctx.served.info;
-            let sel = sel.convert_for(&info.storage_group, &info.storage_resource).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let sel = sel
+                .convert_for(&info.storage_group, &info.storage_resource)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             Some(sel)
         }
         None => None,
@@ -183,7 +233,11 @@ pub fn selector_filter(ctx: &Ctx<'_>) -> Result<Filter, ApiError> {
 #[allow(dead_code)]
 fn labels_map(v: &Value) -> BTreeMap<String, String> {
     registry::meta::labels(v)
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -191,15 +245,29 @@ fn labels_map(v: &Value) -> BTreeMap<String, String> {
 pub fn list_response_values(ctx: &Ctx<'_>, items: Vec<Value>) -> Result<Response<Body>, ApiError> {
     let bytes: Vec<Bytes> = items
         .iter()
-        .map(|v| serde_json::to_vec(v).map(Bytes::from).map_err(ApiError::internal))
+        .map(|v| {
+            serde_json::to_vec(v)
+                .map(Bytes::from)
+                .map_err(ApiError::internal)
+        })
         .collect::<Result<_, _>>()?;
     let rv = ctx.server.registry.hub().revision();
-    list_response(ctx, ObjectList { items: bytes, resource_version: rv, continue_token: None, remaining_item_count: None })
+    list_response(
+        ctx,
+        ObjectList {
+            items: bytes,
+            resource_version: rv,
+            continue_token: None,
+            remaining_item_count: None,
+        },
+    )
 }
 
 /// Re-encodes a cached (stored-form) object in the served version.
 pub fn convert_bytes(strategy: &dyn registry::Strategy, json: &Bytes) -> Result<Bytes, ApiError> {
     let mut obj: Value = serde_json::from_slice(json).map_err(ApiError::internal)?;
     strategy.to_served(&mut obj);
-    Ok(Bytes::from(serde_json::to_vec(&obj).map_err(ApiError::internal)?))
+    Ok(Bytes::from(
+        serde_json::to_vec(&obj).map_err(ApiError::internal)?,
+    ))
 }

@@ -20,7 +20,10 @@ enum PatchType {
 }
 
 fn patch_type(ctx: &Ctx<'_>) -> Result<PatchType, ApiError> {
-    let custom = ctx.server.registry.is_custom(&ctx.served.info.group, &ctx.served.info.resource);
+    let custom = ctx
+        .server
+        .registry
+        .is_custom(&ctx.served.info.group, &ctx.served.info.resource);
     let t = match negotiate::content_type(&ctx.headers).as_str() {
         "application/json-patch+json" => PatchType::Json,
         "application/merge-patch+json" => PatchType::Merge,
@@ -62,43 +65,63 @@ pub async fn patch(ctx: &Ctx<'_>, body: bytes::Bytes) -> Result<Response<Body>, 
     };
     if let Some(p) = &patch_value {
         if !p.is_object() {
-            return Err(ApiError::BadRequest("json: cannot unmarshal array into Go value of type map[string]interface {}".to_string()));
+            return Err(ApiError::BadRequest(
+                "json: cannot unmarshal array into Go value of type map[string]interface {}"
+                    .to_string(),
+            ));
         }
     }
-    let opts = WriteOptions { dry_run: ctx.dry_run()? };
+    let opts = WriteOptions {
+        dry_run: ctx.dry_run()?,
+    };
     let info = ctx.served.info.clone();
     let root = apis::schema::root(&info.group, &info.version, &info.kind);
     let mut warnings = Vec::new();
     let (obj, _) = ctx
         .served
         .store
-        .guaranteed_update(&ctx.info.namespace, &ctx.info.name, mode(ctx), &opts, &mut |old| {
-            let Some(old) = old else {
-                return Err(RegistryError::NotFound {
-                    group: info.group.clone(),
-                    resource: info.resource.clone(),
-                    name: ctx.info.name.clone(),
-                });
-            };
-            let mut new = match kind {
-                PatchType::Json => apis::patch::json_patch(old, &body),
-                PatchType::Merge => apis::patch::merge_patch(old, patch_value.as_ref().unwrap_or(&Value::Null)),
-                PatchType::Strategic => {
-                    apis::patch::strategic_merge_patch(old, patch_value.as_ref().unwrap_or(&Value::Null), root.clone())
+        .guaranteed_update(
+            &ctx.info.namespace,
+            &ctx.info.name,
+            mode(ctx),
+            &opts,
+            &mut |old| {
+                let Some(old) = old else {
+                    return Err(RegistryError::NotFound {
+                        group: info.group.clone(),
+                        resource: info.resource.clone(),
+                        name: ctx.info.name.clone(),
+                    });
+                };
+                let mut new = match kind {
+                    PatchType::Json => apis::patch::json_patch(old, &body),
+                    PatchType::Merge => {
+                        apis::patch::merge_patch(old, patch_value.as_ref().unwrap_or(&Value::Null))
+                    }
+                    PatchType::Strategic => apis::patch::strategic_merge_patch(
+                        old,
+                        patch_value.as_ref().unwrap_or(&Value::Null),
+                        root.clone(),
+                    ),
+                    PatchType::Apply => unreachable_apply(),
                 }
-                PatchType::Apply => unreachable_apply(),
-            }
-            .map_err(patch_error)?;
-            warnings = field_validation(ctx, &new, None).map_err(to_registry)?;
-            managed::record_update(ctx, Some(old), &mut new);
-            Ok(new)
-        })
+                .map_err(patch_error)?;
+                warnings = field_validation(ctx, &new, None).map_err(to_registry)?;
+                managed::record_update(ctx, Some(old), &mut new);
+                Ok(new)
+            },
+        )
         .await?;
-    Ok(with_warnings(object_response(ctx, StatusCode::OK, &obj)?, &warnings))
+    Ok(with_warnings(
+        object_response(ctx, StatusCode::OK, &obj)?,
+        &warnings,
+    ))
 }
 
 fn unreachable_apply() -> Result<Value, apis::patch::PatchError> {
-    Err(apis::patch::PatchError::Invalid("apply is handled separately".to_string()))
+    Err(apis::patch::PatchError::Invalid(
+        "apply is handled separately".to_string(),
+    ))
 }
 
 fn patch_error(e: apis::patch::PatchError) -> RegistryError {
@@ -121,14 +144,18 @@ async fn apply(ctx: &Ctx<'_>, body: bytes::Bytes) -> Result<Response<Body>, ApiE
     let applied: Value = serde_yaml::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
     if !applied.is_object() {
-        return Err(ApiError::BadRequest("apply patch must be an object".to_string()));
+        return Err(ApiError::BadRequest(
+            "apply patch must be an object".to_string(),
+        ));
     }
     let info = ctx.served.info.clone();
     if ctx.info.subresource.is_empty() {
         check_type_meta(ctx, &applied, &info.kind, &info.api_version())?;
     }
     if ctx.query.non_empty("fieldManager").is_none() {
-        return Err(ApiError::BadRequest("fieldManager is required for apply requests".to_string()));
+        return Err(ApiError::BadRequest(
+            "fieldManager is required for apply requests".to_string(),
+        ));
     }
     let body_name = registry::meta::name(&applied);
     if !body_name.is_empty() && body_name != ctx.info.name {
@@ -139,20 +166,28 @@ async fn apply(ctx: &Ctx<'_>, body: bytes::Bytes) -> Result<Response<Body>, ApiE
     }
     let warnings = field_validation(ctx, &applied, Some(&body))?;
     let force = ctx.query.flag("force");
-    let opts = WriteOptions { dry_run: ctx.dry_run()? };
+    let opts = WriteOptions {
+        dry_run: ctx.dry_run()?,
+    };
     let result = ctx
         .served
         .store
-        .guaranteed_update(&ctx.info.namespace, &ctx.info.name, mode(ctx), &opts, &mut |old| {
-            let Some(old) = old else {
-                return Err(RegistryError::NotFound {
-                    group: info.group.clone(),
-                    resource: info.resource.clone(),
-                    name: ctx.info.name.clone(),
-                });
-            };
-            managed::apply(ctx, Some(old), &applied, force)
-        })
+        .guaranteed_update(
+            &ctx.info.namespace,
+            &ctx.info.name,
+            mode(ctx),
+            &opts,
+            &mut |old| {
+                let Some(old) = old else {
+                    return Err(RegistryError::NotFound {
+                        group: info.group.clone(),
+                        resource: info.resource.clone(),
+                        name: ctx.info.name.clone(),
+                    });
+                };
+                managed::apply(ctx, Some(old), &applied, force)
+            },
+        )
         .await;
     let obj = match result {
         Ok((obj, _)) => obj,
@@ -162,10 +197,20 @@ async fn apply(ctx: &Ctx<'_>, body: bytes::Bytes) -> Result<Response<Body>, ApiE
             if registry::meta::name(&new).is_empty() {
                 registry::meta::set_meta(&mut new, "name", Value::String(ctx.info.name.clone()));
             }
-            let created = ctx.server.registry.create(&ctx.served, &ctx.info.namespace, new, &opts).await?;
-            return Ok(with_warnings(object_response(ctx, StatusCode::CREATED, &created)?, &warnings));
+            let created = ctx
+                .server
+                .registry
+                .create(&ctx.served, &ctx.info.namespace, new, &opts)
+                .await?;
+            return Ok(with_warnings(
+                object_response(ctx, StatusCode::CREATED, &created)?,
+                &warnings,
+            ));
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(with_warnings(object_response(ctx, StatusCode::OK, &obj)?, &warnings))
+    Ok(with_warnings(
+        object_response(ctx, StatusCode::OK, &obj)?,
+        &warnings,
+    ))
 }

@@ -8,7 +8,11 @@ use crate::body::Body;
 use crate::status::ApiError;
 
 pub async fn get(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    let obj = ctx.served.store.get(&ctx.info.namespace, &ctx.info.name).await?;
+    let obj = ctx
+        .served
+        .store
+        .get(&ctx.info.namespace, &ctx.info.name)
+        .await?;
     object_response(ctx, StatusCode::OK, &obj)
 }
 

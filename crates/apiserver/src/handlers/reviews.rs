@@ -14,12 +14,19 @@ pub async fn create(ctx: &Ctx<'_>, body: bytes::Bytes) -> Result<Response<Body>,
     let info = &ctx.served.info;
     let user = &ctx.user;
     let status = match info.resource.as_str() {
-        "selfsubjectreviews" => json!({"userInfo": {"username": user.name, "uid": user.uid, "groups": user.groups}}),
+        "selfsubjectreviews" => {
+            json!({"userInfo": {"username": user.name, "uid": user.uid, "groups": user.groups}})
+        }
         "tokenreviews" => {
-            let token = obj.pointer("/spec/token").and_then(Value::as_str).unwrap_or("");
+            let token = obj
+                .pointer("/spec/token")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let credential = ctx.server.authenticator.authenticate_token(token);
             match crate::authn::resolve(&ctx.server.registry, credential).await {
-                Some(u) => json!({"authenticated": true, "user": {"username": u.name, "uid": u.uid, "groups": u.groups}}),
+                Some(u) => {
+                    json!({"authenticated": true, "user": {"username": u.name, "uid": u.uid, "groups": u.groups}})
+                }
                 None => json!({"authenticated": false}),
             }
         }
@@ -35,7 +42,10 @@ pub async fn create(ctx: &Ctx<'_>, body: bytes::Bytes) -> Result<Response<Body>,
         m.insert("kind".into(), json!(info.kind));
         let meta = m.entry("metadata").or_insert_with(|| json!({}));
         if let Some(mm) = meta.as_object_mut() {
-            mm.insert("creationTimestamp".into(), json!(registry::meta::now_rfc3339()));
+            mm.insert(
+                "creationTimestamp".into(),
+                json!(registry::meta::now_rfc3339()),
+            );
         }
         m.insert("status".into(), status);
     }

@@ -27,7 +27,8 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A watch stream of one `ERROR` event with `err`'s Status.
 fn expired_response(err: ApiError) -> Response<Body> {
-    let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": err.status()})).unwrap_or_default();
+    let mut line =
+        serde_json::to_vec(&json!({"type": "ERROR", "object": err.status()})).unwrap_or_default();
     line.push(b'\n');
     Response::builder()
         .status(StatusCode::OK)
@@ -41,7 +42,11 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let send_initial = match q.get("sendInitialEvents") {
         Some("true") => true,
         Some("false") | None => false,
-        Some(other) => return Err(ApiError::BadRequest(format!("invalid sendInitialEvents: {other}"))),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid sendInitialEvents: {other}"
+            )))
+        }
     };
     let bookmarks = q.flag("allowWatchBookmarks");
     if send_initial {
@@ -64,17 +69,27 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     }
     let filter = selector_filter(ctx)?;
     let timeout = match q.non_empty("timeoutSeconds") {
-        Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds: {t}")))?),
+        Some(t) => Duration::from_secs(
+            t.parse::<u64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid timeoutSeconds: {t}")))?,
+        ),
         // Upstream spreads watch lifetimes between 30 and 60 minutes.
         None => Duration::from_secs(rand::thread_rng().gen_range(1800..3600)),
     };
     let rv = q.get("resourceVersion");
-    let sub = match ctx.served.store.watch(&ctx.info.namespace, rv, send_initial).await {
+    let sub = match ctx
+        .served
+        .store
+        .watch(&ctx.info.namespace, rv, send_initial)
+        .await
+    {
         Ok(sub) => sub,
         // Upstream answers a resourceVersion older than the watch window with 200 and one
         // ERROR event carrying the 410 Status; reflectors relist on that event, whereas a
         // 410 response to the request makes some clients retry the same version forever.
-        Err(e @ (RegistryError::Gone(_) | RegistryError::Expired(_))) => return Ok(expired_response(ApiError::from(e))),
+        Err(e @ (RegistryError::Gone(_) | RegistryError::Expired(_))) => {
+            return Ok(expired_response(ApiError::from(e)))
+        }
         Err(e) => return Err(e.into()),
     };
     let scope = ctx.served.store.scope_prefix(&ctx.info.namespace);
@@ -95,8 +110,10 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         if initial_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj = json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": metadata});
-        let mut line = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
+        let obj =
+            json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": metadata});
+        let mut line =
+            serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     };
@@ -160,7 +177,10 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
 }
 
 /// What a watcher with `filter` sees of an event, if anything.
-fn classify<'e>(e: &'e CacheEvent, filter: &dyn Fn(&registry::ObjectAttrs) -> bool) -> Option<(EventType, &'e registry::CachedObject)> {
+fn classify<'e>(
+    e: &'e CacheEvent,
+    filter: &dyn Fn(&registry::ObjectAttrs) -> bool,
+) -> Option<(EventType, &'e registry::CachedObject)> {
     let cur = filter(&e.object.attrs);
     match e.kind {
         EventType::Added => cur.then_some((EventType::Added, &*e.object)),
@@ -197,7 +217,11 @@ impl EventEncoder {
         let table = (ctx.output == super::Output::Table).then(|| TableContext {
             group: info.group.clone(),
             resource: info.resource.clone(),
-            columns: ctx.server.registry.printer_columns(&info.group, &info.version, &info.resource),
+            columns: ctx.server.registry.printer_columns(
+                &info.group,
+                &info.version,
+                &info.resource,
+            ),
             include: match ctx.query.get("includeObject") {
                 Some("None") => printers::IncludeObject::None,
                 Some("Object") => printers::IncludeObject::Object,
@@ -206,7 +230,11 @@ impl EventEncoder {
         });
         let strategy = ctx.served.store.strategy.clone();
         let convert = strategy.converts().then_some(strategy);
-        EventEncoder { output: ctx.output.clone(), convert, table }
+        EventEncoder {
+            output: ctx.output.clone(),
+            convert,
+            table,
+        }
     }
 
     fn encode(&self, kind: &str, json: &Bytes) -> Result<Bytes, ApiError> {
@@ -220,17 +248,28 @@ impl EventEncoder {
         };
         let object: Bytes = match (&self.output, &self.table) {
             (super::Output::Table, Some(t)) => {
-                let obj: serde_json::Value = serde_json::from_slice(json).map_err(ApiError::internal)?;
+                let obj: serde_json::Value =
+                    serde_json::from_slice(json).map_err(ApiError::internal)?;
                 let now = chrono::Utc::now();
                 let mut table = match &t.columns {
-                    Some(cols) => printers::custom_table(cols, std::slice::from_ref(&obj), t.include, now),
-                    None => printers::table(&t.group, &t.resource, std::slice::from_ref(&obj), t.include, now),
+                    Some(cols) => {
+                        printers::custom_table(cols, std::slice::from_ref(&obj), t.include, now)
+                    }
+                    None => printers::table(
+                        &t.group,
+                        &t.resource,
+                        std::slice::from_ref(&obj),
+                        t.include,
+                        now,
+                    ),
                 };
-                table["metadata"] = json!({"resourceVersion": registry::meta::resource_version(&obj)});
+                table["metadata"] =
+                    json!({"resourceVersion": registry::meta::resource_version(&obj)});
                 Bytes::from(serde_json::to_vec(&table).map_err(ApiError::internal)?)
             }
             (super::Output::Metadata, _) => {
-                let obj: serde_json::Value = serde_json::from_slice(json).map_err(ApiError::internal)?;
+                let obj: serde_json::Value =
+                    serde_json::from_slice(json).map_err(ApiError::internal)?;
                 let m = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata")});
                 Bytes::from(serde_json::to_vec(&m).map_err(ApiError::internal)?)
             }

@@ -86,7 +86,11 @@ fn is_ds_ref(r: &OwnerReference) -> bool {
 }
 
 /// Resolves a controller reference to a cached DaemonSet with the same uid.
-fn resolve(sets: &Cache<DaemonSet>, ns: &str, r: Option<&OwnerReference>) -> Option<Arc<DaemonSet>> {
+fn resolve(
+    sets: &Cache<DaemonSet>,
+    ns: &str,
+    r: Option<&OwnerReference>,
+) -> Option<Arc<DaemonSet>> {
     let r = r.filter(|r| is_ds_ref(r))?;
     let ds = sets.get(ns, &r.name)?;
     (ds.metadata.uid.as_deref() == Some(r.uid.as_str())).then_some(ds)
@@ -134,10 +138,14 @@ impl DaemonSetController {
                     Change::Updated { old, new } => {
                         // Only labels and taints decide where daemons run.
                         let taints = |n: &Node| n.spec.as_ref().and_then(|s| s.taints.clone());
-                        if old.metadata.labels == new.metadata.labels && taints(old) == taints(new) {
+                        if old.metadata.labels == new.metadata.labels && taints(old) == taints(new)
+                        {
                             return;
                         }
-                        for ds in all.iter().filter(|ds| util::should_run(old, ds) != util::should_run(new, ds)) {
+                        for ds in all
+                            .iter()
+                            .filter(|ds| util::should_run(old, ds) != util::should_run(new, ds))
+                        {
                             queue.enqueue_obj(ds);
                         }
                     }
@@ -155,7 +163,8 @@ impl DaemonSetController {
         {
             let (queue, sets) = (queue, sets.clone());
             revision_informer.add_handler(move |change| {
-                let (Change::Added(r) | Change::Updated { new: r, .. } | Change::Deleted(r)) = change;
+                let (Change::Added(r) | Change::Updated { new: r, .. } | Change::Deleted(r)) =
+                    change;
                 let ns = r.metadata.namespace.as_deref().unwrap_or("");
                 if let Some(ds) = resolve(&sets, ns, controller_of(&r.metadata)) {
                     queue.enqueue_obj(&ds);
@@ -240,7 +249,8 @@ impl PodHandler {
                     }
                     return;
                 }
-                let (cur_ref, old_ref) = (controller_of(&new.metadata), controller_of(&old.metadata));
+                let (cur_ref, old_ref) =
+                    (controller_of(&new.metadata), controller_of(&old.metadata));
                 if cur_ref != old_ref {
                     if let Some(ds) = self.owner(old) {
                         self.queue.enqueue_obj(&ds);
@@ -287,7 +297,9 @@ impl PodHandler {
             .sets
             .in_namespace(pod.metadata.namespace.as_deref().unwrap_or(""))
         {
-            let Some(spec) = ds.spec.as_ref() else { continue };
+            let Some(spec) = ds.spec.as_ref() else {
+                continue;
+            };
             if let Ok(sel) = LabelSelector::from_metav1(&spec.selector) {
                 if !sel.is_empty() && sel.matches(&labels) {
                     self.queue.enqueue_obj(&ds);
@@ -342,7 +354,10 @@ impl Syncer<'_> {
     }
 
     fn requeue_after(&self, d: Duration) {
-        let mut r = self.requeue.lock().expect("invariant: requeue lock is never poisoned");
+        let mut r = self
+            .requeue
+            .lock()
+            .expect("invariant: requeue lock is never poisoned");
         *r = Some(r.map_or(d, |cur| cur.min(d)));
     }
 
@@ -359,8 +374,10 @@ impl Syncer<'_> {
         };
         let selector = match LabelSelector::from_metav1(&spec.selector) {
             Ok(s) if s.is_empty() => {
-                let note = "This daemon set is selecting all pods. A non-empty selector is required.";
-                self.event(EventType::Warning, "SelectingAll", note.to_string()).await;
+                let note =
+                    "This daemon set is selecting all pods. A non-empty selector is required.";
+                self.event(EventType::Warning, "SelectingAll", note.to_string())
+                    .await;
                 return Ok(Action::await_change());
             }
             Ok(s) => s,
@@ -389,7 +406,10 @@ impl Syncer<'_> {
             return Ok(Action::await_change());
         }
         let mut result = self.manage(&nodes, &node_pods, &hash).await;
-        if result.is_ok() && self.ctx.expectations.satisfied(&self.key) && util::is_rolling_update(self.ds) {
+        if result.is_ok()
+            && self.ctx.expectations.satisfied(&self.key)
+            && util::is_rolling_update(self.ds)
+        {
             result = self.rolling_update(&nodes, &node_pods, &hash).await;
         }
         let cleanup = self.cleanup_history(old, &node_pods).await;
@@ -397,7 +417,10 @@ impl Syncer<'_> {
         result?;
         cleanup?;
         status?;
-        let requeue = *self.requeue.lock().expect("invariant: requeue lock is never poisoned");
+        let requeue = *self
+            .requeue
+            .lock()
+            .expect("invariant: requeue lock is never poisoned");
         Ok(requeue.map_or_else(Action::await_change, Action::requeue))
     }
 
@@ -410,17 +433,30 @@ impl Syncer<'_> {
         let owner_ref = controller_ref(&self.ds.metadata, "apps/v1", "DaemonSet");
         let (client, cached) = (self.ctx.client.clone(), self.ds.metadata.clone());
         let fresh = || async move {
-            let api: Api<DaemonSet> = Api::namespaced(client, cached.namespace.as_deref().unwrap_or(""));
+            let api: Api<DaemonSet> =
+                Api::namespaced(client, cached.namespace.as_deref().unwrap_or(""));
             let fresh = api
                 .get(cached.name.as_deref().unwrap_or(""))
                 .await
                 .map_err(ClaimError::Api)?;
             recheck_deletion_timestamp(&cached, &fresh.metadata, "DaemonSet")
         };
-        let claimed = claim(&self.ctx.client, &self.ds.metadata, &owner_ref, selector, candidates, fresh).await?;
+        let claimed = claim(
+            &self.ctx.client,
+            &self.ds.metadata,
+            &owner_ref,
+            selector,
+            candidates,
+            fresh,
+        )
+        .await?;
         let mut out: NodePods = HashMap::new();
         for pod in claimed {
-            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+            let phase = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .unwrap_or("");
             let terminal = phase == "Succeeded" || phase == "Failed";
             if terminal && pod.metadata.deletion_timestamp.is_some() {
                 continue;
@@ -434,7 +470,12 @@ impl Syncer<'_> {
     }
 
     /// Upstream `manage` and `podsShouldBeOnNode`.
-    async fn manage(&self, nodes: &[Arc<Node>], node_pods: &NodePods, hash: &str) -> Result<(), Error> {
+    async fn manage(
+        &self,
+        nodes: &[Arc<Node>],
+        node_pods: &NodePods,
+        hash: &str,
+    ) -> Result<(), Error> {
         let mut needing = Vec::new();
         let mut to_delete: Vec<Arc<Pod>> = Vec::new();
         let surge = util::allows_surge(self.ds);
@@ -447,13 +488,22 @@ impl Syncer<'_> {
                 None if should_run => needing.push(node_name.clone()),
                 Some(pods) if should_continue => {
                     let mut running = Vec::new();
-                    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
-                        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+                    for pod in pods
+                        .iter()
+                        .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    {
+                        let phase = pod
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.phase.as_deref())
+                            .unwrap_or("");
                         match phase {
                             "Failed" => {
                                 let backoff_key = format!("{uid}/{node_name}");
                                 let now = Instant::now();
-                                if let Some(wait) = self.ctx.failed_pods.in_backoff(&backoff_key, now) {
+                                if let Some(wait) =
+                                    self.ctx.failed_pods.in_backoff(&backoff_key, now)
+                                {
                                     self.requeue_after(wait);
                                     continue;
                                 }
@@ -463,7 +513,8 @@ impl Syncer<'_> {
                                     self.namespace(),
                                     pod.name_any()
                                 );
-                                self.event(EventType::Warning, "FailedDaemonPod", note).await;
+                                self.event(EventType::Warning, "FailedDaemonPod", note)
+                                    .await;
                                 to_delete.push(pod.clone());
                             }
                             "Succeeded" => {
@@ -472,7 +523,8 @@ impl Syncer<'_> {
                                     self.namespace(),
                                     pod.name_any()
                                 );
-                                self.event(EventType::Normal, "SucceededDaemonPod", note).await;
+                                self.event(EventType::Normal, "SucceededDaemonPod", note)
+                                    .await;
                                 to_delete.push(pod.clone());
                             }
                             _ => running.push(pod.clone()),
@@ -496,19 +548,31 @@ impl Syncer<'_> {
                     to_delete.extend(self.surge_excess(&running, hash));
                 }
                 Some(pods) if !should_continue => {
-                    to_delete.extend(pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).cloned());
+                    to_delete.extend(
+                        pods.iter()
+                            .filter(|p| p.metadata.deletion_timestamp.is_none())
+                            .cloned(),
+                    );
                 }
                 _ => {}
             }
         }
         // Unscheduled pods for nodes that no longer exist.
         for (node, pods) in node_pods {
-            if nodes.iter().any(|n| n.metadata.name.as_deref() == Some(node.as_str())) {
+            if nodes
+                .iter()
+                .any(|n| n.metadata.name.as_deref() == Some(node.as_str()))
+            {
                 continue;
             }
             to_delete.extend(
                 pods.iter()
-                    .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_none_or(str::is_empty))
+                    .filter(|p| {
+                        p.spec
+                            .as_ref()
+                            .and_then(|s| s.node_name.as_deref())
+                            .is_none_or(str::is_empty)
+                    })
                     .cloned(),
             );
         }
@@ -543,21 +607,34 @@ impl Syncer<'_> {
     }
 
     fn min_ready_seconds(&self) -> i32 {
-        self.ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+        self.ds
+            .spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
     }
 
     /// Upstream `syncNodes`: create pods for `needing` nodes (slow start) and delete
     /// `to_delete`, at most [`BURST_REPLICAS`] of each, with expectations set first.
-    async fn sync_nodes(&self, to_delete: &[Arc<Pod>], needing: &[String], hash: &str) -> Result<(), Error> {
+    async fn sync_nodes(
+        &self,
+        to_delete: &[Arc<Pod>],
+        needing: &[String],
+        hash: &str,
+    ) -> Result<(), Error> {
         let create_diff = needing.len().min(BURST_REPLICAS);
         let to_delete = &to_delete[..to_delete.len().min(BURST_REPLICAS)];
         if create_diff == 0 && to_delete.is_empty() {
             return Ok(());
         }
-        self.ctx.expectations.expect_creations(&self.key, create_diff);
         self.ctx
             .expectations
-            .raise(&self.key, 0, to_delete.iter().map(|p| meta_key(&p.metadata)));
+            .expect_creations(&self.key, create_diff);
+        self.ctx.expectations.raise(
+            &self.key,
+            0,
+            to_delete.iter().map(|p| meta_key(&p.metadata)),
+        );
         tracing::debug!(object = %self.key, create = create_diff, delete = to_delete.len(), "syncing nodes");
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), self.namespace());
         let template = util::pod_template(self.ds, hash);
@@ -575,13 +652,19 @@ impl Syncer<'_> {
                 match api.create(&PostParams::default(), &pod).await {
                     Ok(p) => {
                         let note = format!("Created pod: {}", p.name_any());
-                        self.event(EventType::Normal, "SuccessfulCreate", note).await;
+                        self.event(EventType::Normal, "SuccessfulCreate", note)
+                            .await;
                         Ok(())
                     }
                     // The namespace is going away: nothing to create, nothing to retry.
                     Err(e) if is_namespace_terminating(&e) => Ok(()),
                     Err(e) => {
-                        self.event(EventType::Warning, "FailedCreate", format!("Error creating: {e}")).await;
+                        self.event(
+                            EventType::Warning,
+                            "FailedCreate",
+                            format!("Error creating: {e}"),
+                        )
+                        .await;
                         Err(e)
                     }
                 }
@@ -601,22 +684,39 @@ impl Syncer<'_> {
                 let name = p.name_any();
                 match api.delete(&name, &Default::default()).await {
                     Ok(_) => {
-                        self.event(EventType::Normal, "SuccessfulDelete", format!("Deleted pod: {name}")).await;
+                        self.event(
+                            EventType::Normal,
+                            "SuccessfulDelete",
+                            format!("Deleted pod: {name}"),
+                        )
+                        .await;
                         Ok(())
                     }
                     Err(e) => {
-                        self.ctx.expectations.deletion_observed(&self.key, &meta_key(&p.metadata));
+                        self.ctx
+                            .expectations
+                            .deletion_observed(&self.key, &meta_key(&p.metadata));
                         if is_not_found(&e) {
                             return Ok(());
                         }
-                        self.event(EventType::Warning, "FailedDelete", format!("Error deleting: {e}")).await;
+                        self.event(
+                            EventType::Warning,
+                            "FailedDelete",
+                            format!("Error deleting: {e}"),
+                        )
+                        .await;
                         Err(e)
                     }
                 }
             }
         }))
         .await;
-        errors.extend(results.into_iter().filter_map(Result::err).map(|e| e.to_string()));
+        errors.extend(
+            results
+                .into_iter()
+                .filter_map(Result::err)
+                .map(|e| e.to_string()),
+        );
         if errors.is_empty() {
             Ok(())
         } else {
@@ -696,7 +796,10 @@ impl Syncer<'_> {
             ..self.ds.clone()
         };
         for attempt in 0..2 {
-            match api.replace_status(self.name(), &PostParams::default(), &target).await {
+            match api
+                .replace_status(self.name(), &PostParams::default(), &target)
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(e) if is_not_found(&e) => return Ok(()),
                 Err(e) if attempt == 0 => {

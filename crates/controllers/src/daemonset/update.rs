@@ -47,7 +47,12 @@ impl Syncer<'_> {
     }
 
     fn template_data(&self) -> serde_json::Value {
-        let template = self.ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        let template = self
+            .ds
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
         history::template_patch(&template)
     }
 
@@ -91,21 +96,33 @@ impl Syncer<'_> {
         Ok((cur, old))
     }
 
-    async fn claimed_revisions(&self, selector: &LabelSelector) -> Result<Vec<ControllerRevision>, Error> {
+    async fn claimed_revisions(
+        &self,
+        selector: &LabelSelector,
+    ) -> Result<Vec<ControllerRevision>, Error> {
         let uid = self.ds.metadata.uid.clone().unwrap_or_default();
         let mut candidates = self.ctx.revisions.controlled_by(&uid);
         candidates.extend(self.ctx.revisions.orphans_in(self.namespace()));
         let owner_ref = controller_ref(&self.ds.metadata, "apps/v1", "DaemonSet");
         let (client, cached) = (self.ctx.client.clone(), self.ds.metadata.clone());
         let fresh = || async move {
-            let api: Api<DaemonSet> = Api::namespaced(client, cached.namespace.as_deref().unwrap_or(""));
+            let api: Api<DaemonSet> =
+                Api::namespaced(client, cached.namespace.as_deref().unwrap_or(""));
             let fresh = api
                 .get(cached.name.as_deref().unwrap_or(""))
                 .await
                 .map_err(ClaimError::Api)?;
             recheck_deletion_timestamp(&cached, &fresh.metadata, "DaemonSet")
         };
-        let claimed = claim(&self.ctx.client, &self.ds.metadata, &owner_ref, selector, candidates, fresh).await?;
+        let claimed = claim(
+            &self.ctx.client,
+            &self.ds.metadata,
+            &owner_ref,
+            selector,
+            candidates,
+            fresh,
+        )
+        .await?;
         Ok(claimed.iter().map(|r| (**r).clone()).collect())
     }
 
@@ -126,10 +143,17 @@ impl Syncer<'_> {
             let dup_hash = revision_hash(dup).unwrap_or("");
             for pod in node_pods.values().flatten() {
                 let labels = pod.metadata.labels.as_ref();
-                if labels.and_then(|l| l.get(REVISION_HASH_LABEL)).map(String::as_str) == Some(dup_hash) {
+                if labels
+                    .and_then(|l| l.get(REVISION_HASH_LABEL))
+                    .map(String::as_str)
+                    == Some(dup_hash)
+                {
                     let patch = json!({"metadata": {"labels": {REVISION_HASH_LABEL: keep_hash}}});
                     let name = pod.metadata.name.as_deref().unwrap_or("");
-                    match pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    match pods
+                        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
                         Ok(_) => {}
                         Err(e) if is_not_found(&e) => {}
                         Err(e) => return Err(e.into()),
@@ -138,7 +162,10 @@ impl Syncer<'_> {
             }
             match self
                 .revision_api()
-                .delete(dup.metadata.name.as_deref().unwrap_or(""), &Default::default())
+                .delete(
+                    dup.metadata.name.as_deref().unwrap_or(""),
+                    &Default::default(),
+                )
                 .await
             {
                 Ok(_) => {}
@@ -153,7 +180,12 @@ impl Syncer<'_> {
     /// different template bumps the DaemonSet's `collisionCount` and fails the sync, so
     /// the next one hashes with the new count.
     async fn snapshot(&self, revision: i64) -> Result<ControllerRevision, Error> {
-        let template = self.ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        let template = self
+            .ds
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
         let collision_count = self.ds.status.as_ref().and_then(|s| s.collision_count);
         let hash = compute_hash(&template, collision_count);
         let name = format!("{}-{hash}", self.name());
@@ -170,7 +202,11 @@ impl Syncer<'_> {
                 namespace: self.ds.metadata.namespace.clone(),
                 labels: Some(labels),
                 annotations: self.ds.metadata.annotations.clone(),
-                owner_references: Some(vec![controller_ref(&self.ds.metadata, "apps/v1", "DaemonSet")]),
+                owner_references: Some(vec![controller_ref(
+                    &self.ds.metadata,
+                    "apps/v1",
+                    "DaemonSet",
+                )]),
                 ..Default::default()
             },
             data: Some(RawExtension(data.clone())),
@@ -197,7 +233,8 @@ impl Syncer<'_> {
         }
         let status = fresh.status.get_or_insert_with(DaemonSetStatus::default);
         status.collision_count = Some(fresh_count.unwrap_or(0) + 1);
-        sets.replace_status(self.name(), &PostParams::default(), &fresh).await?;
+        sets.replace_status(self.name(), &PostParams::default(), &fresh)
+            .await?;
         tracing::info!(object = %self.key, "found a hash collision; bumped collisionCount");
         Err(outer.into())
     }
@@ -215,7 +252,9 @@ impl Syncer<'_> {
             .as_ref()
             .and_then(|s| s.revision_history_limit)
             .unwrap_or(10);
-        let mut to_kill = old.len().saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
+        let mut to_kill = old
+            .len()
+            .saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
         if to_kill == 0 {
             return Ok(());
         }
@@ -234,7 +273,13 @@ impl Syncer<'_> {
             if revision_hash(r).is_some_and(|h| live.contains(h)) {
                 continue;
             }
-            match api.delete(r.metadata.name.as_deref().unwrap_or(""), &Default::default()).await {
+            match api
+                .delete(
+                    r.metadata.name.as_deref().unwrap_or(""),
+                    &Default::default(),
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(e.into()),
@@ -246,10 +291,17 @@ impl Syncer<'_> {
 
     /// The new and old pod of a node, or `None` when it has more than one of either
     /// (the main loop prunes those first).
-    fn updated_pods_on_node<'p>(&self, pods: &'p [Arc<Pod>], hash: &str) -> Option<(Option<&'p Pod>, Option<&'p Pod>)> {
+    fn updated_pods_on_node<'p>(
+        &self,
+        pods: &'p [Arc<Pod>],
+        hash: &str,
+    ) -> Option<(Option<&'p Pod>, Option<&'p Pod>)> {
         let generation = util::template_generation(self.ds);
         let (mut new, mut old) = (None, None);
-        for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+        for pod in pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+        {
             let slot = if util::is_pod_updated(pod, hash, generation) {
                 &mut new
             } else {
@@ -304,7 +356,10 @@ impl Syncer<'_> {
             let mut candidates: Vec<&Pod> = Vec::new();
             for (node, pods) in &by_node {
                 let Some((new, old)) = self.updated_pods_on_node(pods, hash) else {
-                    tracing::debug!(node, "excess daemon pods on node; the main loop prunes them first");
+                    tracing::debug!(
+                        node,
+                        "excess daemon pods on node; the main loop prunes them first"
+                    );
                     unavailable += 1;
                     continue;
                 };
@@ -327,7 +382,10 @@ impl Syncer<'_> {
             }
             let room = usize::try_from((max_unavailable - unavailable).max(0)).unwrap_or(0);
             replace_now.extend(candidates.into_iter().take(room));
-            let victims: Vec<Arc<Pod>> = replace_now.into_iter().map(|p| Arc::new(p.clone())).collect();
+            let victims: Vec<Arc<Pod>> = replace_now
+                .into_iter()
+                .map(|p| Arc::new(p.clone()))
+                .collect();
             tracing::debug!(object = %self.key, replacing = victims.len(), max_unavailable, unavailable, "rolling update");
             return self.sync_nodes(&victims, &[], hash).await;
         }
@@ -347,7 +405,9 @@ impl Syncer<'_> {
                 (None, Some(n)) if available(n) => available_count += 1,
                 _ => {}
             }
-            let node = nodes.iter().find(|n| n.metadata.name.as_deref() == Some(*node_name));
+            let node = nodes
+                .iter()
+                .find(|n| n.metadata.name.as_deref() == Some(*node_name));
             let runs_here = node.is_some_and(|n| util::should_run(n, self.ds).0);
             match (old, new) {
                 (None, _) => {}

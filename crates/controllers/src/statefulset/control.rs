@@ -121,7 +121,11 @@ impl Ctx {
             .as_ref()
             .and_then(|s| s.collision_count)
             .unwrap_or(0);
-        let template = set.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        let template = set
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
         let labels = template.metadata.as_ref().and_then(|m| m.labels.clone());
         let mut wanted = history::new_revision(
             &set.metadata,
@@ -145,10 +149,18 @@ impl Ctx {
                     .await?
             }
         };
-        let current_name = set.status.as_ref().and_then(|s| s.current_revision.as_deref());
+        let current_name = set
+            .status
+            .as_ref()
+            .and_then(|s| s.current_revision.as_deref());
         let current = revisions
             .iter()
-            .find(|r| r.metadata.name.as_deref().is_some_and(|n| Some(n) == current_name))
+            .find(|r| {
+                r.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| Some(n) == current_name)
+            })
             .cloned()
             .unwrap_or_else(|| update.clone());
         Ok((current, update, collision_count))
@@ -167,7 +179,9 @@ impl Ctx {
         let (current, update, collision_count) = match self.revisions_of(set, &revisions).await {
             Ok(r) => r,
             Err(e) => {
-                let _ = self.truncate_history(set, pods, &revisions, None, None).await;
+                let _ = self
+                    .truncate_history(set, pods, &revisions, None, None)
+                    .await;
                 return Err(e);
             }
         };
@@ -222,7 +236,10 @@ impl Ctx {
         for pod in pods {
             let o = ordinal(pod);
             if utils::in_ordinal_range(pod, set) {
-                if let Some(slot) = usize::try_from(o - start).ok().and_then(|i| slots.get_mut(i)) {
+                if let Some(slot) = usize::try_from(o - start)
+                    .ok()
+                    .and_then(|i| slots.get_mut(i))
+                {
                     *slot = Some(pod.clone());
                 }
             } else if o >= 0 {
@@ -251,7 +268,16 @@ impl Ctx {
         }
         let monotonic = !utils::allows_burst(set);
         let result = self
-            .run_steps(set, key, &update_set, monotonic, &replicas, &condemned, first_unhealthy.as_deref(), upd_name)
+            .run_steps(
+                set,
+                key,
+                &update_set,
+                monotonic,
+                &replicas,
+                &condemned,
+                first_unhealthy.as_deref(),
+                upd_name,
+            )
             .await;
         (result, [replicas, condemned])
     }
@@ -305,7 +331,12 @@ impl Ctx {
 
     /// Upstream `runForAll`: in order, stopping at the first step that says so, when
     /// monotonic; otherwise every step, in slow-start batches. True when it stopped.
-    async fn run_for_all<'a, F, Fut>(&'a self, n: usize, monotonic: bool, step: F) -> Result<bool, Error>
+    async fn run_for_all<'a, F, Fut>(
+        &'a self,
+        n: usize,
+        monotonic: bool,
+        step: F,
+    ) -> Result<bool, Error>
     where
         F: Fn(usize) -> Fut,
         Fut: std::future::Future<Output = Result<bool, Error>> + 'a,
@@ -407,7 +438,11 @@ impl Ctx {
 
     /// Writes status unless it is already what the set shows, retrying once against a
     /// fresh read on conflict.
-    async fn write_status(&self, set: &StatefulSet, status: &StatefulSetStatus) -> Result<(), Error> {
+    async fn write_status(
+        &self,
+        set: &StatefulSet,
+        status: &StatefulSetStatus,
+    ) -> Result<(), Error> {
         if set.status.as_ref() == Some(status) {
             return Ok(());
         }
@@ -418,7 +453,10 @@ impl Ctx {
             ..set.clone()
         };
         for attempt in 0..2 {
-            match api.replace_status(name, &PostParams::default(), &target).await {
+            match api
+                .replace_status(name, &PostParams::default(), &target)
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(e) if attempt == 0 && !is_not_found(&e) => {
                     let fresh = api.get(name).await?;
@@ -456,10 +494,19 @@ impl Ctx {
             .as_ref()
             .and_then(|s| s.revision_history_limit)
             .unwrap_or(10);
-        let excess = old.len().saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
-        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), utils::set_namespace(set));
+        let excess = old
+            .len()
+            .saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
+        let api: Api<ControllerRevision> =
+            Api::namespaced(self.client.clone(), utils::set_namespace(set));
         for r in old.into_iter().take(excess) {
-            match api.delete(r.metadata.name.as_deref().unwrap_or(""), &Default::default()).await {
+            match api
+                .delete(
+                    r.metadata.name.as_deref().unwrap_or(""),
+                    &Default::default(),
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(e.into()),
@@ -538,7 +585,11 @@ mod tests {
         assert_eq!(s.current_revision.as_deref(), Some("r2"));
         assert_eq!(s.current_replicas, Some(2));
         assert_eq!(s.observed_generation, Some(4));
-        let half = Counts { updated: 1, current: 1, ..all_new };
+        let half = Counts {
+            updated: 1,
+            current: 1,
+            ..all_new
+        };
         let s = status_for(&set, half, "r1", "r2", 0);
         assert_eq!(s.current_revision.as_deref(), Some("r1"));
     }

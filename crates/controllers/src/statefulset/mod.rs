@@ -161,7 +161,8 @@ impl PodHandler {
                     return;
                 }
                 if let Some(set) = self.owner(pod) {
-                    self.expectations.creation_observed(&meta_key(&set.metadata));
+                    self.expectations
+                        .creation_observed(&meta_key(&set.metadata));
                     self.queue.enqueue_obj(&set);
                 } else if controller_of(&pod.metadata).is_none() {
                     self.enqueue_matching(pod);
@@ -171,11 +172,14 @@ impl PodHandler {
                 if old.metadata.resource_version == new.metadata.resource_version {
                     return;
                 }
-                if new.metadata.deletion_timestamp.is_some() && old.metadata.deletion_timestamp.is_none() {
+                if new.metadata.deletion_timestamp.is_some()
+                    && old.metadata.deletion_timestamp.is_none()
+                {
                     self.deleted(new);
                     return;
                 }
-                let (cur_ref, old_ref) = (controller_of(&new.metadata), controller_of(&old.metadata));
+                let (cur_ref, old_ref) =
+                    (controller_of(&new.metadata), controller_of(&old.metadata));
                 if cur_ref != old_ref {
                     if let Some(set) = self.owner(old) {
                         self.queue.enqueue_obj(&set);
@@ -215,7 +219,9 @@ impl PodHandler {
             .sets
             .in_namespace(pod.metadata.namespace.as_deref().unwrap_or(""))
         {
-            let Some(spec) = set.spec.as_ref() else { continue };
+            let Some(spec) = set.spec.as_ref() else {
+                continue;
+            };
             if let Ok(sel) = LabelSelector::from_metav1(&spec.selector) {
                 if !sel.is_empty() && sel.matches(&labels) && utils::is_member_of(&set, pod) {
                     self.queue.enqueue_obj(&set);
@@ -262,14 +268,21 @@ async fn sync(set: &StatefulSet, ctx: &Ctx, key: &str) -> Result<Action, Error> 
     let pods = claim_pods(set, ctx, &selector).await?;
     let status = ctx.update_stateful_set(set, key, revisions, &pods).await?;
     let min_ready = utils::min_ready_seconds(set);
-    if min_ready > 0 && status.is_some_and(|s| s.available_replicas.unwrap_or(0) != utils::replicas(set)) {
+    if min_ready > 0
+        && status.is_some_and(|s| s.available_replicas.unwrap_or(0) != utils::replicas(set))
+    {
         // Ready pods turn available with time alone; look again then.
-        return Ok(Action::requeue(Duration::from_secs(u64::try_from(min_ready).unwrap_or(0))));
+        return Ok(Action::requeue(Duration::from_secs(
+            u64::try_from(min_ready).unwrap_or(0),
+        )));
     }
     Ok(Action::await_change())
 }
 
-async fn fresh_check(client: Client, cached: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Result<(), ClaimError> {
+async fn fresh_check(
+    client: Client,
+    cached: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Result<(), ClaimError> {
     let api: Api<StatefulSet> = Api::namespaced(client, cached.namespace.as_deref().unwrap_or(""));
     let fresh = api
         .get(cached.name.as_deref().unwrap_or(""))
@@ -289,16 +302,25 @@ async fn claim_revisions(
     candidates.extend(ctx.revisions.orphans_in(utils::set_namespace(set)));
     let owner_ref = controller_ref(&set.metadata, "apps/v1", "StatefulSet");
     let (client, cached) = (ctx.client.clone(), set.metadata.clone());
-    let claimed = claim(&ctx.client, &set.metadata, &owner_ref, selector, candidates, || {
-        fresh_check(client, cached)
-    })
+    let claimed = claim(
+        &ctx.client,
+        &set.metadata,
+        &owner_ref,
+        selector,
+        candidates,
+        || fresh_check(client, cached),
+    )
     .await?;
     Ok(claimed.iter().map(|r| (**r).clone()).collect())
 }
 
 /// The set's pods: those it controls plus orphans that match its selector and whose
 /// names say they are its members (upstream `getPodsForStatefulSet`).
-async fn claim_pods(set: &StatefulSet, ctx: &Ctx, selector: &LabelSelector) -> Result<Vec<Pod>, Error> {
+async fn claim_pods(
+    set: &StatefulSet,
+    ctx: &Ctx,
+    selector: &LabelSelector,
+) -> Result<Vec<Pod>, Error> {
     let uid = set.metadata.uid.clone().unwrap_or_default();
     let mut candidates = ctx.pods.controlled_by(&uid);
     candidates.extend(
@@ -309,9 +331,14 @@ async fn claim_pods(set: &StatefulSet, ctx: &Ctx, selector: &LabelSelector) -> R
     );
     let owner_ref = controller_ref(&set.metadata, "apps/v1", "StatefulSet");
     let (client, cached) = (ctx.client.clone(), set.metadata.clone());
-    let claimed = claim(&ctx.client, &set.metadata, &owner_ref, selector, candidates, || {
-        fresh_check(client, cached)
-    })
+    let claimed = claim(
+        &ctx.client,
+        &set.metadata,
+        &owner_ref,
+        selector,
+        candidates,
+        || fresh_check(client, cached),
+    )
     .await?;
     Ok(claimed
         .iter()

@@ -36,12 +36,18 @@ impl Ctx {
             None => (
                 EventType::Normal,
                 format!("Successful{}", title(verb)),
-                format!("{verb} Pod {pod_name} in StatefulSet {} successful", set_name(set)),
+                format!(
+                    "{verb} Pod {pod_name} in StatefulSet {} successful",
+                    set_name(set)
+                ),
             ),
             Some(e) => (
                 EventType::Warning,
                 format!("Failed{}", title(verb)),
-                format!("{verb} Pod {pod_name} in StatefulSet {} failed error: {e}", set_name(set)),
+                format!(
+                    "{verb} Pod {pod_name} in StatefulSet {} failed error: {e}",
+                    set_name(set)
+                ),
             ),
         };
         self.recorder
@@ -50,13 +56,23 @@ impl Ctx {
     }
 
     /// The same for a claim (upstream `recordClaimEvent`).
-    async fn record_claim_event(&self, verb: &str, set: &StatefulSet, pod: &Pod, claim: &str, err: Option<&str>) {
+    async fn record_claim_event(
+        &self,
+        verb: &str,
+        set: &StatefulSet,
+        pod: &Pod,
+        claim: &str,
+        err: Option<&str>,
+    ) {
         let pod_name = pod.metadata.name.as_deref().unwrap_or("");
         let (type_, reason, note) = match err {
             None => (
                 EventType::Normal,
                 format!("Successful{}", title(verb)),
-                format!("{verb} Claim {claim} Pod {pod_name} in StatefulSet {} success", set_name(set)),
+                format!(
+                    "{verb} Claim {claim} Pod {pod_name} in StatefulSet {} success",
+                    set_name(set)
+                ),
             ),
             Some(e) => (
                 EventType::Warning,
@@ -89,12 +105,16 @@ impl Ctx {
                     let api: Api<PersistentVolumeClaim> =
                         Api::namespaced(self.client.clone(), set_namespace(set));
                     match api.create(&PostParams::default(), &claim).await {
-                        Ok(_) => self.record_claim_event("create", set, pod, &name, None).await,
+                        Ok(_) => {
+                            self.record_claim_event("create", set, pod, &name, None)
+                                .await
+                        }
                         // A cache that has not caught up: the claim is there, as wanted.
                         Err(e) if is_already_exists(&e) => {}
                         Err(e) => {
                             let msg = e.to_string();
-                            self.record_claim_event("create", set, pod, &name, Some(&msg)).await;
+                            self.record_claim_event("create", set, pod, &name, Some(&msg))
+                                .await;
                             errs.push(format!("failed to create PVC {name}: {msg}"));
                         }
                     }
@@ -109,16 +129,23 @@ impl Ctx {
     }
 
     /// Claims first, then the pod (upstream `CreateStatefulPod`).
-    pub(super) async fn create_pod(&self, set: &StatefulSet, key: &str, pod: &Pod) -> Result<(), Error> {
+    pub(super) async fn create_pod(
+        &self,
+        set: &StatefulSet,
+        key: &str,
+        pod: &Pod,
+    ) -> Result<(), Error> {
         if let Err(e) = self.create_claims(set, pod).await {
-            self.record_pod_event("create", set, pod, Some(&e.to_string())).await;
+            self.record_pod_event("create", set, pod, Some(&e.to_string()))
+                .await;
             return Err(e);
         }
         self.expectations.raise(key, 1, []);
         match self.pod_api(set).create(&PostParams::default(), pod).await {
             Ok(created) => {
                 if let Err(e) = self.update_claims_for_retention(set, &created).await {
-                    self.record_pod_event("update", set, pod, Some(&e.to_string())).await;
+                    self.record_pod_event("update", set, pod, Some(&e.to_string()))
+                        .await;
                     return Err(e);
                 }
                 self.record_pod_event("create", set, pod, None).await;
@@ -127,7 +154,8 @@ impl Ctx {
             Err(e) => {
                 self.expectations.creation_observed(key);
                 if !is_already_exists(&e) {
-                    self.record_pod_event("create", set, pod, Some(&e.to_string())).await;
+                    self.record_pod_event("create", set, pod, Some(&e.to_string()))
+                        .await;
                 }
                 Err(e.into())
             }
@@ -135,7 +163,12 @@ impl Ctx {
     }
 
     /// Deletes a pod; its claims stay (upstream `DeleteStatefulPod`).
-    pub(super) async fn delete_pod(&self, set: &StatefulSet, key: &str, pod: &Pod) -> Result<(), Error> {
+    pub(super) async fn delete_pod(
+        &self,
+        set: &StatefulSet,
+        key: &str,
+        pod: &Pod,
+    ) -> Result<(), Error> {
         let name = pod.metadata.name.clone().unwrap_or_default();
         self.expectations.raise(key, 0, [meta_key(&pod.metadata)]);
         match self.pod_api(set).delete(&name, &Default::default()).await {
@@ -144,11 +177,13 @@ impl Ctx {
                 Ok(())
             }
             Err(e) => {
-                self.expectations.deletion_observed(key, &meta_key(&pod.metadata));
+                self.expectations
+                    .deletion_observed(key, &meta_key(&pod.metadata));
                 if is_not_found(&e) {
                     return Ok(());
                 }
-                self.record_pod_event("delete", set, pod, Some(&e.to_string())).await;
+                self.record_pod_event("delete", set, pod, Some(&e.to_string()))
+                    .await;
                 Err(e.into())
             }
         }
@@ -171,13 +206,15 @@ impl Ctx {
                 utils::update_storage(set, &mut pod);
                 consistent = false;
                 if let Err(e) = self.create_claims(set, &pod).await {
-                    self.record_pod_event("update", set, &pod, Some(&e.to_string())).await;
+                    self.record_pod_event("update", set, &pod, Some(&e.to_string()))
+                        .await;
                     return Err(e);
                 }
             }
             if !self.claims_match_retention(set, &pod) {
                 if let Err(e) = self.update_claims_for_retention(set, &pod).await {
-                    self.record_pod_event("update", set, &pod, Some(&e.to_string())).await;
+                    self.record_pod_event("update", set, &pod, Some(&e.to_string()))
+                        .await;
                     return Err(e);
                 }
             }
@@ -210,16 +247,22 @@ impl Ctx {
         }
         if attempted {
             let err = result.as_ref().err().map(ToString::to_string);
-            self.record_pod_event("update", set, &pod, err.as_deref()).await;
+            self.record_pod_event("update", set, &pod, err.as_deref())
+                .await;
         }
         result
     }
 
     /// Creates missing claims of a pending pod (upstream `createMissingPersistentVolumeClaims`).
-    pub(super) async fn create_missing_claims(&self, set: &StatefulSet, pod: &Pod) -> Result<(), Error> {
+    pub(super) async fn create_missing_claims(
+        &self,
+        set: &StatefulSet,
+        pod: &Pod,
+    ) -> Result<(), Error> {
         self.create_claims(set, pod).await?;
         if let Err(e) = self.update_claims_for_retention(set, pod).await {
-            self.record_pod_event("update", set, pod, Some(&e.to_string())).await;
+            self.record_pod_event("update", set, pod, Some(&e.to_string()))
+                .await;
             return Err(e);
         }
         Ok(())
@@ -239,8 +282,13 @@ impl Ctx {
     /// `UpdatePodClaimForRetentionPolicy`): the set owns them when `whenDeleted: Delete`,
     /// a pod scaled away owns them when `whenScaled: Delete`, so the garbage collector
     /// removes them with their owner.
-    pub(super) async fn update_claims_for_retention(&self, set: &StatefulSet, pod: &Pod) -> Result<(), Error> {
-        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), set_namespace(set));
+    pub(super) async fn update_claims_for_retention(
+        &self,
+        set: &StatefulSet,
+        pod: &Pod,
+    ) -> Result<(), Error> {
+        let api: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.client.clone(), set_namespace(set));
         for (_, want) in utils::claims_for(set, pod) {
             let name = want.metadata.name.clone().unwrap_or_default();
             let Some(claim) = self.claims.get(set_namespace(set), &name) else {
@@ -254,7 +302,10 @@ impl Ctx {
                 "ownerReferences": refs,
                 "resourceVersion": claim.metadata.resource_version,
             }});
-            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => {

@@ -51,7 +51,11 @@ pub fn is_member_of(set: &StatefulSet, pod: &Pod) -> bool {
 }
 
 pub fn replicas(set: &StatefulSet) -> i32 {
-    set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0)
+    set.spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        .max(0)
 }
 
 /// `spec.ordinals.start`, 0 by default.
@@ -102,7 +106,10 @@ pub fn min_ready_seconds(set: &StatefulSet) -> i32 {
 
 /// `Parallel` pod management lets pods be created and deleted in any order.
 pub fn allows_burst(set: &StatefulSet) -> bool {
-    set.spec.as_ref().and_then(|s| s.pod_management_policy.as_deref()) == Some("Parallel")
+    set.spec
+        .as_ref()
+        .and_then(|s| s.pod_management_policy.as_deref())
+        == Some("Parallel")
 }
 
 pub fn update_strategy_type(set: &StatefulSet) -> &str {
@@ -301,7 +308,11 @@ fn init_identity(set: &StatefulSet, pod: &mut Pod) {
 
 /// The pod for `ordinal` from `set`'s template (upstream `newStatefulSetPod`).
 pub fn new_pod(set: &StatefulSet, ordinal: i32) -> Pod {
-    let template = set.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = set
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let owner = controller_ref(&set.metadata, "apps/v1", "StatefulSet");
     let mut pod = pod_from_template(
         &template,
@@ -411,12 +422,11 @@ pub fn claim_owner_refs_for_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::apps::v1::RollingUpdateStatefulSetStrategy;
     use k8s_openapi::api::apps::v1::{
-        StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
-        StatefulSetUpdateStrategy,
+        StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
     };
     use k8s_openapi::api::core::v1::PodTemplateSpec;
-    use k8s_openapi::api::apps::v1::RollingUpdateStatefulSetStrategy;
 
     fn set(replicas: i32) -> StatefulSet {
         let claim = PersistentVolumeClaim {
@@ -490,13 +500,19 @@ mod tests {
         let volumes = spec.volumes.expect("volumes");
         assert_eq!(volumes.len(), 1);
         assert_eq!(
-            volumes[0].persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()),
+            volumes[0]
+                .persistent_volume_claim
+                .as_ref()
+                .map(|c| c.claim_name.as_str()),
             Some("www-web-2")
         );
         assert!(identity_matches(&s, &pod) && storage_matches(&s, &pod));
         let claims = claims_for(&s, &pod);
         assert_eq!(claims[0].1.metadata.name.as_deref(), Some("www-web-2"));
-        assert_eq!(claims[0].1.metadata.labels.as_ref().expect("labels")["app"], "nginx");
+        assert_eq!(
+            claims[0].1.metadata.labels.as_ref().expect("labels")["app"],
+            "nginx"
+        );
         let mut other = pod.clone();
         other.metadata.labels = None;
         assert!(!identity_matches(&s, &other));
@@ -555,6 +571,9 @@ mod tests {
         };
         assert!(claim_owner_refs_for_policy(&owned, &s, &pod).is_none());
         let refs = claim_owner_refs_for_policy(&owned, &scaled, &pod).expect("pod owns it");
-        assert_eq!(refs.iter().map(|r| r.uid.as_str()).collect::<Vec<_>>(), vec!["pod-uid"]);
+        assert_eq!(
+            refs.iter().map(|r| r.uid.as_str()).collect::<Vec<_>>(),
+            vec!["pod-uid"]
+        );
     }
 }

@@ -31,7 +31,10 @@ pub struct IpAllocator {
 
 impl IpAllocator {
     pub fn new(net: Ipv4Net) -> Self {
-        IpAllocator { net, used: Mutex::new(HashSet::new()) }
+        IpAllocator {
+            net,
+            used: Mutex::new(HashSet::new()),
+        }
     }
 
     pub fn cidr(&self) -> Ipv4Net {
@@ -101,7 +104,11 @@ pub struct PortAllocator {
 
 impl PortAllocator {
     pub fn new(first: u16, last: u16) -> Self {
-        PortAllocator { first, last, used: Mutex::new(HashSet::new()) }
+        PortAllocator {
+            first,
+            last,
+            used: Mutex::new(HashSet::new()),
+        }
     }
 
     pub fn range(&self) -> String {
@@ -131,7 +138,9 @@ impl PortAllocator {
                 return Ok(p);
             }
         }
-        (self.first..=self.last).find(|p| used.insert(*p)).ok_or(AllocError::Full)
+        (self.first..=self.last)
+            .find(|p| used.insert(*p))
+            .ok_or(AllocError::Full)
     }
 
     pub fn release(&self, port: u16) {
@@ -154,7 +163,10 @@ mod tests {
             assert!(a.cidr().contains(&ip));
         }
         assert_eq!(seen.len(), 13);
-        assert!(matches!(a.allocate("10.44.0.1".parse().expect("ip")), Err(AllocError::IpOutOfRange(_))));
+        assert!(matches!(
+            a.allocate("10.44.0.1".parse().expect("ip")),
+            Err(AllocError::IpOutOfRange(_))
+        ));
     }
 
     #[test]

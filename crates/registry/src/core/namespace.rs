@@ -18,7 +18,9 @@ pub struct NamespaceStrategy {
 
 impl NamespaceStrategy {
     pub fn new(info: Arc<ResourceInfo>) -> Self {
-        NamespaceStrategy { inner: BuiltinStrategy::new(info) }
+        NamespaceStrategy {
+            inner: BuiltinStrategy::new(info),
+        }
     }
 }
 
@@ -26,7 +28,11 @@ impl NamespaceStrategy {
 pub fn spec_finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/spec/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -49,7 +55,10 @@ impl Strategy for NamespaceStrategy {
             if let Some(s) = old.get("status") {
                 m.insert("status".to_string(), s.clone());
             }
-            let fins = old.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            let fins = old
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
             let spec = m.entry("spec").or_insert_with(|| json!({}));
             if let Some(s) = spec.as_object_mut() {
                 s.insert("finalizers".to_string(), fins);

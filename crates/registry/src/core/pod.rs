@@ -15,7 +15,9 @@ pub struct PodStrategy {
 
 impl PodStrategy {
     pub fn new(info: Arc<ResourceInfo>) -> Self {
-        PodStrategy { inner: BuiltinStrategy::new(info) }
+        PodStrategy {
+            inner: BuiltinStrategy::new(info),
+        }
     }
 }
 
@@ -62,7 +64,10 @@ impl Strategy for PodStrategy {
     fn prepare_for_create(&self, obj: &mut Value) {
         let qos = qos_class(obj);
         if let Some(m) = obj.as_object_mut() {
-            m.insert("status".to_string(), json!({"phase": "Pending", "qosClass": qos}));
+            m.insert(
+                "status".to_string(),
+                json!({"phase": "Pending", "qosClass": qos}),
+            );
         }
     }
     fn validate(&self, obj: &Value) -> FieldErrors {
@@ -75,13 +80,22 @@ impl Strategy for PodStrategy {
         self.inner.attrs(obj)
     }
     fn graceful_delete_period(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
-        let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-        let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+        let bound = obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let phase = obj
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !bound || matches!(phase, "Succeeded" | "Failed") {
             return None;
         }
         let period = requested
-            .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+            .or_else(|| {
+                obj.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
             .unwrap_or(30);
         if period <= 0 {
             None
@@ -107,7 +121,12 @@ mod tests {
 
     #[test]
     fn unbound_pods_are_deleted_at_once() {
-        let s = PodStrategy::new(apis::builtin_resources().into_iter().find(|r| r.resource == "pods").expect("pods"));
+        let s = PodStrategy::new(
+            apis::builtin_resources()
+                .into_iter()
+                .find(|r| r.resource == "pods")
+                .expect("pods"),
+        );
         assert_eq!(s.graceful_delete_period(&json!({"spec": {}}), None), None);
         let bound = json!({"spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 10}, "status": {"phase": "Running"}});
         assert_eq!(s.graceful_delete_period(&bound, None), Some(10));

@@ -24,7 +24,11 @@ pub struct ServiceStrategy {
 
 impl ServiceStrategy {
     pub fn new(info: Arc<ResourceInfo>, ips: Arc<IpAllocator>, ports: Arc<PortAllocator>) -> Self {
-        ServiceStrategy { inner: BuiltinStrategy::new(info), ips, ports }
+        ServiceStrategy {
+            inner: BuiltinStrategy::new(info),
+            ips,
+            ports,
+        }
     }
 
     fn invalid(&self, obj: &Value, errors: FieldErrors) -> RegistryError {
@@ -48,7 +52,9 @@ impl ServiceStrategy {
 }
 
 fn svc_type(obj: &Value) -> &str {
-    obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP")
+    obj.pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
 }
 
 fn cluster_ips(obj: &Value) -> Vec<Ipv4Addr> {
@@ -58,7 +64,11 @@ fn cluster_ips(obj: &Value) -> Vec<Ipv4Addr> {
         .map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect())
         .unwrap_or_default();
     if out.is_empty() {
-        if let Some(ip) = obj.pointer("/spec/clusterIP").and_then(Value::as_str).and_then(|s| s.parse().ok()) {
+        if let Some(ip) = obj
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+        {
             out.push(ip);
         }
     }
@@ -68,14 +78,22 @@ fn cluster_ips(obj: &Value) -> Vec<Ipv4Addr> {
 fn node_ports(obj: &Value) -> Vec<u16> {
     obj.pointer("/spec/ports")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|p| p.get("nodePort")?.as_u64()).filter_map(|p| u16::try_from(p).ok()).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.get("nodePort")?.as_u64())
+                .filter_map(|p| u16::try_from(p).ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn wants_node_ports(obj: &Value) -> bool {
     match svc_type(obj) {
         "NodePort" => true,
-        "LoadBalancer" => obj.pointer("/spec/allocateLoadBalancerNodePorts").and_then(Value::as_bool).unwrap_or(true),
+        "LoadBalancer" => obj
+            .pointer("/spec/allocateLoadBalancerNodePorts")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
         _ => false,
     }
 }
@@ -86,7 +104,11 @@ impl ServiceStrategy {
         if svc_type(obj) == "ExternalName" {
             return Ok(taken);
         }
-        let requested = obj.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+        let requested = obj
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if requested == "None" {
             set_spec(obj, "clusterIPs", json!(["None"]));
             return Ok(taken);
@@ -96,7 +118,14 @@ impl ServiceStrategy {
                 *ip
             } else {
                 let ip = self.ips.allocate_next().map_err(|e| {
-                    self.invalid(obj, vec![FieldError::invalid("spec.clusterIPs", "", format!("failed to allocate IP: {e}"))])
+                    self.invalid(
+                        obj,
+                        vec![FieldError::invalid(
+                            "spec.clusterIPs",
+                            "",
+                            format!("failed to allocate IP: {e}"),
+                        )],
+                    )
                 })?;
                 taken.push(ip);
                 ip
@@ -142,9 +171,14 @@ impl ServiceStrategy {
             return Ok(taken);
         }
         let name = meta::name(obj).to_string();
-        let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) else { return Ok(taken) };
+        let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) else {
+            return Ok(taken);
+        };
         for (i, port) in ports.iter_mut().enumerate() {
-            let requested = port.get("nodePort").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok());
+            let requested = port
+                .get("nodePort")
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok());
             let result = match requested {
                 Some(p) if already.contains(&p) => Ok(p),
                 Some(p) => self.ports.allocate(p).map(|_| p),
@@ -223,7 +257,13 @@ impl Strategy for ServiceStrategy {
     }
     fn reallocate(&self, new: &mut Value, old: &Value) -> Result<()> {
         let old_ips = cluster_ips(old);
-        if svc_type(new) != "ExternalName" && new.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").is_empty() {
+        if svc_type(new) != "ExternalName"
+            && new
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+        {
             if let Some(ip) = old.pointer("/spec/clusterIP").cloned() {
                 set_spec(new, "clusterIP", ip);
             }
@@ -232,13 +272,21 @@ impl Strategy for ServiceStrategy {
         // Keep node ports of ports that stay.
         let old_ports = node_ports(old);
         if wants_node_ports(new) {
-            if let (Some(old_list), Some(new_list)) =
-                (old.pointer("/spec/ports").and_then(Value::as_array).cloned(), new.pointer_mut("/spec/ports").and_then(Value::as_array_mut))
-            {
+            if let (Some(old_list), Some(new_list)) = (
+                old.pointer("/spec/ports")
+                    .and_then(Value::as_array)
+                    .cloned(),
+                new.pointer_mut("/spec/ports").and_then(Value::as_array_mut),
+            ) {
                 for p in new_list.iter_mut() {
                     if p.get("nodePort").is_none() {
-                        let same = old_list.iter().find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"));
-                        if let (Some(np), Some(m)) = (same.and_then(|o| o.get("nodePort")).cloned(), p.as_object_mut()) {
+                        let same = old_list.iter().find(|o| {
+                            o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol")
+                        });
+                        if let (Some(np), Some(m)) = (
+                            same.and_then(|o| o.get("nodePort")).cloned(),
+                            p.as_object_mut(),
+                        ) {
                             m.insert("nodePort".to_string(), np);
                         }
                     }

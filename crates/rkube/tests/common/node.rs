@@ -41,7 +41,10 @@ pub fn missing_prerequisite() -> Option<String> {
 }
 
 pub fn run(cmd: &str, args: &[&str]) -> std::process::Output {
-    Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"))
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
 }
 
 /// A small number unique among the clusters of this machine's concurrent tests.
@@ -68,9 +71,18 @@ impl HostGuard {
             vec!["link", "set", peer, "up"],
         ] {
             let out = run("ip", &args);
-            assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        HostGuard { veth: veth.to_string(), bridge: bridge.to_string(), data_dir: None }
+        HostGuard {
+            veth: veth.to_string(),
+            bridge: bridge.to_string(),
+            data_dir: None,
+        }
     }
 
     /// Kills the shims of the data dir (by PID), unmounts under it, deletes the links.
@@ -78,7 +90,9 @@ impl HostGuard {
         if let Some(dir) = self.data_dir.take() {
             let needle = dir.display().to_string();
             for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-                let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
                 let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
                 if String::from_utf8_lossy(&cmdline).contains(&needle) {
                     #[allow(unsafe_code)]
@@ -89,8 +103,11 @@ impl HostGuard {
                 }
             }
             let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-            let mut points: Vec<&str> =
-                mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&needle)).collect();
+            let mut points: Vec<&str> = mounts
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|p| p.starts_with(&needle))
+                .collect();
             points.sort_by_key(|p| std::cmp::Reverse(p.len()));
             for p in points {
                 let _ = run("umount", &["-l", p]);
@@ -106,11 +123,17 @@ impl HostGuard {
 /// process and containers outlive their killed shims).
 fn kill_processes_in(netns: &Path) {
     use std::os::unix::fs::MetadataExt;
-    let Ok(inode) = std::fs::metadata(netns).map(|m| m.ino()) else { return };
+    let Ok(inode) = std::fs::metadata(netns).map(|m| m.ino()) else {
+        return;
+    };
     let want = format!("net:[{inode}]");
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let ns = std::fs::read_link(entry.path().join("ns/net")).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let ns = std::fs::read_link(entry.path().join("ns/net"))
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if ns == want {
             #[allow(unsafe_code)]
             // SAFETY: signalling a process of a pod this test's agent started.
@@ -126,21 +149,37 @@ fn kill_processes_in(netns: &Path) {
 fn remove_pod_netns(bridge: &str) {
     // Host-side ifindex → the bridge it is attached to.
     let mut master_of = std::collections::HashMap::new();
-    for entry in std::fs::read_dir("/sys/class/net").into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let path = entry.path();
-        let index = std::fs::read_to_string(path.join("ifindex")).unwrap_or_default().trim().to_string();
-        let master = std::fs::read_link(path.join("master")).ok().and_then(|m| m.file_name().map(|n| n.to_string_lossy().into_owned()));
+        let index = std::fs::read_to_string(path.join("ifindex"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let master = std::fs::read_link(path.join("master"))
+            .ok()
+            .and_then(|m| m.file_name().map(|n| n.to_string_lossy().into_owned()));
         if let Some(m) = master {
             master_of.insert(index, m);
         }
     }
-    for entry in std::fs::read_dir("/var/run/netns").into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir("/var/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let ns = entry.file_name().to_string_lossy().into_owned();
         if !ns.starts_with("cni-") {
             continue;
         }
         // `eth0@if<N>`: N is the host side's ifindex.
-        let out = run("ip", &["netns", "exec", &ns, "cat", "/sys/class/net/eth0/iflink"]);
+        let out = run(
+            "ip",
+            &["netns", "exec", &ns, "cat", "/sys/class/net/eth0/iflink"],
+        );
         let peer = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if master_of.get(&peer).map(String::as_str) == Some(bridge) {
             kill_processes_in(&entry.path());
@@ -186,13 +225,18 @@ impl NodeCluster {
             images::nginx("tacracr.azurecr.io/tapp:latest", "tapp"),
             images::busybox("docker.io/library/busybox:latest"),
         ] {
-            registry.push(&image.expect("stand-in image")).expect("push a stand-in image");
+            registry
+                .push(&image.expect("stand-in image"))
+                .expect("push a stand-in image");
         }
         let node = format!("node-{id}");
         let cluster_cidr = format!("10.{}.0.0/16", 100 + id % 100);
         let dir = tempfile::tempdir().expect("tempdir");
-        let registries = images::write_registries_yaml(&dir.path().join("registries.yaml"), &registry.endpoint())
-            .expect("write registries.yaml");
+        let registries = images::write_registries_yaml(
+            &dir.path().join("registries.yaml"),
+            &registry.endpoint(),
+        )
+        .expect("write registries.yaml");
         let registries = registries.to_str().expect("utf-8 path").to_string();
         let r = Rkube::start_with_agent(&[
             "--node-ip",
@@ -210,9 +254,22 @@ impl NodeCluster {
         // The registries file lives as long as the test.
         std::mem::forget(dir);
         host.data_dir = Some(r.dir.path().join("data"));
-        let c = NodeCluster { r, node, node_ip, cluster_cidr, registry, host };
+        let c = NodeCluster {
+            r,
+            node,
+            node_ip,
+            cluster_cidr,
+            registry,
+            host,
+        };
         eventually("the node Ready", Duration::from_secs(60), || {
-            let out = c.r.kubectl(&["get", "node", &c.node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+            let out = c.r.kubectl(&[
+                "get",
+                "node",
+                &c.node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
             (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
         });
         Some(c)
@@ -225,13 +282,21 @@ impl NodeCluster {
     /// `jsonpath` of an object, or `None` while kubectl fails.
     pub fn get(&self, args: &[&str]) -> Option<String> {
         let out = self.r.kubectl(args);
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Waits until pod `name` is Running with an IP, and returns the IP.
     pub fn wait_running(&self, name: &str, timeout: Duration) -> String {
         eventually(&format!("pod {name} Running"), timeout, || {
-            let text = self.get(&["get", "pod", name, "-o", "jsonpath={.status.phase} {.status.podIP}"])?;
+            let text = self.get(&[
+                "get",
+                "pod",
+                name,
+                "-o",
+                "jsonpath={.status.phase} {.status.podIP}",
+            ])?;
             let (phase, ip) = text.split_once(' ')?;
             (phase == "Running" && !ip.is_empty()).then(|| ip.to_string())
         })
@@ -247,16 +312,23 @@ impl NodeCluster {
         let mut resp = String::new();
         tcp.read_to_string(&mut resp).ok()?;
         let code = resp.split(' ').nth(1)?.parse().ok()?;
-        let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         Some((code, body))
     }
 
     /// Waits until `ip:port` serves the welcome page and returns it.
     pub fn welcome_page(&self, ip: &str) -> String {
-        eventually(&format!("the welcome page from {ip}"), Duration::from_secs(30), || {
-            let (code, body) = self.http_get(ip, 80, "/")?;
-            (code == 200 && body.contains("Welcome to nginx!")).then_some(body)
-        })
+        eventually(
+            &format!("the welcome page from {ip}"),
+            Duration::from_secs(30),
+            || {
+                let (code, body) = self.http_get(ip, 80, "/")?;
+                (code == 200 && body.contains("Welcome to nginx!")).then_some(body)
+            },
+        )
     }
 }
 

@@ -37,7 +37,11 @@ pub struct CycleState {
 impl Clone for CycleState {
     fn clone(&self) -> Self {
         CycleState {
-            entries: self.entries.iter().map(|(t, v)| (*t, (**v).clone_data())).collect(),
+            entries: self
+                .entries
+                .iter()
+                .map(|(t, v)| (*t, (**v).clone_data()))
+                .collect(),
             skip_filter_plugins: self.skip_filter_plugins.clone(),
             skip_score_plugins: self.skip_score_plugins.clone(),
         }
@@ -70,12 +74,18 @@ impl CycleState {
 
     pub fn read<T: StateData>(&self) -> Option<&T> {
         let id = TypeId::of::<T>();
-        self.entries.iter().find(|(t, _)| *t == id).and_then(|(_, v)| (**v).as_any().downcast_ref::<T>())
+        self.entries
+            .iter()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, v)| (**v).as_any().downcast_ref::<T>())
     }
 
     pub fn read_mut<T: StateData>(&mut self) -> Option<&mut T> {
         let id = TypeId::of::<T>();
-        self.entries.iter_mut().find(|(t, _)| *t == id).and_then(|(_, v)| (**v).as_any_mut().downcast_mut::<T>())
+        self.entries
+            .iter_mut()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, v)| (**v).as_any_mut().downcast_mut::<T>())
     }
 }
 

@@ -18,7 +18,10 @@ pub struct NodeToStatus {
 
 impl Default for NodeToStatus {
     fn default() -> Self {
-        NodeToStatus { statuses: HashMap::new(), absent: Status::with_reasons(Code::UnschedulableAndUnresolvable, Vec::new()) }
+        NodeToStatus {
+            statuses: HashMap::new(),
+            absent: Status::with_reasons(Code::UnschedulableAndUnresolvable, Vec::new()),
+        }
     }
 }
 
@@ -57,7 +60,11 @@ impl NodeToStatus {
 
     /// Nodes whose status has `code` (absent nodes included when the absent status has it).
     pub fn nodes_for_code<'a>(&self, snapshot: &'a Snapshot, code: Code) -> Vec<&'a NodeInfo> {
-        snapshot.nodes().iter().filter(|n| self.get(n.name()).code() == code).collect()
+        snapshot
+            .nodes()
+            .iter()
+            .filter(|n| self.get(n.name()).code() == code)
+            .collect()
     }
 }
 
@@ -98,7 +105,10 @@ impl fmt::Display for FitError {
                     *counts.entry(r.as_ref()).or_default() += absent_nodes;
                 }
             }
-            let mut parts: Vec<String> = counts.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
+            let mut parts: Vec<String> = counts
+                .into_iter()
+                .map(|(r, n)| format!("{n} {r}"))
+                .collect();
             parts.sort();
             if !parts.is_empty() {
                 write!(f, " {}.", parts.join(", "))?;
@@ -120,14 +130,25 @@ mod tests {
         for (name, s) in statuses {
             m.set(name, s.clone());
         }
-        FitError { num_all_nodes: n, diagnosis: Diagnosis { node_to_status: m, ..Diagnosis::default() } }
+        FitError {
+            num_all_nodes: n,
+            diagnosis: Diagnosis {
+                node_to_status: m,
+                ..Diagnosis::default()
+            },
+        }
     }
 
     #[test]
     fn messages_count_and_sort_reasons_like_upstream() {
         let cpu = Status::unschedulable("Insufficient cpu");
-        let taint = Status::unresolvable("node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }");
-        let both = Status::with_reasons(Code::Unschedulable, vec!["Insufficient cpu".into(), "Insufficient memory".into()]);
+        let taint = Status::unresolvable(
+            "node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }",
+        );
+        let both = Status::with_reasons(
+            Code::Unschedulable,
+            vec!["Insufficient cpu".into(), "Insufficient memory".into()],
+        );
         let cases = [
             (fit_error(3, &[("a", cpu.clone()), ("b", cpu.clone()), ("c", cpu.clone())]), "0/3 nodes are available: 3 Insufficient cpu."),
             (
@@ -147,8 +168,18 @@ mod tests {
 
     #[test]
     fn absent_nodes_share_the_absent_status_and_post_filter_message_follows() {
-        let mut err = fit_error(3, &[("a", Status::unresolvable("No preemption victims found for incoming pod"))]);
-        err.diagnosis.node_to_status.set_absent(Status::unresolvable("Preemption is not helpful for scheduling"));
+        let mut err = fit_error(
+            3,
+            &[(
+                "a",
+                Status::unresolvable("No preemption victims found for incoming pod"),
+            )],
+        );
+        err.diagnosis
+            .node_to_status
+            .set_absent(Status::unresolvable(
+                "Preemption is not helpful for scheduling",
+            ));
         assert_eq!(
             err.to_string(),
             "0/3 nodes are available: 1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling."

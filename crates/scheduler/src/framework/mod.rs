@@ -61,15 +61,27 @@ impl Default for Status {
 
 impl Status {
     pub fn success() -> Status {
-        Status { code: Code::Success, reasons: Vec::new(), plugin: "" }
+        Status {
+            code: Code::Success,
+            reasons: Vec::new(),
+            plugin: "",
+        }
     }
 
     pub fn new(code: Code, reason: impl Into<Cow<'static, str>>) -> Status {
-        Status { code, reasons: vec![reason.into()], plugin: "" }
+        Status {
+            code,
+            reasons: vec![reason.into()],
+            plugin: "",
+        }
     }
 
     pub fn with_reasons(code: Code, reasons: Vec<Cow<'static, str>>) -> Status {
-        Status { code, reasons, plugin: "" }
+        Status {
+            code,
+            reasons,
+            plugin: "",
+        }
     }
 
     pub fn unschedulable(reason: impl Into<Cow<'static, str>>) -> Status {
@@ -85,7 +97,11 @@ impl Status {
     }
 
     pub fn skip() -> Status {
-        Status { code: Code::Skip, reasons: Vec::new(), plugin: "" }
+        Status {
+            code: Code::Skip,
+            reasons: Vec::new(),
+            plugin: "",
+        }
     }
 
     pub fn code(&self) -> Code {
@@ -119,7 +135,10 @@ impl Status {
 
     /// Unschedulable or UnschedulableAndUnresolvable.
     pub fn is_rejected(&self) -> bool {
-        matches!(self.code, Code::Unschedulable | Code::UnschedulableAndUnresolvable)
+        matches!(
+            self.code,
+            Code::Unschedulable | Code::UnschedulableAndUnresolvable
+        )
     }
 
     /// The reasons joined with ", " (upstream `Status.Message`).
@@ -150,7 +169,9 @@ impl PreFilterResult {
     pub fn merge(self, other: PreFilterResult) -> PreFilterResult {
         match (self.node_names, other.node_names) {
             (None, n) | (n, None) => PreFilterResult { node_names: n },
-            (Some(a), Some(b)) => PreFilterResult { node_names: Some(a.intersection(&b).cloned().collect()) },
+            (Some(a), Some(b)) => PreFilterResult {
+                node_names: Some(a.intersection(&b).cloned().collect()),
+            },
         }
     }
 }
@@ -176,7 +197,12 @@ pub trait Plugin: Send + Sync {
 
 /// Runs once per cycle before filtering; may precompute state or rule the pod out.
 pub trait PreFilterPlugin: Plugin {
-    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> (Option<PreFilterResult>, Status);
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+    ) -> (Option<PreFilterResult>, Status);
 
     /// Incremental updates of the precomputed state, for preemption's what-ifs.
     fn pre_filter_extensions(&self) -> Option<&dyn PreFilterExtensions> {
@@ -186,9 +212,22 @@ pub trait PreFilterPlugin: Plugin {
 
 /// Keeps PreFilter state right when preemption adds or removes pods on a node copy.
 pub trait PreFilterExtensions: Send + Sync {
-    fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, to_add: &PodInfo, node: &NodeInfo, snapshot: &Snapshot) -> Status;
-    fn remove_pod(&self, state: &mut CycleState, pod: &PodInfo, to_remove: &PodInfo, node: &NodeInfo, snapshot: &Snapshot)
-        -> Status;
+    fn add_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        to_add: &PodInfo,
+        node: &NodeInfo,
+        snapshot: &Snapshot,
+    ) -> Status;
+    fn remove_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        to_remove: &PodInfo,
+        node: &NodeInfo,
+        snapshot: &Snapshot,
+    ) -> Status;
 }
 
 /// Decides, per node, whether the pod can run there.
@@ -209,7 +248,13 @@ pub trait PostFilterPlugin: Plugin {
 
 /// Runs once before scoring, over the feasible nodes.
 pub trait PreScorePlugin: Plugin {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[&NodeInfo], snapshot: &Snapshot) -> Status;
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        snapshot: &Snapshot,
+    ) -> Status;
 }
 
 /// Ranks feasible nodes; scores are normalised to 0..=[`MAX_NODE_SCORE`] then weighted.
@@ -223,7 +268,13 @@ pub trait ScorePlugin: Plugin {
 
 /// NormalizeScore: rescales one plugin's raw scores across all feasible nodes.
 pub trait ScoreExtensions: Send + Sync {
-    fn normalize_score(&self, state: &CycleState, pod: &PodInfo, nodes: &[&NodeInfo], scores: &mut [i64]) -> Status;
+    fn normalize_score(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        scores: &mut [i64],
+    ) -> Status;
 }
 
 /// Reserve/Unreserve: claim (and give back) per-node resources a plugin manages itself.
@@ -236,7 +287,12 @@ pub trait ReservePlugin: Plugin {
 #[async_trait::async_trait]
 pub trait BindPlugin: Plugin {
     /// Returns Skip to let the next binder handle the pod.
-    async fn bind(&self, client: &kube::Client, pod: &PodInfo, node: &str) -> Result<Status, kube::Error>;
+    async fn bind(
+        &self,
+        client: &kube::Client,
+        pod: &PodInfo,
+        node: &str,
+    ) -> Result<Status, kube::Error>;
 }
 
 #[cfg(test)]
@@ -245,7 +301,10 @@ mod tests {
 
     #[test]
     fn status_message_joins_reasons() {
-        let s = Status::with_reasons(Code::Unschedulable, vec!["Insufficient cpu".into(), "Insufficient memory".into()]);
+        let s = Status::with_reasons(
+            Code::Unschedulable,
+            vec!["Insufficient cpu".into(), "Insufficient memory".into()],
+        );
         assert_eq!(s.message(), "Insufficient cpu, Insufficient memory");
         assert!(s.is_rejected());
         assert!(Status::success().is_success());
@@ -254,9 +313,13 @@ mod tests {
 
     #[test]
     fn prefilter_results_intersect() {
-        let set = |v: &[&str]| PreFilterResult { node_names: Some(v.iter().map(|s| s.to_string()).collect()) };
+        let set = |v: &[&str]| PreFilterResult {
+            node_names: Some(v.iter().map(|s| s.to_string()).collect()),
+        };
         assert_eq!(PreFilterResult::default().merge(set(&["a"])), set(&["a"]));
         assert_eq!(set(&["a", "b"]).merge(set(&["b", "c"])), set(&["b"]));
-        assert!(PreFilterResult::default().merge(PreFilterResult::default()).all_nodes());
+        assert!(PreFilterResult::default()
+            .merge(PreFilterResult::default())
+            .all_nodes());
     }
 }

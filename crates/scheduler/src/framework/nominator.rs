@@ -26,7 +26,9 @@ impl Nominator {
     }
 
     pub fn remove(&mut self, uid: &str) {
-        let Some(node) = self.node_of.remove(uid) else { return };
+        let Some(node) = self.node_of.remove(uid) else {
+            return;
+        };
         if let Some(pods) = self.by_node.get_mut(&node) {
             pods.retain(|p| p.uid != uid);
             if pods.is_empty() {
@@ -55,7 +57,9 @@ mod tests {
     use serde_json::json;
 
     fn pod(uid: &str) -> Arc<PodInfo> {
-        Arc::new(PodInfo::from_pod(serde_json::from_value(json!({"metadata": {"uid": uid}})).expect("pod")))
+        Arc::new(PodInfo::from_pod(
+            serde_json::from_value(json!({"metadata": {"uid": uid}})).expect("pod"),
+        ))
     }
 
     #[test]

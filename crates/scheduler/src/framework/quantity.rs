@@ -22,7 +22,9 @@ fn scaled(s: &str, scale: i32) -> Option<i64> {
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let number_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, suffix) = s.split_at(number_end);
     if number.is_empty() || number == "." || number.matches('.').count() > 1 {
         return None;
@@ -30,7 +32,9 @@ fn scaled(s: &str, scale: i32) -> Option<i64> {
     let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
     let mut mantissa: i128 = 0;
     for c in int_part.bytes().chain(frac_part.bytes()) {
-        mantissa = mantissa.checked_mul(10)?.checked_add(i128::from(c - b'0'))?;
+        mantissa = mantissa
+            .checked_mul(10)?
+            .checked_add(i128::from(c - b'0'))?;
     }
     let frac_digits = i32::try_from(frac_part.len()).ok()?;
     let (binary_shift, mut exp10) = match suffix {
@@ -57,7 +61,9 @@ fn scaled(s: &str, scale: i32) -> Option<i64> {
     };
     exp10 += scale - frac_digits;
     let saturate = if negative { i64::MIN } else { i64::MAX };
-    let Some(mut numerator) = mantissa.checked_mul(1i128 << binary_shift) else { return Some(saturate) };
+    let Some(mut numerator) = mantissa.checked_mul(1i128 << binary_shift) else {
+        return Some(saturate);
+    };
     let mut denominator: i128 = 1;
     if exp10 >= 0 {
         for _ in 0..exp10 {

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use super::{
-    BindPlugin, Code, CycleState, FilterPlugin, NodeInfo, NodeToStatus, Nominator, PodInfo, PostFilterContext,
-    PostFilterPlugin, PostFilterResult, PreFilterPlugin, PreFilterResult, PreScorePlugin, ReservePlugin, ScorePlugin,
-    Snapshot, Status,
+    BindPlugin, Code, CycleState, FilterPlugin, NodeInfo, NodeToStatus, Nominator, PodInfo,
+    PostFilterContext, PostFilterPlugin, PostFilterResult, PreFilterPlugin, PreFilterResult,
+    PreScorePlugin, ReservePlugin, ScorePlugin, Snapshot, Status,
 };
 
 /// The plugins of one scheduling profile, per extension point, in running order.
@@ -35,7 +35,11 @@ impl FilterRunner<'_> {
             let mut s = pl.filter(state, pod, node);
             if !s.is_success() {
                 if !s.is_rejected() {
-                    s = Status::error(format!("running {:?} filter plugin: {}", pl.name(), s.message()));
+                    s = Status::error(format!(
+                        "running {:?} filter plugin: {}",
+                        pl.name(),
+                        s.message()
+                    ));
                 }
                 s.set_plugin(pl.name());
                 return s;
@@ -97,7 +101,12 @@ impl Framework {
     /// PreFilter: a rejection that preemption cannot fix stops at once; a plain
     /// Unschedulable is remembered while the rest still run (they may prepare state
     /// preemption needs). Node sets returned by plugins are intersected.
-    pub fn run_pre_filter_plugins(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> (PreFilterResult, Status) {
+    pub fn run_pre_filter_plugins(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+    ) -> (PreFilterResult, Status) {
         let mut result = PreFilterResult::default();
         let mut narrowed_by: Vec<&'static str> = Vec::new();
         let mut returned = Status::success();
@@ -116,7 +125,8 @@ impl Framework {
                         continue;
                     }
                     _ => {
-                        let msg = format!("running PreFilter plugin {:?}: {}", pl.name(), s.message());
+                        let msg =
+                            format!("running PreFilter plugin {:?}: {}", pl.name(), s.message());
                         return (result, Status::error(msg).with_plugin(pl.name()));
                     }
                 }
@@ -160,8 +170,11 @@ impl Framework {
         nominator: &Nominator,
         snapshot: &Snapshot,
     ) -> Status {
-        let nominated: Vec<&Arc<PodInfo>> =
-            nominator.nominated_pods(node.name()).iter().filter(|p| p.uid != pod.uid && p.priority >= pod.priority).collect();
+        let nominated: Vec<&Arc<PodInfo>> = nominator
+            .nominated_pods(node.name())
+            .iter()
+            .filter(|p| p.uid != pod.uid && p.priority >= pod.priority)
+            .collect();
         if nominated.is_empty() {
             return runner.run(state, pod, node);
         }
@@ -197,7 +210,11 @@ impl Framework {
             if let Some(ext) = pl.pre_filter_extensions() {
                 let s = ext.add_pod(state, pod, to_add, node, snapshot);
                 if !s.is_success() {
-                    return Status::error(format!("running AddPod on PreFilter plugin {:?}: {}", pl.name(), s.message()));
+                    return Status::error(format!(
+                        "running AddPod on PreFilter plugin {:?}: {}",
+                        pl.name(),
+                        s.message()
+                    ));
                 }
             }
         }
@@ -220,7 +237,11 @@ impl Framework {
             if let Some(ext) = pl.pre_filter_extensions() {
                 let s = ext.remove_pod(state, pod, to_remove, node, snapshot);
                 if !s.is_success() {
-                    return Status::error(format!("running RemovePod on PreFilter plugin {:?}: {}", pl.name(), s.message()));
+                    return Status::error(format!(
+                        "running RemovePod on PreFilter plugin {:?}: {}",
+                        pl.name(),
+                        s.message()
+                    ));
                 }
             }
         }
@@ -253,20 +274,36 @@ impl Framework {
         (result, Status::with_reasons(Code::Unschedulable, reasons))
     }
 
-    pub fn run_pre_score_plugins(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[&NodeInfo], snapshot: &Snapshot) -> Status {
+    pub fn run_pre_score_plugins(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        snapshot: &Snapshot,
+    ) -> Status {
         for pl in &self.pre_score {
             let s = pl.pre_score(state, pod, nodes, snapshot);
             if s.is_skip() {
                 state.skip_score_plugins.insert(pl.name());
             } else if !s.is_success() {
-                return Status::error(format!("running PreScore plugin {:?}: {}", pl.name(), s.message())).with_plugin(pl.name());
+                return Status::error(format!(
+                    "running PreScore plugin {:?}: {}",
+                    pl.name(),
+                    s.message()
+                ))
+                .with_plugin(pl.name());
             }
         }
         Status::success()
     }
 
     /// Score, NormalizeScore and weighting: the total score of each of `nodes`.
-    pub fn run_score_plugins(&self, state: &CycleState, pod: &PodInfo, nodes: &[&NodeInfo]) -> Result<Vec<i64>, Status> {
+    pub fn run_score_plugins(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+    ) -> Result<Vec<i64>, Status> {
         let mut totals = vec![0i64; nodes.len()];
         let mut scores = vec![0i64; nodes.len()];
         for (pl, weight) in &self.score {
@@ -279,7 +316,11 @@ impl Framework {
             if let Some(ext) = pl.score_extensions() {
                 let s = ext.normalize_score(state, pod, nodes, &mut scores);
                 if !s.is_success() {
-                    return Err(Status::error(format!("running NormalizeScore of {:?}: {}", pl.name(), s.message())));
+                    return Err(Status::error(format!(
+                        "running NormalizeScore of {:?}: {}",
+                        pl.name(),
+                        s.message()
+                    )));
                 }
             }
             for (t, s) in totals.iter_mut().zip(&scores) {
@@ -297,7 +338,12 @@ impl Framework {
                 for done in self.reserve[..i].iter().rev() {
                     done.unreserve(state, pod, node);
                 }
-                return Status::error(format!("running Reserve plugin {:?}: {}", pl.name(), s.message())).with_plugin(pl.name());
+                return Status::error(format!(
+                    "running Reserve plugin {:?}: {}",
+                    pl.name(),
+                    s.message()
+                ))
+                .with_plugin(pl.name());
             }
         }
         Status::success()
@@ -310,7 +356,12 @@ impl Framework {
     }
 
     /// Bind: the first binder that does not Skip decides.
-    pub async fn run_bind_plugins(&self, client: &kube::Client, pod: &PodInfo, node: &str) -> Result<Status, kube::Error> {
+    pub async fn run_bind_plugins(
+        &self,
+        client: &kube::Client,
+        pod: &PodInfo,
+        node: &str,
+    ) -> Result<Status, kube::Error> {
         for pl in &self.bind {
             let s = pl.bind(client, pod, node).await?;
             if !s.is_skip() {
@@ -338,8 +389,20 @@ mod tests {
         }
     }
     impl PreFilterPlugin for Reject {
-        fn pre_filter(&self, _: &mut CycleState, _: &PodInfo, _: &Snapshot) -> (Option<PreFilterResult>, Status) {
-            (None, if self.1 == Code::Success { Status::skip() } else { Status::new(self.1, self.0) })
+        fn pre_filter(
+            &self,
+            _: &mut CycleState,
+            _: &PodInfo,
+            _: &Snapshot,
+        ) -> (Option<PreFilterResult>, Status) {
+            (
+                None,
+                if self.1 == Code::Success {
+                    Status::skip()
+                } else {
+                    Status::new(self.1, self.0)
+                },
+            )
         }
     }
 
@@ -354,7 +417,10 @@ mod tests {
         fw.add_pre_filter(skipped.clone());
         fw.add_filter(skipped);
         fw.add_filter(Arc::new(Reject("First", Code::Unschedulable)));
-        fw.add_filter(Arc::new(Reject("Second", Code::UnschedulableAndUnresolvable)));
+        fw.add_filter(Arc::new(Reject(
+            "Second",
+            Code::UnschedulableAndUnresolvable,
+        )));
         let mut state = CycleState::new();
         let (_, s) = fw.run_pre_filter_plugins(&mut state, &pod(), &Snapshot::new());
         assert!(s.is_success());

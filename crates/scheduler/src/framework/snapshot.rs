@@ -116,7 +116,10 @@ impl Snapshot {
             self.nodes[i] = info;
             return;
         }
-        let mut info = self.ghosts.remove(&name).unwrap_or_else(|| NodeInfo::named(&name));
+        let mut info = self
+            .ghosts
+            .remove(&name)
+            .unwrap_or_else(|| NodeInfo::named(&name));
         info.set_node(node);
         self.count_images(&info, 1);
         self.index.insert(name, self.nodes.len());
@@ -125,7 +128,9 @@ impl Snapshot {
 
     /// Removes a Node object; its pods stay accounted until they go.
     pub fn remove_node(&mut self, name: &str) {
-        let Some(i) = self.index.remove(name) else { return };
+        let Some(i) = self.index.remove(name) else {
+            return;
+        };
         let mut info = self.nodes.swap_remove(i);
         if i < self.nodes.len() {
             let moved = self.nodes[i].name().to_string();
@@ -141,7 +146,10 @@ impl Snapshot {
     fn entry(&mut self, node: &str) -> &mut NodeInfo {
         match self.index.get(node) {
             Some(&i) => &mut self.nodes[i],
-            None => self.ghosts.entry(node.to_string()).or_insert_with(|| NodeInfo::named(node)),
+            None => self
+                .ghosts
+                .entry(node.to_string())
+                .or_insert_with(|| NodeInfo::named(node)),
         }
     }
 

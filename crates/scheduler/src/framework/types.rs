@@ -31,7 +31,9 @@ pub struct Resource {
 /// Whether a resource name is accounted as a scalar (extended resources such as
 /// `example.com/gpu`, `hugepages-*`, `attachable-volumes-*`).
 pub fn is_scalar_resource_name(name: &str) -> bool {
-    (name.contains('/') && !name.starts_with("requests.")) || name.starts_with("hugepages-") || name.starts_with("attachable-volumes-")
+    (name.contains('/') && !name.starts_with("requests."))
+        || name.starts_with("hugepages-")
+        || name.starts_with("attachable-volumes-")
 }
 
 impl Resource {
@@ -46,20 +48,35 @@ impl Resource {
 
     fn add_named(&mut self, name: &str, q: &Quantity) {
         match name {
-            "cpu" => self.milli_cpu = self.milli_cpu.saturating_add(quantity::milli_value(q).unwrap_or(0)),
+            "cpu" => {
+                self.milli_cpu = self
+                    .milli_cpu
+                    .saturating_add(quantity::milli_value(q).unwrap_or(0))
+            }
             "memory" => self.memory = self.memory.saturating_add(quantity::value(q).unwrap_or(0)),
             "ephemeral-storage" => {
-                self.ephemeral_storage = self.ephemeral_storage.saturating_add(quantity::value(q).unwrap_or(0))
+                self.ephemeral_storage = self
+                    .ephemeral_storage
+                    .saturating_add(quantity::value(q).unwrap_or(0))
             }
-            "pods" => self.allowed_pod_number = self.allowed_pod_number.saturating_add(quantity::value(q).unwrap_or(0)),
-            other if is_scalar_resource_name(other) => self.add_scalar(other, quantity::value(q).unwrap_or(0)),
+            "pods" => {
+                self.allowed_pod_number = self
+                    .allowed_pod_number
+                    .saturating_add(quantity::value(q).unwrap_or(0))
+            }
+            other if is_scalar_resource_name(other) => {
+                self.add_scalar(other, quantity::value(q).unwrap_or(0))
+            }
             _ => {}
         }
     }
 
     /// The amount of scalar resource `name` (0 if absent).
     pub fn scalar(&self, name: &str) -> i64 {
-        self.scalar.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v)
+        self.scalar
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
     }
 
     fn add_scalar(&mut self, name: &str, v: i64) {
@@ -72,8 +89,12 @@ impl Resource {
     pub fn add(&mut self, other: &Resource) {
         self.milli_cpu = self.milli_cpu.saturating_add(other.milli_cpu);
         self.memory = self.memory.saturating_add(other.memory);
-        self.ephemeral_storage = self.ephemeral_storage.saturating_add(other.ephemeral_storage);
-        self.allowed_pod_number = self.allowed_pod_number.saturating_add(other.allowed_pod_number);
+        self.ephemeral_storage = self
+            .ephemeral_storage
+            .saturating_add(other.ephemeral_storage);
+        self.allowed_pod_number = self
+            .allowed_pod_number
+            .saturating_add(other.allowed_pod_number);
         for (n, v) in &other.scalar {
             self.add_scalar(n, *v);
         }
@@ -82,8 +103,12 @@ impl Resource {
     pub fn sub(&mut self, other: &Resource) {
         self.milli_cpu = self.milli_cpu.saturating_sub(other.milli_cpu);
         self.memory = self.memory.saturating_sub(other.memory);
-        self.ephemeral_storage = self.ephemeral_storage.saturating_sub(other.ephemeral_storage);
-        self.allowed_pod_number = self.allowed_pod_number.saturating_sub(other.allowed_pod_number);
+        self.ephemeral_storage = self
+            .ephemeral_storage
+            .saturating_sub(other.ephemeral_storage);
+        self.allowed_pod_number = self
+            .allowed_pod_number
+            .saturating_sub(other.allowed_pod_number);
         for (n, v) in &other.scalar {
             self.add_scalar(n, v.saturating_neg());
         }
@@ -105,7 +130,10 @@ impl Resource {
 
     /// Whether nothing is requested (pod count aside).
     pub fn is_zero(&self) -> bool {
-        self.milli_cpu == 0 && self.memory == 0 && self.ephemeral_storage == 0 && self.scalar.iter().all(|(_, v)| *v == 0)
+        self.milli_cpu == 0
+            && self.memory == 0
+            && self.ephemeral_storage == 0
+            && self.scalar.iter().all(|(_, v)| *v == 0)
     }
 }
 
@@ -147,20 +175,27 @@ impl AffinityTerm {
     /// Parses `term` as written in a pod of namespace `pod_namespace`: no namespaces and
     /// no namespace selector mean the pod's own namespace. Bad selectors match nothing.
     pub fn parse(term: &PodAffinityTerm, pod_namespace: &str) -> AffinityTerm {
-        let selector = LabelSelector::from_metav1_opt(term.label_selector.as_ref()).unwrap_or_else(|_| LabelSelector::nothing());
-        let namespace_selector =
-            LabelSelector::from_metav1_opt(term.namespace_selector.as_ref()).unwrap_or_else(|_| LabelSelector::nothing());
+        let selector = LabelSelector::from_metav1_opt(term.label_selector.as_ref())
+            .unwrap_or_else(|_| LabelSelector::nothing());
+        let namespace_selector = LabelSelector::from_metav1_opt(term.namespace_selector.as_ref())
+            .unwrap_or_else(|_| LabelSelector::nothing());
         let mut namespaces = term.namespaces.clone().unwrap_or_default();
         if namespaces.is_empty() && term.namespace_selector.is_none() {
             namespaces.push(pod_namespace.to_string());
         }
-        AffinityTerm { namespaces, namespace_selector, selector, topology_key: term.topology_key.clone() }
+        AffinityTerm {
+            namespaces,
+            namespace_selector,
+            selector,
+            topology_key: term.topology_key.clone(),
+        }
     }
 
     /// Whether `pod` is selected by the term; `ns_labels` are the labels of `pod`'s namespace.
     pub fn matches(&self, pod: &PodInfo, ns_labels: Option<&BTreeMap<String, String>>) -> bool {
         (self.namespaces.iter().any(|n| *n == pod.namespace)
-            || (!self.namespace_selector.matches_nothing() && self.namespace_selector.matches(&ns_labels)))
+            || (!self.namespace_selector.matches_nothing()
+                && self.namespace_selector.matches(&ns_labels)))
             && self.selector.matches(&pod.labels())
     }
 }
@@ -200,9 +235,13 @@ fn container_requests(c: &Container) -> Option<&BTreeMap<String, Quantity>> {
 /// its own request plus the sidecars started before it; the pod needs the max of both;
 /// overhead comes on top. `defaults` fills in missing cpu/memory per container.
 fn pod_requests(pod: &Pod, defaults: bool) -> Resource {
-    let Some(spec) = pod.spec.as_ref() else { return Resource::default() };
+    let Some(spec) = pod.spec.as_ref() else {
+        return Resource::default();
+    };
     let container = |c: &Container| {
-        let mut r = container_requests(c).map(Resource::from_list).unwrap_or_default();
+        let mut r = container_requests(c)
+            .map(Resource::from_list)
+            .unwrap_or_default();
         if defaults {
             let list = container_requests(c);
             if !list.is_some_and(|l| l.contains_key("cpu")) {
@@ -240,14 +279,24 @@ fn pod_requests(pod: &Pod, defaults: bool) -> Resource {
 }
 
 fn host_ports(pod: &Pod) -> Vec<HostPort> {
-    let Some(spec) = pod.spec.as_ref() else { return Vec::new() };
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for c in &spec.containers {
         for p in c.ports.iter().flatten() {
             if let Some(port) = p.host_port.filter(|p| *p > 0) {
                 out.push(HostPort {
-                    protocol: p.protocol.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "TCP".into()),
-                    ip: p.host_ip.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "0.0.0.0".into()),
+                    protocol: p
+                        .protocol
+                        .clone()
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "TCP".into()),
+                    ip: p
+                        .host_ip
+                        .clone()
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "0.0.0.0".into()),
                     port,
                 });
             }
@@ -263,15 +312,25 @@ impl PodInfo {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
         let parse = |terms: Option<&Vec<PodAffinityTerm>>| -> Vec<AffinityTerm> {
-            terms.into_iter().flatten().map(|t| AffinityTerm::parse(t, &namespace)).collect()
-        };
-        let pa = affinity.and_then(|a| a.pod_affinity.as_ref());
-        let paa = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
-        let weighted = |terms: Option<&Vec<k8s_openapi::api::core::v1::WeightedPodAffinityTerm>>| -> Vec<WeightedAffinityTerm> {
             terms
                 .into_iter()
                 .flatten()
-                .map(|w| WeightedAffinityTerm { term: AffinityTerm::parse(&w.pod_affinity_term, &namespace), weight: w.weight })
+                .map(|t| AffinityTerm::parse(t, &namespace))
+                .collect()
+        };
+        let pa = affinity.and_then(|a| a.pod_affinity.as_ref());
+        let paa = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
+        let weighted = |terms: Option<
+            &Vec<k8s_openapi::api::core::v1::WeightedPodAffinityTerm>,
+        >|
+         -> Vec<WeightedAffinityTerm> {
+            terms
+                .into_iter()
+                .flatten()
+                .map(|w| WeightedAffinityTerm {
+                    term: AffinityTerm::parse(&w.pod_affinity_term, &namespace),
+                    weight: w.weight,
+                })
                 .collect()
         };
         let start_time = pod
@@ -288,12 +347,22 @@ impl PodInfo {
             requests: pod_requests(&pod, false),
             non_zero_requests: pod_requests(&pod, true),
             host_ports: host_ports(&pod),
-            required_affinity_terms: parse(pa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())),
-            required_anti_affinity_terms: parse(paa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())),
-            preferred_affinity_terms: weighted(pa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())),
-            preferred_anti_affinity_terms: weighted(
-                paa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
-            ),
+            required_affinity_terms: parse(pa.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            required_anti_affinity_terms: parse(paa.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_affinity_terms: weighted(pa.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_anti_affinity_terms: weighted(paa.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
             terminating: pod.metadata.deletion_timestamp.is_some(),
             start_time,
             namespace,
@@ -304,7 +373,11 @@ impl PodInfo {
     /// A pod whose priority is `spec.priority` (0 if unset); handy in tests.
     pub fn from_pod(pod: Pod) -> PodInfo {
         let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
-        let never = pod.spec.as_ref().and_then(|s| s.preemption_policy.as_deref()) == Some("Never");
+        let never = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.preemption_policy.as_deref())
+            == Some("Never");
         PodInfo::new(Arc::new(pod), priority, never)
     }
 
@@ -330,7 +403,9 @@ impl PodInfo {
 
     /// `spec.nodeName`, if bound.
     pub fn node_name(&self) -> Option<&str> {
-        self.spec().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty())
+        self.spec()
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty())
     }
 }
 
@@ -371,7 +446,10 @@ pub struct NodeInfo {
 impl NodeInfo {
     /// A node entry known only from pods bound to it.
     pub fn named(name: &str) -> NodeInfo {
-        NodeInfo { name: name.to_string(), ..NodeInfo::default() }
+        NodeInfo {
+            name: name.to_string(),
+            ..NodeInfo::default()
+        }
     }
 
     pub fn from_node(node: Arc<Node>) -> NodeInfo {
@@ -407,11 +485,15 @@ impl NodeInfo {
     /// Replaces the Node object (allocatable and images are re-read).
     pub fn set_node(&mut self, node: Arc<Node>) {
         let status = node.status.as_ref();
-        self.allocatable = status.and_then(|s| s.allocatable.as_ref()).map(Resource::from_list).unwrap_or_default();
+        self.allocatable = status
+            .and_then(|s| s.allocatable.as_ref())
+            .map(Resource::from_list)
+            .unwrap_or_default();
         self.images.clear();
         for image in status.and_then(|s| s.images.as_ref()).into_iter().flatten() {
             for name in image.names.iter().flatten() {
-                self.images.insert(normalized_image_name(name), image.size_bytes.unwrap_or(0));
+                self.images
+                    .insert(normalized_image_name(name), image.size_bytes.unwrap_or(0));
             }
         }
         let spec = node.spec.as_ref();
@@ -514,7 +596,9 @@ mod tests {
 
     #[test]
     fn non_zero_requests_default_missing_cpu_and_memory() {
-        let info = PodInfo::from_pod(pod(json!({"spec": {"containers": [{"name": "a"}, {"name": "b", "resources": {"requests": {"cpu": "0"}}}]}})));
+        let info = PodInfo::from_pod(pod(
+            json!({"spec": {"containers": [{"name": "a"}, {"name": "b", "resources": {"requests": {"cpu": "0"}}}]}}),
+        ));
         assert_eq!(info.requests.milli_cpu, 0);
         assert_eq!(info.non_zero_requests.milli_cpu, DEFAULT_MILLI_CPU_REQUEST);
         assert_eq!(info.non_zero_requests.memory, 2 * DEFAULT_MEMORY_REQUEST);
@@ -527,8 +611,10 @@ mod tests {
         let mut ni = NodeInfo::from_node(Arc::new(node));
         assert_eq!(ni.allocatable.milli_cpu, 4000);
         assert_eq!(ni.allocatable.allowed_pod_number, 110);
-        let p = PodInfo::from_pod(pod(json!({"metadata": {"uid": "u1"}, "spec": {"containers": [
-            {"name": "a", "ports": [{"containerPort": 80, "hostPort": 8080}], "resources": {"requests": {"cpu": "1"}}}]}})));
+        let p = PodInfo::from_pod(pod(
+            json!({"metadata": {"uid": "u1"}, "spec": {"containers": [
+            {"name": "a", "ports": [{"containerPort": 80, "hostPort": 8080}], "resources": {"requests": {"cpu": "1"}}}]}}),
+        ));
         ni.add_pod(Arc::new(p));
         assert_eq!(ni.requested.milli_cpu, 1000);
         assert_eq!(ni.used_ports.len(), 1);
@@ -552,7 +638,11 @@ mod tests {
 
     #[test]
     fn host_ports_conflict_on_wildcard_or_same_ip() {
-        let hp = |ip: &str, port| HostPort { protocol: "TCP".into(), ip: ip.into(), port };
+        let hp = |ip: &str, port| HostPort {
+            protocol: "TCP".into(),
+            ip: ip.into(),
+            port,
+        };
         assert!(hp("0.0.0.0", 80).conflicts(&hp("10.0.0.1", 80)));
         assert!(hp("10.0.0.1", 80).conflicts(&hp("10.0.0.1", 80)));
         assert!(!hp("10.0.0.1", 80).conflicts(&hp("10.0.0.2", 80)));

@@ -28,7 +28,12 @@ pub fn binding(pod: &PodInfo, node: &str) -> Binding {
             uid: Some(pod.uid.clone()).filter(|u| !u.is_empty()),
             ..ObjectMeta::default()
         },
-        target: ObjectReference { api_version: Some("v1".into()), kind: Some("Node".into()), name: Some(node.to_string()), ..ObjectReference::default() },
+        target: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.to_string()),
+            ..ObjectReference::default()
+        },
     }
 }
 
@@ -40,9 +45,20 @@ impl Plugin for DefaultBinder {
 
 #[async_trait::async_trait]
 impl BindPlugin for DefaultBinder {
-    async fn bind(&self, client: &kube::Client, pod: &PodInfo, node: &str) -> Result<Status, kube::Error> {
+    async fn bind(
+        &self,
+        client: &kube::Client,
+        pod: &PodInfo,
+        node: &str,
+    ) -> Result<Status, kube::Error> {
         let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
-        api.create_subresource::<_, serde_json::Value>("binding", &pod.name, &PostParams::default(), &binding(pod, node)).await?;
+        api.create_subresource::<_, serde_json::Value>(
+            "binding",
+            &pod.name,
+            &PostParams::default(),
+            &binding(pod, node),
+        )
+        .await?;
         Ok(Status::success())
     }
 }
@@ -55,8 +71,15 @@ mod tests {
 
     #[test]
     fn binding_targets_the_node_and_pins_the_uid() {
-        let b = serde_json::to_value(binding(&pod("web", json!({}), json!({})), "n1")).expect("json");
-        assert_eq!(b["target"], json!({"apiVersion": "v1", "kind": "Node", "name": "n1"}));
-        assert_eq!(b["metadata"], json!({"name": "web", "namespace": "default", "uid": "uid-web"}));
+        let b =
+            serde_json::to_value(binding(&pod("web", json!({}), json!({})), "n1")).expect("json");
+        assert_eq!(
+            b["target"],
+            json!({"apiVersion": "v1", "kind": "Node", "name": "n1"})
+        );
+        assert_eq!(
+            b["metadata"],
+            json!({"name": "web", "namespace": "default", "uid": "uid-web"})
+        );
     }
 }

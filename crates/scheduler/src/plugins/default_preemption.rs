@@ -16,8 +16,8 @@ use std::sync::Arc;
 use rand::Rng;
 
 use crate::framework::{
-    Code, CycleState, Diagnosis, FitError, NodeInfo, NodeToStatus, Plugin, PodInfo, PostFilterContext, PostFilterPlugin,
-    PostFilterResult, Status,
+    Code, CycleState, Diagnosis, FitError, NodeInfo, NodeToStatus, Plugin, PodInfo,
+    PostFilterContext, PostFilterPlugin, PostFilterResult, Status,
 };
 
 pub const NAME: &str = "DefaultPreemption";
@@ -44,17 +44,21 @@ pub struct Candidate {
 
 /// Upstream `MoreImportantPod`: higher priority, then earlier start.
 fn more_important(a: &PodInfo, b: &PodInfo) -> Ordering {
-    b.priority.cmp(&a.priority).then_with(|| match (a.start_time, b.start_time) {
-        (Some(x), Some(y)) => x.cmp(&y),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    })
+    b.priority
+        .cmp(&a.priority)
+        .then_with(|| match (a.start_time, b.start_time) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        })
 }
 
 /// How many candidates to collect from `nodes` potential nodes.
 fn num_candidates(nodes: usize) -> usize {
-    (nodes * MIN_CANDIDATE_NODES_PERCENTAGE / 100).max(MIN_CANDIDATE_NODES_ABSOLUTE).min(nodes)
+    (nodes * MIN_CANDIDATE_NODES_PERCENTAGE / 100)
+        .max(MIN_CANDIDATE_NODES_ABSOLUTE)
+        .min(nodes)
 }
 
 /// The fewest, least important pods on `node` whose removal lets `pod` fit.
@@ -65,9 +69,16 @@ pub fn select_victims_on_node(
     node: &NodeInfo,
 ) -> Result<Vec<Arc<PodInfo>>, Status> {
     let fw = ctx.framework;
-    let mut potential: Vec<Arc<PodInfo>> = node.pods.iter().filter(|p| p.priority < pod.priority).cloned().collect();
+    let mut potential: Vec<Arc<PodInfo>> = node
+        .pods
+        .iter()
+        .filter(|p| p.priority < pod.priority)
+        .cloned()
+        .collect();
     if potential.is_empty() {
-        return Err(Status::unresolvable("No preemption victims found for incoming pod"));
+        return Err(Status::unresolvable(
+            "No preemption victims found for incoming pod",
+        ));
     }
     // Dry runs work on copies; the snapshot stays as it is.
     let mut node = node.clone();
@@ -81,7 +92,14 @@ pub fn select_victims_on_node(
     }
     let runner = fw.filter_runner(&state);
     let fits = |state: &CycleState, node: &NodeInfo| {
-        fw.run_filter_plugins_with_nominated_pods(&runner, state, pod, node, ctx.nominator, ctx.snapshot)
+        fw.run_filter_plugins_with_nominated_pods(
+            &runner,
+            state,
+            pod,
+            node,
+            ctx.nominator,
+            ctx.snapshot,
+        )
     };
     let s = fits(&state, &node);
     if !s.is_success() {
@@ -97,7 +115,8 @@ pub fn select_victims_on_node(
         }
         if !fits(&state, &node).is_success() {
             node.remove_pod(&p.uid);
-            let s = fw.run_pre_filter_extension_remove_pod(&mut state, pod, &p, &node, ctx.snapshot);
+            let s =
+                fw.run_pre_filter_extension_remove_pod(&mut state, pod, &p, &node, ctx.snapshot);
             if !s.is_success() {
                 return Err(s);
             }
@@ -105,7 +124,10 @@ pub fn select_victims_on_node(
         }
     }
     if victims.is_empty() {
-        return Err(Status::error(format!("expected at least one victim pod on node {:?}", node.name())));
+        return Err(Status::error(format!(
+            "expected at least one victim pod on node {:?}",
+            node.name()
+        )));
     }
     Ok(victims)
 }
@@ -117,7 +139,12 @@ pub fn pick_one_node_for_preemption(candidates: &[Candidate]) -> Option<&Candida
         // Lowest highest-priority victim.
         |c| -i128::from(c.victims.first().map_or(i32::MIN, |p| p.priority)),
         // Smallest sum of priorities (shifted to be non-negative).
-        |c| -c.victims.iter().map(|p| i128::from(p.priority) + i128::from(i32::MAX) + 1).sum::<i128>(),
+        |c| {
+            -c.victims
+                .iter()
+                .map(|p| i128::from(p.priority) + i128::from(i32::MAX) + 1)
+                .sum::<i128>()
+        },
         // Fewest victims.
         |c| -(c.victims.len() as i128),
         // Latest start among the highest-priority victims.
@@ -144,9 +171,20 @@ pub fn pick_one_node_for_preemption(candidates: &[Candidate]) -> Option<&Candida
 
 fn failure(num_nodes: usize, statuses: NodeToStatus) -> (Option<PostFilterResult>, Status) {
     let mut statuses = statuses;
-    statuses.set_absent(Status::unresolvable("Preemption is not helpful for scheduling"));
-    let err = FitError { num_all_nodes: num_nodes, diagnosis: Diagnosis { node_to_status: statuses, ..Diagnosis::default() } };
-    (Some(PostFilterResult::default()), Status::unschedulable(format!("preemption: {err}")))
+    statuses.set_absent(Status::unresolvable(
+        "Preemption is not helpful for scheduling",
+    ));
+    let err = FitError {
+        num_all_nodes: num_nodes,
+        diagnosis: Diagnosis {
+            node_to_status: statuses,
+            ..Diagnosis::default()
+        },
+    };
+    (
+        Some(PostFilterResult::default()),
+        Status::unschedulable(format!("preemption: {err}")),
+    )
 }
 
 impl Plugin for DefaultPreemption {
@@ -164,15 +202,24 @@ impl PostFilterPlugin for DefaultPreemption {
         statuses: &NodeToStatus,
     ) -> (Option<PostFilterResult>, Status) {
         if pod.preempt_never {
-            return (None, Status::unschedulable("preemption: not eligible due to preemptionPolicy=Never."));
+            return (
+                None,
+                Status::unschedulable("preemption: not eligible due to preemptionPolicy=Never."),
+            );
         }
-        let nominated = pod.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()).filter(|n| !n.is_empty());
+        let nominated = pod
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .filter(|n| !n.is_empty());
         if let Some(nominated) = nominated {
             if statuses.get(nominated).code() != Code::UnschedulableAndUnresolvable {
-                let terminating = ctx
-                    .snapshot
-                    .get(nominated)
-                    .is_some_and(|n| n.pods.iter().any(|p| p.terminating && p.priority < pod.priority));
+                let terminating = ctx.snapshot.get(nominated).is_some_and(|n| {
+                    n.pods
+                        .iter()
+                        .any(|p| p.terminating && p.priority < pod.priority)
+                });
                 if terminating {
                     return (None, Status::unschedulable("preemption: not eligible due to a terminating pod on the nominated node."));
                 }
@@ -194,7 +241,10 @@ impl PostFilterPlugin for DefaultPreemption {
             let node = potential[(offset + i) % potential.len()];
             match select_victims_on_node(ctx, state, pod, node) {
                 Ok(victims) => {
-                    candidates.push(Candidate { node: node.name().to_string(), victims });
+                    candidates.push(Candidate {
+                        node: node.name().to_string(),
+                        victims,
+                    });
                     if candidates.len() >= wanted {
                         break;
                     }
@@ -202,9 +252,14 @@ impl PostFilterPlugin for DefaultPreemption {
                 Err(s) => failed.set(node.name(), s),
             }
         }
-        let Some(best) = pick_one_node_for_preemption(&candidates) else { return failure(all, failed) };
+        let Some(best) = pick_one_node_for_preemption(&candidates) else {
+            return failure(all, failed);
+        };
         (
-            Some(PostFilterResult { nominated_node_name: Some(best.node.clone()), victims: best.victims.clone() }),
+            Some(PostFilterResult {
+                nominated_node_name: Some(best.node.clone()),
+                victims: best.victims.clone(),
+            }),
             Status::success(),
         )
     }
@@ -237,7 +292,11 @@ mod tests {
             statuses.set(n.name(), runner.run(&state, p, n));
         }
         let nominator = Nominator::new();
-        let ctx = PostFilterContext { framework: &fw, snapshot, nominator: &nominator };
+        let ctx = PostFilterContext {
+            framework: &fw,
+            snapshot,
+            nominator: &nominator,
+        };
         DefaultPreemption.post_filter(&ctx, &state, p, &statuses)
     }
 
@@ -249,7 +308,11 @@ mod tests {
     fn evicts_the_fewest_lowest_priority_pods() {
         let snapshot = Snapshot::from_parts(
             vec![node("n1", json!({}), "3", "4Gi")],
-            vec![prio("low-a", 1, "1", Some("n1")), prio("low-b", 2, "1", Some("n1")), prio("high", 100, "1", Some("n1"))],
+            vec![
+                prio("low-a", 1, "1", Some("n1")),
+                prio("low-b", 2, "1", Some("n1")),
+                prio("high", 100, "1", Some("n1")),
+            ],
         );
         let (r, s) = preempt(&snapshot, &prio("p", 50, "1", None));
         assert!(s.is_success(), "{s}");
@@ -261,8 +324,14 @@ mod tests {
     #[test]
     fn prefers_the_node_with_lower_priority_victims() {
         let snapshot = Snapshot::from_parts(
-            vec![node("n1", json!({}), "1", "4Gi"), node("n2", json!({}), "1", "4Gi")],
-            vec![prio("mid", 10, "1", Some("n1")), prio("low", 1, "1", Some("n2"))],
+            vec![
+                node("n1", json!({}), "1", "4Gi"),
+                node("n2", json!({}), "1", "4Gi"),
+            ],
+            vec![
+                prio("mid", 10, "1", Some("n1")),
+                prio("low", 1, "1", Some("n2")),
+            ],
         );
         let (r, _) = preempt(&snapshot, &prio("p", 50, "1", None));
         assert_eq!(r.and_then(|r| r.nominated_node_name).as_deref(), Some("n2"));
@@ -270,34 +339,71 @@ mod tests {
 
     #[test]
     fn failures_are_worded_like_upstream() {
-        let equal = Snapshot::from_parts(vec![node("n1", json!({}), "1", "4Gi")], vec![prio("same", 50, "1", Some("n1"))]);
+        let equal = Snapshot::from_parts(
+            vec![node("n1", json!({}), "1", "4Gi")],
+            vec![prio("same", 50, "1", Some("n1"))],
+        );
         let (_, s) = preempt(&equal, &prio("p", 50, "1", None));
-        assert_eq!(s.message(), "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.");
+        assert_eq!(
+            s.message(),
+            "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+        );
 
-        let too_big = Snapshot::from_parts(vec![node("n1", json!({}), "1", "4Gi")], vec![prio("low", 1, "500m", Some("n1"))]);
+        let too_big = Snapshot::from_parts(
+            vec![node("n1", json!({}), "1", "4Gi")],
+            vec![prio("low", 1, "500m", Some("n1"))],
+        );
         let (_, s) = preempt(&too_big, &prio("p", 50, "2", None));
-        assert_eq!(s.message(), "preemption: 0/1 nodes are available: 1 Insufficient cpu.");
+        assert_eq!(
+            s.message(),
+            "preemption: 0/1 nodes are available: 1 Insufficient cpu."
+        );
 
         let mut tainted = node("n1", json!({}), "1", "4Gi");
-        tainted.spec = Some(serde_json::from_value(json!({"taints": [{"key": "k", "effect": "NoSchedule"}]})).expect("spec"));
+        tainted.spec = Some(
+            serde_json::from_value(json!({"taints": [{"key": "k", "effect": "NoSchedule"}]}))
+                .expect("spec"),
+        );
         let unhelpful = Snapshot::from_parts(vec![tainted], vec![]);
         let (_, s) = preempt(&unhelpful, &prio("p", 50, "2", None));
-        assert_eq!(s.message(), "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.");
+        assert_eq!(
+            s.message(),
+            "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+        );
 
-        let never = pod("p", json!({}), json!({"priority": 50, "preemptionPolicy": "Never"}));
+        let never = pod(
+            "p",
+            json!({}),
+            json!({"priority": 50, "preemptionPolicy": "Never"}),
+        );
         let (_, s) = preempt(&equal, &never);
-        assert_eq!(s.message(), "preemption: not eligible due to preemptionPolicy=Never.");
+        assert_eq!(
+            s.message(),
+            "preemption: not eligible due to preemptionPolicy=Never."
+        );
     }
 
     #[test]
     fn pick_breaks_ties_by_sum_then_count() {
         let v = |p| Arc::new(prio("v", p, "1", None));
         let candidates = vec![
-            Candidate { node: "a".into(), victims: vec![v(5), v(5)] },
-            Candidate { node: "b".into(), victims: vec![v(5), v(1)] },
-            Candidate { node: "c".into(), victims: vec![v(5)] },
+            Candidate {
+                node: "a".into(),
+                victims: vec![v(5), v(5)],
+            },
+            Candidate {
+                node: "b".into(),
+                victims: vec![v(5), v(1)],
+            },
+            Candidate {
+                node: "c".into(),
+                victims: vec![v(5)],
+            },
         ];
-        assert_eq!(pick_one_node_for_preemption(&candidates).map(|c| c.node.as_str()), Some("c"));
+        assert_eq!(
+            pick_one_node_for_preemption(&candidates).map(|c| c.node.as_str()),
+            Some("c")
+        );
         assert!(pick_one_node_for_preemption(&[]).is_none());
     }
 }

@@ -20,7 +20,9 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
         }
     }
     match toleration.operator.as_deref().unwrap_or("") {
-        "" | "Equal" => toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        "" | "Equal" => {
+            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
         "Exists" => true,
         _ => false,
     }
@@ -32,11 +34,16 @@ pub fn tolerations_tolerate_taint(tolerations: &[Toleration], taint: &Taint) -> 
 
 /// The pod's tolerations.
 pub fn pod_tolerations(pod: &PodInfo) -> &[Toleration] {
-    pod.spec().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[])
+    pod.spec()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or(&[])
 }
 
 /// The first NoSchedule/NoExecute taint of `taints` not tolerated.
-pub fn find_untolerated_taint<'a>(taints: &'a [Taint], tolerations: &[Toleration]) -> Option<&'a Taint> {
+pub fn find_untolerated_taint<'a>(
+    taints: &'a [Taint],
+    tolerations: &[Toleration],
+) -> Option<&'a Taint> {
     taints
         .iter()
         .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
@@ -77,23 +84,39 @@ impl TermMatcher {
         if exprs.is_empty() && fields.is_empty() {
             return None;
         }
-        let labels = exprs.iter().map(label_requirement).collect::<Option<Vec<_>>>()?;
+        let labels = exprs
+            .iter()
+            .map(label_requirement)
+            .collect::<Option<Vec<_>>>()?;
         let fields = fields
             .iter()
             .map(|f| {
                 let values = f.values.as_deref().unwrap_or(&[]);
                 match (f.key.as_str(), f.operator.as_str(), values) {
-                    ("metadata.name", "In", [v]) => Some(FieldRequirement { name: v.clone(), negate: false }),
-                    ("metadata.name", "NotIn", [v]) => Some(FieldRequirement { name: v.clone(), negate: true }),
+                    ("metadata.name", "In", [v]) => Some(FieldRequirement {
+                        name: v.clone(),
+                        negate: false,
+                    }),
+                    ("metadata.name", "NotIn", [v]) => Some(FieldRequirement {
+                        name: v.clone(),
+                        negate: true,
+                    }),
                     _ => None,
                 }
             })
             .collect::<Option<Vec<_>>>()?;
-        Some(TermMatcher { labels: LabelSelector::from_requirements(labels), fields })
+        Some(TermMatcher {
+            labels: LabelSelector::from_requirements(labels),
+            fields,
+        })
     }
 
     fn matches(&self, node: &NodeInfo) -> bool {
-        self.labels.matches(&node.labels()) && self.fields.iter().all(|f| (f.name == node.name()) != f.negate)
+        self.labels.matches(&node.labels())
+            && self
+                .fields
+                .iter()
+                .all(|f| (f.name == node.name()) != f.negate)
     }
 }
 
@@ -110,15 +133,25 @@ pub struct RequiredNodeAffinity {
 impl RequiredNodeAffinity {
     pub fn from_pod(pod: &PodInfo) -> RequiredNodeAffinity {
         let spec = pod.spec();
-        let node_selector = spec.and_then(|s| s.node_selector.as_ref()).filter(|m| !m.is_empty()).map(LabelSelector::from_set);
+        let node_selector = spec
+            .and_then(|s| s.node_selector.as_ref())
+            .filter(|m| !m.is_empty())
+            .map(LabelSelector::from_set);
         let required = spec
             .and_then(|s| s.affinity.as_ref())
             .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref());
+            .and_then(|na| {
+                na.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            });
         let (terms, pinned_names) = match required {
             None => (None, None),
             Some(sel) => {
-                let terms: Vec<TermMatcher> = sel.node_selector_terms.iter().filter_map(TermMatcher::parse).collect();
+                let terms: Vec<TermMatcher> = sel
+                    .node_selector_terms
+                    .iter()
+                    .filter_map(TermMatcher::parse)
+                    .collect();
                 let pinned: Option<Vec<String>> = if terms.is_empty() {
                     None
                 } else {
@@ -130,7 +163,11 @@ impl RequiredNodeAffinity {
                 (Some(terms), pinned)
             }
         };
-        RequiredNodeAffinity { node_selector, terms, pinned_names }
+        RequiredNodeAffinity {
+            node_selector,
+            terms,
+            pinned_names,
+        }
     }
 
     /// Whether there is anything to check.
@@ -168,7 +205,10 @@ impl PreferredNodeAffinity {
             .spec()
             .and_then(|s| s.affinity.as_ref())
             .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|na| {
+                na.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .into_iter()
             .flatten()
             .filter(|t| t.weight != 0)
@@ -183,7 +223,11 @@ impl PreferredNodeAffinity {
 
     /// Sum of the weights of the terms `node` matches.
     pub fn score(&self, node: &NodeInfo) -> i64 {
-        self.terms.iter().filter(|(_, t)| t.matches(node)).map(|(w, _)| i64::from(*w)).sum()
+        self.terms
+            .iter()
+            .filter(|(_, t)| t.matches(node))
+            .map(|(w, _)| i64::from(*w))
+            .sum()
     }
 }
 
@@ -211,10 +255,17 @@ pub fn normalize(reverse: bool, scores: &mut [i64]) {
 /// Min-max scaling to 0..=[`MAX_NODE_SCORE`] (InterPodAffinity's normalisation); all
 /// equal scores become 0.
 pub fn normalize_min_max(scores: &mut [i64]) {
-    let (Some(min), Some(max)) = (scores.iter().copied().min(), scores.iter().copied().max()) else { return };
+    let (Some(min), Some(max)) = (scores.iter().copied().min(), scores.iter().copied().max())
+    else {
+        return;
+    };
     let diff = max - min;
     for s in scores.iter_mut() {
-        *s = if diff > 0 { (MAX_NODE_SCORE as f64 * ((*s - min) as f64 / diff as f64)) as i64 } else { 0 };
+        *s = if diff > 0 {
+            (MAX_NODE_SCORE as f64 * ((*s - min) as f64 / diff as f64)) as i64
+        } else {
+            0
+        };
     }
 }
 
@@ -229,14 +280,22 @@ mod tests {
     }
 
     fn taint(key: &str, value: &str, effect: &str) -> Taint {
-        Taint { key: key.into(), value: Some(value.into()), effect: effect.into(), time_added: None }
+        Taint {
+            key: key.into(),
+            value: Some(value.into()),
+            effect: effect.into(),
+            time_added: None,
+        }
     }
 
     #[test]
     fn toleration_rules_follow_upstream() {
         let t = taint("k", "v", "NoSchedule");
         let cases = [
-            (json!({"key": "k", "operator": "Equal", "value": "v", "effect": "NoSchedule"}), true),
+            (
+                json!({"key": "k", "operator": "Equal", "value": "v", "effect": "NoSchedule"}),
+                true,
+            ),
             (json!({"key": "k", "value": "v"}), true),
             (json!({"key": "k", "value": "other"}), false),
             (json!({"key": "k", "operator": "Exists"}), true),
@@ -251,28 +310,67 @@ mod tests {
     }
 
     fn node(name: &str, labels: serde_json::Value) -> NodeInfo {
-        NodeInfo::from_node(Arc::new(serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).expect("node")))
+        NodeInfo::from_node(Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
+                .expect("node"),
+        ))
     }
 
     fn pod(spec: serde_json::Value) -> PodInfo {
-        PodInfo::from_pod(serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": spec})).expect("pod"))
+        PodInfo::from_pod(
+            serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": spec})).expect("pod"),
+        )
     }
 
     #[test]
     fn required_node_affinity_ands_selector_and_ors_terms() {
         let n = node("n1", json!({"zone": "a", "size": "10"}));
-        let term = |exprs: serde_json::Value| {
-            json!({"containers": [], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": exprs}}}})
-        };
+        let term = |exprs: serde_json::Value| json!({"containers": [], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": exprs}}}});
         let cases = [
             ("no constraints", json!({"containers": []}), true),
-            ("selector match", json!({"containers": [], "nodeSelector": {"zone": "a"}}), true),
-            ("selector miss", json!({"containers": [], "nodeSelector": {"zone": "b"}}), false),
-            ("In", term(json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}])), true),
-            ("NotIn", term(json!([{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}])), false),
-            ("Gt", term(json!([{"matchExpressions": [{"key": "size", "operator": "Gt", "values": ["5"]}]}])), true),
-            ("Lt", term(json!([{"matchExpressions": [{"key": "size", "operator": "Lt", "values": ["5"]}]}])), false),
-            ("DoesNotExist", term(json!([{"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}])), true),
+            (
+                "selector match",
+                json!({"containers": [], "nodeSelector": {"zone": "a"}}),
+                true,
+            ),
+            (
+                "selector miss",
+                json!({"containers": [], "nodeSelector": {"zone": "b"}}),
+                false,
+            ),
+            (
+                "In",
+                term(
+                    json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}]),
+                ),
+                true,
+            ),
+            (
+                "NotIn",
+                term(
+                    json!([{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}]),
+                ),
+                false,
+            ),
+            (
+                "Gt",
+                term(
+                    json!([{"matchExpressions": [{"key": "size", "operator": "Gt", "values": ["5"]}]}]),
+                ),
+                true,
+            ),
+            (
+                "Lt",
+                term(
+                    json!([{"matchExpressions": [{"key": "size", "operator": "Lt", "values": ["5"]}]}]),
+                ),
+                false,
+            ),
+            (
+                "DoesNotExist",
+                term(json!([{"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}])),
+                true,
+            ),
             (
                 "terms are ORed",
                 term(json!([
@@ -281,8 +379,20 @@ mod tests {
                 true,
             ),
             ("empty term matches nothing", term(json!([{}])), false),
-            ("field", term(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}])), true),
-            ("field miss", term(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}])), false),
+            (
+                "field",
+                term(
+                    json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]),
+                ),
+                true,
+            ),
+            (
+                "field miss",
+                term(
+                    json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}]),
+                ),
+                false,
+            ),
         ];
         for (name, spec, want) in cases {
             let aff = RequiredNodeAffinity::from_pod(&pod(spec));
@@ -292,10 +402,18 @@ mod tests {
 
     #[test]
     fn pinned_names_come_from_metadata_name_fields() {
-        let p = pod(json!({"containers": [], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]}}}}));
-        assert_eq!(RequiredNodeAffinity::from_pod(&p).pinned_node_names(), Some(&["n1".to_string()][..]));
-        assert_eq!(RequiredNodeAffinity::from_pod(&pod(json!({"containers": []}))).pinned_node_names(), None);
+        let p = pod(
+            json!({"containers": [], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]}}}}),
+        );
+        assert_eq!(
+            RequiredNodeAffinity::from_pod(&p).pinned_node_names(),
+            Some(&["n1".to_string()][..])
+        );
+        assert_eq!(
+            RequiredNodeAffinity::from_pod(&pod(json!({"containers": []}))).pinned_node_names(),
+            None
+        );
     }
 
     #[test]

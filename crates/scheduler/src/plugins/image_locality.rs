@@ -3,7 +3,10 @@
 //! Nodes report images in `status.images`; clusters without any skip the plugin.
 
 use super::super::framework::types::normalized_image_name;
-use crate::framework::{CycleState, NodeInfo, Plugin, PodInfo, PreScorePlugin, ScorePlugin, Snapshot, Status, MAX_NODE_SCORE};
+use crate::framework::{
+    CycleState, NodeInfo, Plugin, PodInfo, PreScorePlugin, ScorePlugin, Snapshot, Status,
+    MAX_NODE_SCORE,
+};
 
 pub const NAME: &str = "ImageLocality";
 
@@ -34,13 +37,26 @@ impl Plugin for ImageLocality {
 }
 
 impl PreScorePlugin for ImageLocality {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[&NodeInfo], snapshot: &Snapshot) -> Status {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _nodes: &[&NodeInfo],
+        snapshot: &Snapshot,
+    ) -> Status {
         if !snapshot.has_images() || snapshot.num_nodes() == 0 {
             return Status::skip();
         }
-        let Some(spec) = pod.spec() else { return Status::skip() };
+        let Some(spec) = pod.spec() else {
+            return Status::skip();
+        };
         let total = snapshot.num_nodes() as f64;
-        let containers: Vec<_> = spec.init_containers.iter().flatten().chain(spec.containers.iter()).collect();
+        let containers: Vec<_> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+            .collect();
         let images = containers
             .iter()
             .filter_map(|c| c.image.as_deref())
@@ -50,7 +66,10 @@ impl PreScorePlugin for ImageLocality {
                 (name, spread)
             })
             .collect();
-        state.write(PreScoreState { images, containers: spec.containers.len() });
+        state.write(PreScoreState {
+            images,
+            containers: spec.containers.len(),
+        });
         Status::success()
     }
 }
@@ -68,11 +87,17 @@ fn calculate_priority(sum: i64, containers: usize) -> i64 {
 
 impl ScorePlugin for ImageLocality {
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let Some(s) = state.read::<PreScoreState>() else { return 0 };
+        let Some(s) = state.read::<PreScoreState>() else {
+            return 0;
+        };
         let sum: i64 = s
             .images
             .iter()
-            .filter_map(|(name, spread)| node.images.get(name).map(|size| (*size as f64 * spread) as i64))
+            .filter_map(|(name, spread)| {
+                node.images
+                    .get(name)
+                    .map(|size| (*size as f64 * spread) as i64)
+            })
             .sum();
         calculate_priority(sum, s.containers)
     }
@@ -96,10 +121,18 @@ mod tests {
             ],
             vec![],
         );
-        let p = pod("p", json!({}), json!({"containers": [{"name": "c", "image": "app:v1"}]}));
+        let p = pod(
+            "p",
+            json!({}),
+            json!({"containers": [{"name": "c", "image": "app:v1"}]}),
+        );
         let scores = score_all(&ImageLocality, &p, &snapshot);
         assert!(scores[0] > 0 && scores[1] == 0, "{scores:?}");
-        let untagged = pod("p", json!({}), json!({"containers": [{"name": "c", "image": "other"}]}));
+        let untagged = pod(
+            "p",
+            json!({}),
+            json!({"containers": [{"name": "c", "image": "other"}]}),
+        );
         assert_eq!(score_all(&ImageLocality, &untagged, &snapshot), vec![0, 0]);
     }
 
@@ -107,6 +140,9 @@ mod tests {
     fn priority_is_clamped_between_thresholds() {
         assert_eq!(calculate_priority(0, 1), 0);
         assert_eq!(calculate_priority(MAX_CONTAINER_THRESHOLD * 5, 1), 100);
-        assert_eq!(calculate_priority((MIN_THRESHOLD + MAX_CONTAINER_THRESHOLD) / 2, 1), 50);
+        assert_eq!(
+            calculate_priority((MIN_THRESHOLD + MAX_CONTAINER_THRESHOLD) / 2, 1),
+            50
+        );
     }
 }

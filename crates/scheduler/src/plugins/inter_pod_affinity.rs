@@ -11,14 +11,16 @@ use std::collections::{BTreeMap, HashMap};
 use super::helper::normalize_min_max;
 use crate::framework::types::AffinityTerm;
 use crate::framework::{
-    CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterExtensions, PreFilterPlugin, PreFilterResult, PreScorePlugin,
-    ScoreExtensions, ScorePlugin, Snapshot, Status,
+    CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterExtensions, PreFilterPlugin,
+    PreFilterResult, PreScorePlugin, ScoreExtensions, ScorePlugin, Snapshot, Status,
 };
 
 pub const NAME: &str = "InterPodAffinity";
-pub const ERR_REASON_EXISTING_ANTI_AFFINITY_RULES_NOT_MATCH: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+pub const ERR_REASON_EXISTING_ANTI_AFFINITY_RULES_NOT_MATCH: &str =
+    "node(s) didn't satisfy existing pods anti-affinity rules";
 pub const ERR_REASON_AFFINITY_RULES_NOT_MATCH: &str = "node(s) didn't match pod affinity rules";
-pub const ERR_REASON_ANTI_AFFINITY_RULES_NOT_MATCH: &str = "node(s) didn't match pod anti-affinity rules";
+pub const ERR_REASON_ANTI_AFFINITY_RULES_NOT_MATCH: &str =
+    "node(s) didn't match pod anti-affinity rules";
 /// Weight of an existing pod's required affinity toward the incoming pod when scoring.
 const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
 
@@ -40,7 +42,11 @@ impl TopologyCounts {
     }
 
     fn get(&self, key: &str, value: &str) -> i64 {
-        self.0.get(key).and_then(|v| v.get(value)).copied().unwrap_or(0)
+        self.0
+            .get(key)
+            .and_then(|v| v.get(value))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn is_empty(&self) -> bool {
@@ -69,20 +75,32 @@ impl InterPodAffinity {
     }
 }
 
-fn matches_all(terms: &[AffinityTerm], pod: &PodInfo, ns_labels: Option<&BTreeMap<String, String>>) -> bool {
+fn matches_all(
+    terms: &[AffinityTerm],
+    pod: &PodInfo,
+    ns_labels: Option<&BTreeMap<String, String>>,
+) -> bool {
     !terms.is_empty() && terms.iter().all(|t| t.matches(pod, ns_labels))
 }
 
 impl PreFilterState {
     /// Accounts `existing` on `node` into every count, `multiplier` = 1 to add, -1 to remove.
-    fn update_with_pod(&mut self, pod: &PodInfo, existing: &PodInfo, node: &NodeInfo, snapshot: &Snapshot, multiplier: i64) {
+    fn update_with_pod(
+        &mut self,
+        pod: &PodInfo,
+        existing: &PodInfo,
+        node: &NodeInfo,
+        snapshot: &Snapshot,
+        multiplier: i64,
+    ) {
         if node.labels().is_none_or(|l| l.is_empty()) {
             return;
         }
         for t in &existing.required_anti_affinity_terms {
             if let Some(v) = node.label(&t.topology_key) {
                 if t.matches(pod, self.namespace_labels.as_ref()) {
-                    self.existing_anti_affinity_counts.add(&t.topology_key, v, multiplier);
+                    self.existing_anti_affinity_counts
+                        .add(&t.topology_key, v, multiplier);
                 }
             }
         }
@@ -97,7 +115,8 @@ impl PreFilterState {
         for t in &pod.required_anti_affinity_terms {
             if let Some(v) = node.label(&t.topology_key) {
                 if t.matches(existing, existing_ns) {
-                    self.anti_affinity_counts.add(&t.topology_key, v, multiplier);
+                    self.anti_affinity_counts
+                        .add(&t.topology_key, v, multiplier);
                 }
             }
         }
@@ -116,23 +135,33 @@ impl PreFilterState {
             return true;
         }
         // The first pod of a group whose affinity selects itself.
-        self.affinity_counts.is_empty() && matches_all(&pod.required_affinity_terms, pod, self.namespace_labels.as_ref())
+        self.affinity_counts.is_empty()
+            && matches_all(
+                &pod.required_affinity_terms,
+                pod,
+                self.namespace_labels.as_ref(),
+            )
     }
 
     fn satisfies_pod_anti_affinity(&self, pod: &PodInfo, node: &NodeInfo) -> bool {
         if self.anti_affinity_counts.is_empty() {
             return true;
         }
-        !pod.required_anti_affinity_terms
-            .iter()
-            .any(|t| node.label(&t.topology_key).is_some_and(|v| self.anti_affinity_counts.get(&t.topology_key, v) > 0))
+        !pod.required_anti_affinity_terms.iter().any(|t| {
+            node.label(&t.topology_key)
+                .is_some_and(|v| self.anti_affinity_counts.get(&t.topology_key, v) > 0)
+        })
     }
 
     fn satisfies_existing_pods_anti_affinity(&self, node: &NodeInfo) -> bool {
         if self.existing_anti_affinity_counts.is_empty() {
             return true;
         }
-        !node.labels().into_iter().flatten().any(|(k, v)| self.existing_anti_affinity_counts.get(k, v) > 0)
+        !node
+            .labels()
+            .into_iter()
+            .flatten()
+            .any(|(k, v)| self.existing_anti_affinity_counts.get(k, v) > 0)
     }
 }
 
@@ -143,12 +172,21 @@ impl Plugin for InterPodAffinity {
 }
 
 impl PreFilterPlugin for InterPodAffinity {
-    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> (Option<PreFilterResult>, Status) {
-        let own_terms = !pod.required_affinity_terms.is_empty() || !pod.required_anti_affinity_terms.is_empty();
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+    ) -> (Option<PreFilterResult>, Status) {
+        let own_terms =
+            !pod.required_affinity_terms.is_empty() || !pod.required_anti_affinity_terms.is_empty();
         if !own_terms && snapshot.pods_with_required_anti_affinity() == 0 {
             return (None, Status::skip());
         }
-        let mut s = PreFilterState { namespace_labels: snapshot.namespace_labels(&pod.namespace).cloned(), ..Default::default() };
+        let mut s = PreFilterState {
+            namespace_labels: snapshot.namespace_labels(&pod.namespace).cloned(),
+            ..Default::default()
+        };
         for node in snapshot.nodes() {
             if node.labels().is_none_or(|l| l.is_empty()) {
                 continue;
@@ -180,14 +218,28 @@ impl PreFilterPlugin for InterPodAffinity {
 }
 
 impl PreFilterExtensions for InterPodAffinity {
-    fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, to_add: &PodInfo, node: &NodeInfo, snapshot: &Snapshot) -> Status {
+    fn add_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        to_add: &PodInfo,
+        node: &NodeInfo,
+        snapshot: &Snapshot,
+    ) -> Status {
         if let Some(s) = state.read_mut::<PreFilterState>() {
             s.update_with_pod(pod, to_add, node, snapshot, 1);
         }
         Status::success()
     }
 
-    fn remove_pod(&self, state: &mut CycleState, pod: &PodInfo, to_remove: &PodInfo, node: &NodeInfo, snapshot: &Snapshot) -> Status {
+    fn remove_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        to_remove: &PodInfo,
+        node: &NodeInfo,
+        snapshot: &Snapshot,
+    ) -> Status {
         if let Some(s) = state.read_mut::<PreFilterState>() {
             s.update_with_pod(pod, to_remove, node, snapshot, -1);
         }
@@ -197,7 +249,9 @@ impl PreFilterExtensions for InterPodAffinity {
 
 impl FilterPlugin for InterPodAffinity {
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let Some(s) = state.read::<PreFilterState>() else { return Status::success() };
+        let Some(s) = state.read::<PreFilterState>() else {
+            return Status::success();
+        };
         if !s.satisfies_pod_affinity(pod, node) {
             return Status::unresolvable(ERR_REASON_AFFINITY_RULES_NOT_MATCH);
         }
@@ -216,26 +270,47 @@ impl FilterPlugin for InterPodAffinity {
 struct PreScoreState(HashMap<String, HashMap<String, i64>>);
 
 impl PreScoreState {
-    fn process_term(&mut self, term: &AffinityTerm, weight: i64, pod: &PodInfo, ns: Option<&BTreeMap<String, String>>, node: &NodeInfo) {
+    fn process_term(
+        &mut self,
+        term: &AffinityTerm,
+        weight: i64,
+        pod: &PodInfo,
+        ns: Option<&BTreeMap<String, String>>,
+        node: &NodeInfo,
+    ) {
         if !term.matches(pod, ns) {
             return;
         }
         if let Some(v) = node.label(&term.topology_key) {
-            *self.0.entry(term.topology_key.clone()).or_default().entry(v.to_string()).or_insert(0) += weight;
+            *self
+                .0
+                .entry(term.topology_key.clone())
+                .or_default()
+                .entry(v.to_string())
+                .or_insert(0) += weight;
         }
     }
 }
 
 impl PreScorePlugin for InterPodAffinity {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[&NodeInfo], snapshot: &Snapshot) -> Status {
-        let has_preferred = !pod.preferred_affinity_terms.is_empty() || !pod.preferred_anti_affinity_terms.is_empty();
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _nodes: &[&NodeInfo],
+        snapshot: &Snapshot,
+    ) -> Status {
+        let has_preferred = !pod.preferred_affinity_terms.is_empty()
+            || !pod.preferred_anti_affinity_terms.is_empty();
         if !has_preferred && snapshot.pods_with_affinity() == 0 {
             return Status::skip();
         }
         let own_ns = snapshot.namespace_labels(&pod.namespace);
         let mut scores = PreScoreState::default();
         for node in snapshot.nodes() {
-            if node.labels().is_none_or(|l| l.is_empty()) || (!has_preferred && node.pods_with_affinity == 0) {
+            if node.labels().is_none_or(|l| l.is_empty())
+                || (!has_preferred && node.pods_with_affinity == 0)
+            {
                 continue;
             }
             for existing in &node.pods {
@@ -270,8 +345,12 @@ impl PreScorePlugin for InterPodAffinity {
 
 impl ScorePlugin for InterPodAffinity {
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let Some(s) = state.read::<PreScoreState>() else { return 0 };
-        s.0.iter().filter_map(|(key, values)| node.label(key).and_then(|v| values.get(v))).sum()
+        let Some(s) = state.read::<PreScoreState>() else {
+            return 0;
+        };
+        s.0.iter()
+            .filter_map(|(key, values)| node.label(key).and_then(|v| values.get(v)))
+            .sum()
     }
 
     fn score_extensions(&self) -> Option<&dyn ScoreExtensions> {
@@ -280,7 +359,13 @@ impl ScorePlugin for InterPodAffinity {
 }
 
 impl ScoreExtensions for InterPodAffinity {
-    fn normalize_score(&self, state: &CycleState, _pod: &PodInfo, _nodes: &[&NodeInfo], scores: &mut [i64]) -> Status {
+    fn normalize_score(
+        &self,
+        state: &CycleState,
+        _pod: &PodInfo,
+        _nodes: &[&NodeInfo],
+        scores: &mut [i64],
+    ) -> Status {
         if state.read::<PreScoreState>().is_some() {
             normalize_min_max(scores);
         }
@@ -306,7 +391,11 @@ mod tests {
     }
 
     fn placed(name: &str, app: &str, node: &str, aff: Value) -> PodInfo {
-        pod(name, json!({"app": app}), json!({"nodeName": node, "affinity": aff}))
+        pod(
+            name,
+            json!({"app": app}),
+            json!({"nodeName": node, "affinity": aff}),
+        )
     }
 
     fn in_namespace(p: PodInfo, ns: &str) -> PodInfo {
@@ -335,17 +424,30 @@ mod tests {
     fn required_terms_by_topology() {
         let web_on_n1 = placed("web-0", "web", "n1", json!({}));
         let cases = [
-            ("no terms, nothing to check", vec![web_on_n1.clone()], pod("p", json!({}), json!({})), vec![OK, OK, OK]),
+            (
+                "no terms, nothing to check",
+                vec![web_on_n1.clone()],
+                pod("p", json!({}), json!({})),
+                vec![OK, OK, OK],
+            ),
             (
                 "anti-affinity by hostname avoids the node",
                 vec![web_on_n1.clone()],
-                pod("p", json!({"app": "web"}), json!({"affinity": anti("web", "kubernetes.io/hostname")})),
+                pod(
+                    "p",
+                    json!({"app": "web"}),
+                    json!({"affinity": anti("web", "kubernetes.io/hostname")}),
+                ),
                 vec![NO, OK, OK],
             ),
             (
                 "anti-affinity by zone avoids the zone",
                 vec![web_on_n1.clone()],
-                pod("p", json!({"app": "web"}), json!({"affinity": anti("web", "zone")})),
+                pod(
+                    "p",
+                    json!({"app": "web"}),
+                    json!({"affinity": anti("web", "zone")}),
+                ),
                 vec![NO, NO, OK],
             ),
             (
@@ -363,40 +465,72 @@ mod tests {
             (
                 "first pod of a self-affine group may go anywhere",
                 vec![],
-                pod("p", json!({"app": "db"}), json!({"affinity": affinity("db", "zone")})),
+                pod(
+                    "p",
+                    json!({"app": "db"}),
+                    json!({"affinity": affinity("db", "zone")}),
+                ),
                 vec![OK, OK, OK],
             ),
             (
                 "existing pod's anti-affinity keeps us away",
-                vec![placed("guard", "guard", "n3", anti("web", "kubernetes.io/hostname"))],
+                vec![placed(
+                    "guard",
+                    "guard",
+                    "n3",
+                    anti("web", "kubernetes.io/hostname"),
+                )],
                 pod("p", json!({"app": "web"}), json!({})),
                 vec![OK, OK, NO],
             ),
             (
                 "existing anti-affinity in another namespace does not select us",
-                vec![in_namespace(placed("guard", "guard", "n3", anti("web", "kubernetes.io/hostname")), "other")],
+                vec![in_namespace(
+                    placed(
+                        "guard",
+                        "guard",
+                        "n3",
+                        anti("web", "kubernetes.io/hostname"),
+                    ),
+                    "other",
+                )],
                 pod("p", json!({"app": "web"}), json!({})),
                 vec![OK, OK, OK],
             ),
         ];
         for (name, pods, p, want) in cases {
             let snapshot = Snapshot::from_parts(nodes(), pods);
-            assert_eq!(codes(&filter_all(&InterPodAffinity, &p, &snapshot)), want, "{name}");
+            assert_eq!(
+                codes(&filter_all(&InterPodAffinity, &p, &snapshot)),
+                want,
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn messages_are_upstreams() {
         let snapshot = Snapshot::from_parts(nodes(), vec![placed("web-0", "web", "n1", json!({}))]);
-        let p = pod("p", json!({"app": "web"}), json!({"affinity": anti("web", "kubernetes.io/hostname")}));
-        assert_eq!(filter_all(&InterPodAffinity, &p, &snapshot)[0].message(), ERR_REASON_ANTI_AFFINITY_RULES_NOT_MATCH);
+        let p = pod(
+            "p",
+            json!({"app": "web"}),
+            json!({"affinity": anti("web", "kubernetes.io/hostname")}),
+        );
+        assert_eq!(
+            filter_all(&InterPodAffinity, &p, &snapshot)[0].message(),
+            ERR_REASON_ANTI_AFFINITY_RULES_NOT_MATCH
+        );
     }
 
     #[test]
     fn extensions_track_added_and_removed_pods() {
         let web = placed("web-0", "web", "n1", json!({}));
         let snapshot = Snapshot::from_parts(nodes(), vec![web.clone()]);
-        let p = pod("p", json!({"app": "web"}), json!({"affinity": anti("web", "kubernetes.io/hostname")}));
+        let p = pod(
+            "p",
+            json!({"app": "web"}),
+            json!({"affinity": anti("web", "kubernetes.io/hostname")}),
+        );
         let mut state = CycleState::new();
         let (_, s) = InterPodAffinity.pre_filter(&mut state, &p, &snapshot);
         assert!(s.is_success());
@@ -414,11 +548,24 @@ mod tests {
         let prefer = json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
             {"weight": 10, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "zone"}}]}});
         let p = pod("p", json!({}), json!({"affinity": prefer}));
-        assert_eq!(score_all(&InterPodAffinity, &p, &snapshot), vec![100, 100, 0]);
+        assert_eq!(
+            score_all(&InterPodAffinity, &p, &snapshot),
+            vec![100, 100, 0]
+        );
         let avoid = json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
             {"weight": 10, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}}]}});
         let p = pod("p", json!({}), json!({"affinity": avoid}));
-        assert_eq!(score_all(&InterPodAffinity, &p, &snapshot), vec![0, 100, 100]);
-        assert_eq!(score_all(&InterPodAffinity, &pod("p", json!({}), json!({})), &snapshot), vec![0, 0, 0]);
+        assert_eq!(
+            score_all(&InterPodAffinity, &p, &snapshot),
+            vec![0, 100, 100]
+        );
+        assert_eq!(
+            score_all(
+                &InterPodAffinity,
+                &pod("p", json!({}), json!({})),
+                &snapshot
+            ),
+            vec![0, 0, 0]
+        );
     }
 }

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use super::helper::{normalize, PreferredNodeAffinity, RequiredNodeAffinity};
 use crate::framework::{
-    CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterPlugin, PreFilterResult, PreScorePlugin, ScoreExtensions,
-    ScorePlugin, Snapshot, Status,
+    CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterPlugin, PreFilterResult,
+    PreScorePlugin, ScoreExtensions, ScorePlugin, Snapshot, Status,
 };
 
 pub const NAME: &str = "NodeAffinity";
@@ -34,14 +34,19 @@ impl Plugin for NodeAffinity {
 }
 
 impl PreFilterPlugin for NodeAffinity {
-    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, _snapshot: &Snapshot) -> (Option<PreFilterResult>, Status) {
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _snapshot: &Snapshot,
+    ) -> (Option<PreFilterResult>, Status) {
         let required = RequiredNodeAffinity::from_pod(pod);
         if required.is_empty() {
             return (None, Status::skip());
         }
-        let result = required
-            .pinned_node_names()
-            .map(|names| PreFilterResult { node_names: Some(names.iter().cloned().collect::<HashSet<_>>()) });
+        let result = required.pinned_node_names().map(|names| PreFilterResult {
+            node_names: Some(names.iter().cloned().collect::<HashSet<_>>()),
+        });
         state.write(PreFilterState(required));
         (result, Status::success())
     }
@@ -62,7 +67,13 @@ impl FilterPlugin for NodeAffinity {
 }
 
 impl PreScorePlugin for NodeAffinity {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _nodes: &[&NodeInfo], _snapshot: &Snapshot) -> Status {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _nodes: &[&NodeInfo],
+        _snapshot: &Snapshot,
+    ) -> Status {
         let preferred = PreferredNodeAffinity::from_pod(pod);
         if preferred.is_empty() {
             return Status::skip();
@@ -83,7 +94,13 @@ impl ScorePlugin for NodeAffinity {
 }
 
 impl ScoreExtensions for NodeAffinity {
-    fn normalize_score(&self, _state: &CycleState, _pod: &PodInfo, _nodes: &[&NodeInfo], scores: &mut [i64]) -> Status {
+    fn normalize_score(
+        &self,
+        _state: &CycleState,
+        _pod: &PodInfo,
+        _nodes: &[&NodeInfo],
+        scores: &mut [i64],
+    ) -> Status {
         normalize(false, scores);
         Status::success()
     }
@@ -98,7 +115,10 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         Snapshot::from_parts(
-            vec![node("a", json!({"zone": "a", "disk": "ssd"}), "1", "1Gi"), node("b", json!({"zone": "b"}), "1", "1Gi")],
+            vec![
+                node("a", json!({"zone": "a", "disk": "ssd"}), "1", "1Gi"),
+                node("b", json!({"zone": "b"}), "1", "1Gi"),
+            ],
             vec![],
         )
     }
@@ -107,8 +127,16 @@ mod tests {
     fn filter_honours_node_selector_and_required_affinity() {
         let s = snapshot();
         let cases = [
-            ("nothing required", json!({}), [Code::Success, Code::Success]),
-            ("selector", json!({"nodeSelector": {"disk": "ssd"}}), [Code::Success, Code::UnschedulableAndUnresolvable]),
+            (
+                "nothing required",
+                json!({}),
+                [Code::Success, Code::Success],
+            ),
+            (
+                "selector",
+                json!({"nodeSelector": {"disk": "ssd"}}),
+                [Code::Success, Code::UnschedulableAndUnresolvable],
+            ),
             (
                 "required affinity",
                 json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
@@ -119,14 +147,24 @@ mod tests {
                 "selector and affinity both apply",
                 json!({"nodeSelector": {"disk": "ssd"}, "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                     {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}]}}}}),
-                [Code::UnschedulableAndUnresolvable, Code::UnschedulableAndUnresolvable],
+                [
+                    Code::UnschedulableAndUnresolvable,
+                    Code::UnschedulableAndUnresolvable,
+                ],
             ),
         ];
         for (name, spec, want) in cases {
-            let got: Vec<Code> = filter_all(&NodeAffinity, &pod("p", json!({}), spec), &s).iter().map(|s| s.code()).collect();
+            let got: Vec<Code> = filter_all(&NodeAffinity, &pod("p", json!({}), spec), &s)
+                .iter()
+                .map(|s| s.code())
+                .collect();
             assert_eq!(got, want, "{name}");
         }
-        let rejected = filter_all(&NodeAffinity, &pod("p", json!({}), json!({"nodeSelector": {"zone": "x"}})), &s);
+        let rejected = filter_all(
+            &NodeAffinity,
+            &pod("p", json!({}), json!({"nodeSelector": {"zone": "x"}})),
+            &s,
+        );
         assert_eq!(rejected[0].message(), ERR_REASON_POD);
     }
 
@@ -135,7 +173,13 @@ mod tests {
         let spec = json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
             {"weight": 2, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}},
             {"weight": 6, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}}]}}});
-        assert_eq!(score_all(&NodeAffinity, &pod("p", json!({}), spec), &snapshot()), vec![33, 100]);
-        assert_eq!(score_all(&NodeAffinity, &pod("p", json!({}), json!({})), &snapshot()), vec![0, 0]);
+        assert_eq!(
+            score_all(&NodeAffinity, &pod("p", json!({}), spec), &snapshot()),
+            vec![33, 100]
+        );
+        assert_eq!(
+            score_all(&NodeAffinity, &pod("p", json!({}), json!({})), &snapshot()),
+            vec![0, 0]
+        );
     }
 }

@@ -42,7 +42,11 @@ mod tests {
         let cases = [
             ("no name", json!({}), Code::Success),
             ("this node", json!({"nodeName": "n1"}), Code::Success),
-            ("other node", json!({"nodeName": "n2"}), Code::UnschedulableAndUnresolvable),
+            (
+                "other node",
+                json!({"nodeName": "n2"}),
+                Code::UnschedulableAndUnresolvable,
+            ),
         ];
         for (name, spec, want) in cases {
             let s = NodeName.filter(&CycleState::new(), &pod("p", json!({}), spec), &n);

@@ -1,7 +1,10 @@
 //! NodePorts: a pod's `hostPort`s must be free on the node (same protocol and port
 //! clash unless both bind different specific addresses).
 
-use crate::framework::{CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterPlugin, PreFilterResult, Snapshot, Status};
+use crate::framework::{
+    CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterPlugin, PreFilterResult,
+    Snapshot, Status,
+};
 
 pub const NAME: &str = "NodePorts";
 pub const ERR_REASON: &str = "node(s) didn't have free ports for the requested pod ports";
@@ -22,7 +25,12 @@ impl Plugin for NodePorts {
 }
 
 impl PreFilterPlugin for NodePorts {
-    fn pre_filter(&self, _state: &mut CycleState, pod: &PodInfo, _snapshot: &Snapshot) -> (Option<PreFilterResult>, Status) {
+    fn pre_filter(
+        &self,
+        _state: &mut CycleState,
+        pod: &PodInfo,
+        _snapshot: &Snapshot,
+    ) -> (Option<PreFilterResult>, Status) {
         if pod.host_ports.is_empty() {
             return (None, Status::skip());
         }
@@ -32,7 +40,10 @@ impl PreFilterPlugin for NodePorts {
 
 impl FilterPlugin for NodePorts {
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let clash = pod.host_ports.iter().any(|want| node.used_ports.iter().any(|used| used.conflicts(want)));
+        let clash = pod
+            .host_ports
+            .iter()
+            .any(|want| node.used_ports.iter().any(|used| used.conflicts(want)));
         if clash {
             Status::unschedulable(ERR_REASON)
         } else {
@@ -48,7 +59,12 @@ mod tests {
     use crate::plugins::testing::{filter_all, node, pod};
     use serde_json::json;
 
-    fn with_port(name: &str, port: i32, ip: Option<&str>, node: Option<&str>) -> crate::framework::PodInfo {
+    fn with_port(
+        name: &str,
+        port: i32,
+        ip: Option<&str>,
+        node: Option<&str>,
+    ) -> crate::framework::PodInfo {
         let mut p = json!({"containerPort": 80, "hostPort": port});
         if let Some(ip) = ip {
             p["hostIP"] = json!(ip);
@@ -68,10 +84,26 @@ mod tests {
         );
         let cases = [
             ("no ports", pod("p", json!({}), json!({})), Code::Success),
-            ("same port any ip", with_port("p", 8080, None, None), Code::Unschedulable),
-            ("same port same ip", with_port("p", 8080, Some("10.0.0.1"), None), Code::Unschedulable),
-            ("same port other ip", with_port("p", 8080, Some("10.0.0.2"), None), Code::Success),
-            ("other port", with_port("p", 9090, None, None), Code::Success),
+            (
+                "same port any ip",
+                with_port("p", 8080, None, None),
+                Code::Unschedulable,
+            ),
+            (
+                "same port same ip",
+                with_port("p", 8080, Some("10.0.0.1"), None),
+                Code::Unschedulable,
+            ),
+            (
+                "same port other ip",
+                with_port("p", 8080, Some("10.0.0.2"), None),
+                Code::Success,
+            ),
+            (
+                "other port",
+                with_port("p", 9090, None, None),
+                Code::Success,
+            ),
         ];
         for (name, p, want) in cases {
             let got = filter_all(&NodePorts, &p, &snapshot);

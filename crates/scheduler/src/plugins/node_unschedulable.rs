@@ -30,7 +30,12 @@ impl FilterPlugin for NodeUnschedulable {
         if !node.unschedulable() {
             return Status::success();
         }
-        let taint = Taint { key: TAINT_NODE_UNSCHEDULABLE.into(), effect: "NoSchedule".into(), value: None, time_added: None };
+        let taint = Taint {
+            key: TAINT_NODE_UNSCHEDULABLE.into(),
+            effect: "NoSchedule".into(),
+            value: None,
+            time_added: None,
+        };
         if tolerations_tolerate_taint(pod_tolerations(pod), &taint) {
             Status::success()
         } else {
@@ -48,13 +53,26 @@ mod tests {
 
     #[test]
     fn cordoned_nodes_need_a_toleration() {
-        let cordoned = node_info(node_json(json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true}})), vec![]);
+        let cordoned = node_info(
+            node_json(json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true}})),
+            vec![],
+        );
         let open = node_info(node_json(json!({"metadata": {"name": "n"}})), vec![]);
         let tolerating = json!({"tolerations": [{"key": TAINT_NODE_UNSCHEDULABLE, "operator": "Exists", "effect": "NoSchedule"}]});
         let cases = [
             ("open node", &open, json!({}), Code::Success),
-            ("cordoned", &cordoned, json!({}), Code::UnschedulableAndUnresolvable),
-            ("cordoned but tolerated", &cordoned, tolerating, Code::Success),
+            (
+                "cordoned",
+                &cordoned,
+                json!({}),
+                Code::UnschedulableAndUnresolvable,
+            ),
+            (
+                "cordoned but tolerated",
+                &cordoned,
+                tolerating,
+                Code::Success,
+            ),
         ];
         for (name, n, spec, want) in cases {
             let s = NodeUnschedulable.filter(&CycleState::new(), &pod("p", json!({}), spec), n);

@@ -13,13 +13,16 @@ use apis::selectors::label::{LabelSelector, Operator, Requirement};
 
 use super::helper::{find_untolerated_taint, pod_tolerations, RequiredNodeAffinity};
 use crate::framework::{
-    CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterExtensions, PreFilterPlugin, PreFilterResult, PreScorePlugin,
-    ScoreExtensions, ScorePlugin, Snapshot, Status, MAX_NODE_SCORE,
+    CycleState, FilterPlugin, NodeInfo, Plugin, PodInfo, PreFilterExtensions, PreFilterPlugin,
+    PreFilterResult, PreScorePlugin, ScoreExtensions, ScorePlugin, Snapshot, Status,
+    MAX_NODE_SCORE,
 };
 
 pub const NAME: &str = "PodTopologySpread";
-pub const ERR_REASON_CONSTRAINTS_NOT_MATCH: &str = "node(s) didn't match pod topology spread constraints";
-pub const ERR_REASON_NODE_LABEL_NOT_MATCH: &str = "node(s) didn't match pod topology spread constraints (missing required label)";
+pub const ERR_REASON_CONSTRAINTS_NOT_MATCH: &str =
+    "node(s) didn't match pod topology spread constraints";
+pub const ERR_REASON_NODE_LABEL_NOT_MATCH: &str =
+    "node(s) didn't match pod topology spread constraints (missing required label)";
 const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
 
 #[derive(Clone, Debug)]
@@ -33,12 +36,17 @@ struct Constraint {
 }
 
 fn constraints(pod: &PodInfo, action: &str) -> Vec<Constraint> {
-    let Some(list) = pod.spec().and_then(|s| s.topology_spread_constraints.as_ref()) else { return Vec::new() };
+    let Some(list) = pod
+        .spec()
+        .and_then(|s| s.topology_spread_constraints.as_ref())
+    else {
+        return Vec::new();
+    };
     list.iter()
         .filter(|c| c.when_unsatisfiable == action)
         .map(|c| {
-            let mut selector =
-                LabelSelector::from_metav1_opt(c.label_selector.as_ref()).unwrap_or_else(|_| LabelSelector::nothing());
+            let mut selector = LabelSelector::from_metav1_opt(c.label_selector.as_ref())
+                .unwrap_or_else(|_| LabelSelector::nothing());
             if !selector.matches_nothing() {
                 let mut reqs = selector.requirements().to_vec();
                 for key in c.match_label_keys.iter().flatten() {
@@ -63,16 +71,26 @@ fn constraints(pod: &PodInfo, action: &str) -> Vec<Constraint> {
 }
 
 fn has_all_keys(node: &NodeInfo, constraints: &[Constraint]) -> bool {
-    constraints.iter().all(|c| node.label(&c.topology_key).is_some())
+    constraints
+        .iter()
+        .all(|c| node.label(&c.topology_key).is_some())
 }
 
-fn included(c: &Constraint, pod: &PodInfo, node: &NodeInfo, required: &RequiredNodeAffinity) -> bool {
+fn included(
+    c: &Constraint,
+    pod: &PodInfo,
+    node: &NodeInfo,
+    required: &RequiredNodeAffinity,
+) -> bool {
     (!c.honor_node_affinity || required.matches(node))
-        && (!c.honor_taints || find_untolerated_taint(node.taints(), pod_tolerations(pod)).is_none())
+        && (!c.honor_taints
+            || find_untolerated_taint(node.taints(), pod_tolerations(pod)).is_none())
 }
 
 fn count_matching(pods: &[Arc<PodInfo>], selector: &LabelSelector, namespace: &str) -> i64 {
-    pods.iter().filter(|p| !p.terminating && p.namespace == namespace && selector.matches(&p.labels())).count() as i64
+    pods.iter()
+        .filter(|p| !p.terminating && p.namespace == namespace && selector.matches(&p.labels()))
+        .count() as i64
 }
 
 #[derive(Clone, Debug)]
@@ -99,7 +117,10 @@ impl PreFilterState {
     }
 
     fn update_with_pod(&mut self, pod: &PodInfo, existing: &PodInfo, node: &NodeInfo, delta: i64) {
-        if existing.namespace != pod.namespace || existing.terminating || !has_all_keys(node, &self.constraints) {
+        if existing.namespace != pod.namespace
+            || existing.terminating
+            || !has_all_keys(node, &self.constraints)
+        {
             return;
         }
         for i in 0..self.constraints.len() {
@@ -107,7 +128,9 @@ impl PreFilterState {
             if !included(c, pod, node, &self.required) || !c.selector.matches(&existing.labels()) {
                 continue;
             }
-            let Some(v) = node.label(&c.topology_key) else { continue };
+            let Some(v) = node.label(&c.topology_key) else {
+                continue;
+            };
             *self.counts[i].entry(v.to_string()).or_insert(0) += delta;
             self.recompute_min(i);
         }
@@ -130,7 +153,12 @@ impl Plugin for PodTopologySpread {
 }
 
 impl PreFilterPlugin for PodTopologySpread {
-    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snapshot: &Snapshot) -> (Option<PreFilterResult>, Status) {
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+    ) -> (Option<PreFilterResult>, Status) {
         let constraints = constraints(pod, "DoNotSchedule");
         if constraints.is_empty() {
             return (None, Status::skip());
@@ -145,12 +173,19 @@ impl PreFilterPlugin for PodTopologySpread {
                 if !included(c, pod, node, &required) {
                     continue;
                 }
-                let Some(v) = node.label(&c.topology_key) else { continue };
+                let Some(v) = node.label(&c.topology_key) else {
+                    continue;
+                };
                 let n = count_matching(&node.pods, &c.selector, &pod.namespace);
                 *counts[i].entry(v.to_string()).or_insert(0) += n;
             }
         }
-        let mut s = PreFilterState { min: vec![0; constraints.len()], constraints, counts, required };
+        let mut s = PreFilterState {
+            min: vec![0; constraints.len()],
+            constraints,
+            counts,
+            required,
+        };
         for i in 0..s.constraints.len() {
             s.recompute_min(i);
         }
@@ -164,14 +199,28 @@ impl PreFilterPlugin for PodTopologySpread {
 }
 
 impl PreFilterExtensions for PodTopologySpread {
-    fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, to_add: &PodInfo, node: &NodeInfo, _snapshot: &Snapshot) -> Status {
+    fn add_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        to_add: &PodInfo,
+        node: &NodeInfo,
+        _snapshot: &Snapshot,
+    ) -> Status {
         if let Some(s) = state.read_mut::<PreFilterState>() {
             s.update_with_pod(pod, to_add, node, 1);
         }
         Status::success()
     }
 
-    fn remove_pod(&self, state: &mut CycleState, pod: &PodInfo, to_remove: &PodInfo, node: &NodeInfo, _snapshot: &Snapshot) -> Status {
+    fn remove_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        to_remove: &PodInfo,
+        node: &NodeInfo,
+        _snapshot: &Snapshot,
+    ) -> Status {
         if let Some(s) = state.read_mut::<PreFilterState>() {
             s.update_with_pod(pod, to_remove, node, -1);
         }
@@ -181,7 +230,9 @@ impl PreFilterExtensions for PodTopologySpread {
 
 impl FilterPlugin for PodTopologySpread {
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let Some(s) = state.read::<PreFilterState>() else { return Status::success() };
+        let Some(s) = state.read::<PreFilterState>() else {
+            return Status::success();
+        };
         for (i, c) in s.constraints.iter().enumerate() {
             let Some(v) = node.label(&c.topology_key) else {
                 return Status::unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH);
@@ -209,7 +260,13 @@ struct PreScoreState {
 }
 
 impl PreScorePlugin for PodTopologySpread {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[&NodeInfo], snapshot: &Snapshot) -> Status {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        snapshot: &Snapshot,
+    ) -> Status {
         let constraints = constraints(pod, "ScheduleAnyway");
         if constraints.is_empty() {
             return Status::skip();
@@ -234,7 +291,11 @@ impl PreScorePlugin for PodTopologySpread {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let size = if c.topology_key == LABEL_HOSTNAME { nodes.len() - ignored.len() } else { counts[i].len() };
+                let size = if c.topology_key == LABEL_HOSTNAME {
+                    nodes.len() - ignored.len()
+                } else {
+                    counts[i].len()
+                };
                 ((size + 2) as f64).ln()
             })
             .collect();
@@ -246,26 +307,38 @@ impl PreScorePlugin for PodTopologySpread {
                 if c.topology_key == LABEL_HOSTNAME || !included(c, pod, node, &required) {
                     continue;
                 }
-                let Some(v) = node.label(&c.topology_key) else { continue };
+                let Some(v) = node.label(&c.topology_key) else {
+                    continue;
+                };
                 if let Some(slot) = counts[i].get_mut(v) {
                     *slot += count_matching(&node.pods, &c.selector, &pod.namespace);
                 }
             }
         }
-        state.write(PreScoreState { constraints, ignored, counts, weights, namespace: pod.namespace.clone() });
+        state.write(PreScoreState {
+            constraints,
+            ignored,
+            counts,
+            weights,
+            namespace: pod.namespace.clone(),
+        });
         Status::success()
     }
 }
 
 impl ScorePlugin for PodTopologySpread {
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let Some(s) = state.read::<PreScoreState>() else { return 0 };
+        let Some(s) = state.read::<PreScoreState>() else {
+            return 0;
+        };
         if s.ignored.contains(node.name()) {
             return 0;
         }
         let mut score = 0.0;
         for (i, c) in s.constraints.iter().enumerate() {
-            let Some(v) = node.label(&c.topology_key) else { continue };
+            let Some(v) = node.label(&c.topology_key) else {
+                continue;
+            };
             let count = if c.topology_key == LABEL_HOSTNAME {
                 count_matching(&node.pods, &c.selector, &s.namespace)
             } else {
@@ -283,9 +356,23 @@ impl ScorePlugin for PodTopologySpread {
 
 impl ScoreExtensions for PodTopologySpread {
     /// Fewer matching pods → higher score: `100 × (max + min − score) / max`.
-    fn normalize_score(&self, state: &CycleState, _pod: &PodInfo, nodes: &[&NodeInfo], scores: &mut [i64]) -> Status {
-        let Some(s) = state.read::<PreScoreState>() else { return Status::success() };
-        let considered = || nodes.iter().zip(scores.iter()).filter(|(n, _)| !s.ignored.contains(n.name())).map(|(_, v)| *v);
+    fn normalize_score(
+        &self,
+        state: &CycleState,
+        _pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        scores: &mut [i64],
+    ) -> Status {
+        let Some(s) = state.read::<PreScoreState>() else {
+            return Status::success();
+        };
+        let considered = || {
+            nodes
+                .iter()
+                .zip(scores.iter())
+                .filter(|(n, _)| !s.ignored.contains(n.name()))
+                .map(|(_, v)| *v)
+        };
         let min = considered().min().unwrap_or(0);
         let max = considered().max().unwrap_or(0);
         for (n, v) in nodes.iter().zip(scores.iter_mut()) {
@@ -335,19 +422,40 @@ mod tests {
         const NO: Code = Code::Unschedulable;
         const NEVER: Code = Code::UnschedulableAndUnresolvable;
         let cases = [
-            ("zone skew 1, zone a has one more", vec![web("w1", "n1")], spread("zone", 1, "DoNotSchedule"), vec![NO, NO, OK, NEVER]),
-            ("zone skew 2 allows it", vec![web("w1", "n1")], spread("zone", 2, "DoNotSchedule"), vec![OK, OK, OK, NEVER]),
+            (
+                "zone skew 1, zone a has one more",
+                vec![web("w1", "n1")],
+                spread("zone", 1, "DoNotSchedule"),
+                vec![NO, NO, OK, NEVER],
+            ),
+            (
+                "zone skew 2 allows it",
+                vec![web("w1", "n1")],
+                spread("zone", 2, "DoNotSchedule"),
+                vec![OK, OK, OK, NEVER],
+            ),
             (
                 "hostname skew 1",
                 vec![web("w1", "n1"), web("w2", "n2")],
                 spread("kubernetes.io/hostname", 1, "DoNotSchedule"),
                 vec![NO, NO, OK, OK],
             ),
-            ("soft constraints do not filter", vec![web("w1", "n1")], spread("zone", 1, "ScheduleAnyway"), vec![OK, OK, OK, OK]),
+            (
+                "soft constraints do not filter",
+                vec![web("w1", "n1")],
+                spread("zone", 1, "ScheduleAnyway"),
+                vec![OK, OK, OK, OK],
+            ),
         ];
         for (name, pods, spec, want) in cases {
-            let got: Vec<Code> =
-                filter_all(&PodTopologySpread, &pod("p", json!({"app": "web"}), spec), &snapshot(pods)).iter().map(|s| s.code()).collect();
+            let got: Vec<Code> = filter_all(
+                &PodTopologySpread,
+                &pod("p", json!({"app": "web"}), spec),
+                &snapshot(pods),
+            )
+            .iter()
+            .map(|s| s.code())
+            .collect();
             assert_eq!(got, want, "{name}");
         }
     }
@@ -357,18 +465,51 @@ mod tests {
         let mut spec = spread("zone", 1, "DoNotSchedule");
         spec["topologySpreadConstraints"][0]["minDomains"] = json!(3);
         let pods = vec![web("w1", "n1"), web("w2", "n3")];
-        let got: Vec<Code> =
-            filter_all(&PodTopologySpread, &pod("p", json!({"app": "web"}), spec), &snapshot(pods)).iter().map(|s| s.code()).collect();
-        assert_eq!(got, vec![Code::Unschedulable, Code::Unschedulable, Code::Unschedulable, Code::UnschedulableAndUnresolvable]);
+        let got: Vec<Code> = filter_all(
+            &PodTopologySpread,
+            &pod("p", json!({"app": "web"}), spec),
+            &snapshot(pods),
+        )
+        .iter()
+        .map(|s| s.code())
+        .collect();
+        assert_eq!(
+            got,
+            vec![
+                Code::Unschedulable,
+                Code::Unschedulable,
+                Code::Unschedulable,
+                Code::UnschedulableAndUnresolvable
+            ]
+        );
     }
 
     #[test]
     fn soft_constraints_prefer_emptier_domains() {
         let s = snapshot(vec![web("w1", "n1"), web("w2", "n2")]);
-        let scores = score_all(&PodTopologySpread, &pod("p", json!({"app": "web"}), spread("zone", 1, "ScheduleAnyway")), &s);
-        assert!(scores[2] > scores[0] && scores[0] == scores[1], "{scores:?}");
+        let scores = score_all(
+            &PodTopologySpread,
+            &pod(
+                "p",
+                json!({"app": "web"}),
+                spread("zone", 1, "ScheduleAnyway"),
+            ),
+            &s,
+        );
+        assert!(
+            scores[2] > scores[0] && scores[0] == scores[1],
+            "{scores:?}"
+        );
         assert_eq!(scores[3], 0);
-        let host = score_all(&PodTopologySpread, &pod("p", json!({"app": "web"}), spread("kubernetes.io/hostname", 1, "ScheduleAnyway")), &s);
+        let host = score_all(
+            &PodTopologySpread,
+            &pod(
+                "p",
+                json!({"app": "web"}),
+                spread("kubernetes.io/hostname", 1, "ScheduleAnyway"),
+            ),
+            &s,
+        );
         assert!(host[2] > host[0] && host[3] > host[0], "{host:?}");
     }
 }

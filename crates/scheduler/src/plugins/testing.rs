@@ -73,7 +73,11 @@ where
     if !s.is_success() {
         return snapshot.nodes().iter().map(|_| s.clone()).collect();
     }
-    snapshot.nodes().iter().map(|n| pl.filter(&state, pod, n)).collect()
+    snapshot
+        .nodes()
+        .iter()
+        .map(|n| pl.filter(&state, pod, n))
+        .collect()
 }
 
 /// Runs PreScore, Score and NormalizeScore of `pl` over every node of `snapshot`.
