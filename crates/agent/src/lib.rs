@@ -19,6 +19,7 @@ pub mod envvars;
 pub mod host;
 pub mod images;
 pub mod kuberuntime;
+pub mod local_volumes;
 pub mod logs;
 pub mod node;
 pub mod oci;
@@ -276,6 +277,11 @@ async fn run_with_runtime(
     tasks.push(tokio::spawn(configwatch::run(
         ctx.clone(),
         workers.clone(),
+        cancel.clone(),
+    )));
+    tasks.push(tokio::spawn(local_volumes::run(
+        client.clone(),
+        config.node_name.clone(),
         cancel.clone(),
     )));
     tasks.push(tokio::spawn(static_pods::run(

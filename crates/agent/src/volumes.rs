@@ -1,7 +1,8 @@
 //! Pod volumes on the host: each volume becomes a directory (or file) under
 //! `<agent-dir>/pods/<uid>/volumes/<plugin>/<name>` that containers bind-mount. emptyDir,
-//! hostPath, configMap, secret, downwardAPI and projected (configMap, secret, downwardAPI
-//! and serviceAccountToken sources) are supported; configMap and secret contents are
+//! hostPath, configMap, secret, downwardAPI, projected (configMap, secret, downwardAPI
+//! and serviceAccountToken sources) and persistentVolumeClaim (bound to a hostPath or
+//! local PersistentVolume) are supported; configMap and secret contents are
 //! rewritten on every sync so updates reach running containers.
 //!
 //! A serviceAccountToken source is filled through the TokenRequest API with a token bound
@@ -35,6 +36,24 @@ pub enum VolumeError {
     Token(String),
     #[error("hostPath type check failed: {path} is not a {kind}")]
     HostPathType { path: String, kind: String },
+    #[error("persistentvolumeclaim \"{0}\" not found")]
+    ClaimNotFound(String),
+    #[error(
+        "PVC {claim} has non-bound phase ({phase:?}) or empty pvc.Spec.VolumeName ({volume:?})"
+    )]
+    ClaimNotBound {
+        claim: String,
+        phase: String,
+        volume: String,
+    },
+    #[error("persistentvolume \"{0}\" not found")]
+    PersistentVolumeNotFound(String),
+    #[error(
+        "persistentvolume \"{0}\": only hostPath and local volumes can be mounted on this node"
+    )]
+    UnsupportedPersistentVolume(String),
+    #[error("path \"{0}\" does not exist")]
+    LocalPathMissing(String),
 }
 
 /// Host paths of a pod's volumes, by volume name.
@@ -89,32 +108,12 @@ async fn setup_one(
         return Ok(Some(p));
     }
     if let Some(hp) = &v.host_path {
-        let p = PathBuf::from(&hp.path);
-        match hp.type_.as_deref().unwrap_or("") {
-            "DirectoryOrCreate" => std::fs::create_dir_all(&p).map_err(io(name))?,
-            "FileOrCreate" => {
-                if !p.exists() {
-                    if let Some(parent) = p.parent() {
-                        std::fs::create_dir_all(parent).map_err(io(name))?;
-                    }
-                    std::fs::write(&p, b"").map_err(io(name))?;
-                }
-            }
-            "Directory" if !p.is_dir() => {
-                return Err(VolumeError::HostPathType {
-                    path: hp.path.clone(),
-                    kind: "directory".into(),
-                })
-            }
-            "File" if !p.is_file() => {
-                return Err(VolumeError::HostPathType {
-                    path: hp.path.clone(),
-                    kind: "file".into(),
-                })
-            }
-            _ => {}
-        }
-        return Ok(Some(p));
+        return host_path(name, hp).map(Some);
+    }
+    if let Some(c) = &v.persistent_volume_claim {
+        return persistent_volume_path(client, ns, &c.claim_name, name)
+            .await
+            .map(Some);
     }
     if let Some(cm) = &v.config_map {
         let p = base.join("kubernetes.io~configmap").join(name);
@@ -219,6 +218,96 @@ async fn setup_one(
         "volume type not supported; mounting an empty directory"
     );
     Ok(Some(p))
+}
+
+/// A hostPath volume's path, created or type-checked as its `type` says.
+fn host_path(
+    name: &str,
+    hp: &k8s_openapi::api::core::v1::HostPathVolumeSource,
+) -> Result<PathBuf, VolumeError> {
+    let p = PathBuf::from(&hp.path);
+    match hp.type_.as_deref().unwrap_or("") {
+        "DirectoryOrCreate" => std::fs::create_dir_all(&p).map_err(io(name))?,
+        "FileOrCreate" => {
+            if !p.exists() {
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).map_err(io(name))?;
+                }
+                std::fs::write(&p, b"").map_err(io(name))?;
+            }
+        }
+        "Directory" if !p.is_dir() => {
+            return Err(VolumeError::HostPathType {
+                path: hp.path.clone(),
+                kind: "directory".into(),
+            })
+        }
+        "File" if !p.is_file() => {
+            return Err(VolumeError::HostPathType {
+                path: hp.path.clone(),
+                kind: "file".into(),
+            })
+        }
+        _ => {}
+    }
+    Ok(p)
+}
+
+/// The host path of the volume bound to claim `claim_name`: a hostPath or local
+/// PersistentVolume (the kinds a node can serve by itself). A directory the local-path
+/// provisioner asked for is made writable by every user, as that provisioner does.
+async fn persistent_volume_path(
+    client: &Client,
+    ns: &str,
+    claim_name: &str,
+    volume: &str,
+) -> Result<PathBuf, VolumeError> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let claim = claims
+        .get_opt(claim_name)
+        .await?
+        .ok_or_else(|| VolumeError::ClaimNotFound(claim_name.to_string()))?;
+    let phase = claim
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
+    let pv_name = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .unwrap_or_default();
+    if phase != "Bound" || pv_name.is_empty() {
+        return Err(VolumeError::ClaimNotBound {
+            claim: format!("{ns}/{claim_name}"),
+            phase,
+            volume: pv_name,
+        });
+    }
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let pv = volumes
+        .get_opt(&pv_name)
+        .await?
+        .ok_or_else(|| VolumeError::PersistentVolumeNotFound(pv_name.clone()))?;
+    let spec = pv.spec.clone().unwrap_or_default();
+    if let Some(hp) = &spec.host_path {
+        let existed = Path::new(&hp.path).exists();
+        let p = host_path(volume, hp)?;
+        if !existed && crate::local_volumes::provisioned_locally(&pv) {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777))
+                .map_err(io(volume))?;
+        }
+        return Ok(p);
+    }
+    if let Some(local) = &spec.local {
+        let p = PathBuf::from(&local.path);
+        if !p.exists() {
+            return Err(VolumeError::LocalPathMissing(local.path.clone()));
+        }
+        return Ok(p);
+    }
+    Err(VolumeError::UnsupportedPersistentVolume(pv_name))
 }
 
 /// Cached tokens by (pod UID, file path): the token and when to request a new one.

@@ -17,6 +17,7 @@ pub mod resources;
 pub mod schema;
 pub mod selectors;
 pub mod validation;
+pub mod volume;
 
 pub use field_error::{FieldError, FieldErrorType, FieldErrors, Path};
 pub use resources::{builtin_resources, ResourceInfo, Subresource};

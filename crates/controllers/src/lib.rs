@@ -24,6 +24,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod statefulset;
 pub mod ttlafterfinished;
+pub mod volume;
 pub mod workqueue;
 
 use kube::Client;
@@ -74,7 +75,13 @@ async fn run_workloads(
     let endpoints = endpoints::EndpointsController::new(client.clone(), &mut informers, &cancel);
     let endpoint_slices =
         endpointslice::EndpointSliceController::new(client.clone(), &mut informers, &cancel);
+    let volumes =
+        volume::binder::PersistentVolumeController::new(client.clone(), &mut informers, &cancel);
+    let local_path =
+        volume::local_path::LocalPathProvisioner::new(client.clone(), &mut informers, &cancel);
     let mut tasks = informers.start(&cancel);
+    tasks.push(tokio::spawn(volumes.run(cancel.clone())));
+    tasks.push(tokio::spawn(local_path.run(cancel.clone())));
     tasks.push(tokio::spawn(endpoints.run(cancel.clone())));
     tasks.push(tokio::spawn(endpoint_slices.run(cancel.clone())));
     tasks.push(tokio::spawn(jobs.run(cancel.clone())));

@@ -96,6 +96,8 @@ enum Msg {
     AssignedPod(Event<Pod>),
     PriorityClass(Event<PriorityClass>),
     Namespace(Event<Namespace>),
+    /// Something a plugin watches itself changed.
+    PluginEvent(&'static str),
     Bound {
         uid: String,
         result: Result<(), BindError>,
@@ -174,6 +176,16 @@ impl Scheduler {
                 cancel.clone(),
             )),
         ];
+
+        let mut watchers = watchers;
+        for plugin in self.framework.informed_plugins() {
+            let tx = tx.clone();
+            let plugin_name = plugin.name();
+            let changed: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+                let _ = tx.send(Msg::PluginEvent(plugin_name));
+            });
+            watchers.extend(plugin.start(c.clone(), cancel.clone(), changed));
+        }
 
         let mut reporter = Reporter::from(name.as_str());
         reporter.instance = reporter.instance.map(|host| format!("{name}-{host}"));
@@ -386,6 +398,9 @@ impl Loop {
                 Event::Init => {}
                 Event::InitDone => self.synced.namespaces = true,
             },
+            Msg::PluginEvent(plugin) => self
+                .queue
+                .move_all_to_active_or_backoff(now, |q| q.unschedulable_plugins.contains(plugin)),
             Msg::Bound { uid, result } => self.on_bound(uid, result, now),
         }
         true
@@ -745,10 +760,15 @@ impl ApiWriter {
                 let Ok(_permit) = slots.acquire_owned().await else {
                     return;
                 };
-                match fw.run_bind_plugins(&client, &pod, &node).await {
-                    Ok(s) if s.is_success() => Ok(()),
-                    Ok(s) => Err(BindError::Failed(s.message())),
-                    Err(e) => Err(classify(e)),
+                let pre = fw.run_pre_bind_plugins(&client, &pod, &node).await;
+                if !pre.is_success() {
+                    Err(BindError::Failed(pre.message()))
+                } else {
+                    match fw.run_bind_plugins(&client, &pod, &node).await {
+                        Ok(s) if s.is_success() => Ok(()),
+                        Ok(s) => Err(BindError::Failed(s.message())),
+                        Err(e) => Err(classify(e)),
+                    }
                 }
             };
             let ok = result.is_ok();

@@ -116,9 +116,9 @@ pub async fn ensure_kubernetes_endpoints(
 /// Name of the built-in StorageClass (as k3s ships it).
 pub const LOCAL_PATH_CLASS: &str = "local-path";
 /// Provisioner name of [`LOCAL_PATH_CLASS`] (k3s's local-path-provisioner).
-pub const LOCAL_PATH_PROVISIONER: &str = "rancher.io/local-path";
+pub const LOCAL_PATH_PROVISIONER: &str = controllers::volume::local_path::PROVISIONER;
 /// The ConfigMap in `kube-system` that tells the provisioner where volumes live.
-pub const LOCAL_PATH_CONFIG: &str = "local-path-config";
+pub const LOCAL_PATH_CONFIG: &str = controllers::volume::local_path::CONFIG_MAP;
 
 /// The default `local-path` StorageClass (WaitForFirstConsumer, reclaim Delete) and the
 /// provisioner's `local-path-config` ConfigMap pointing at `storage_dir`, created when
@@ -162,7 +162,7 @@ pub async fn ensure_local_storage(
         return Ok(());
     }
     let config = json!({"nodePathMap": [{
-        "node": "DEFAULT_PATH_FOR_NON_LISTED_NODES",
+        "node": controllers::volume::local_path::DEFAULT_NODE,
         "paths": [storage_dir.display().to_string()],
     }]});
     let cm = json!({

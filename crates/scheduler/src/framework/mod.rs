@@ -283,6 +283,26 @@ pub trait ReservePlugin: Plugin {
     fn unreserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str);
 }
 
+/// PreBind: API work that must be done before the pod is bound (e.g. binding its
+/// volumes), off the scheduling loop. A failure sends the pod back to the queue.
+#[async_trait::async_trait]
+pub trait PreBindPlugin: Plugin {
+    async fn pre_bind(&self, client: &kube::Client, pod: &PodInfo, node: &str) -> Status;
+}
+
+/// A plugin that keeps its own caches of other resources (upstream plugins get listers
+/// from the shared informer factory). The scheduler starts its watches with its own
+/// client; `changed` is called when something it watches changes, so that the pods it
+/// turned away are tried again.
+pub trait InformedPlugin: Plugin {
+    fn start(
+        &self,
+        client: kube::Client,
+        cancel: tokio_util::sync::CancellationToken,
+        changed: Arc<dyn Fn() + Send + Sync>,
+    ) -> Vec<tokio::task::JoinHandle<()>>;
+}
+
 /// Writes the decision to the API (asynchronously, off the scheduling loop).
 #[async_trait::async_trait]
 pub trait BindPlugin: Plugin {

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use super::{
-    BindPlugin, Code, CycleState, FilterPlugin, NodeInfo, NodeToStatus, Nominator, PodInfo,
-    PostFilterContext, PostFilterPlugin, PostFilterResult, PreFilterPlugin, PreFilterResult,
-    PreScorePlugin, ReservePlugin, ScorePlugin, Snapshot, Status,
+    BindPlugin, Code, CycleState, FilterPlugin, InformedPlugin, NodeInfo, NodeToStatus, Nominator,
+    PodInfo, PostFilterContext, PostFilterPlugin, PostFilterResult, PreBindPlugin, PreFilterPlugin,
+    PreFilterResult, PreScorePlugin, ReservePlugin, ScorePlugin, Snapshot, Status,
 };
 
 /// The plugins of one scheduling profile, per extension point, in running order.
@@ -19,7 +19,9 @@ pub struct Framework {
     pre_score: Vec<Arc<dyn PreScorePlugin>>,
     score: Vec<(Arc<dyn ScorePlugin>, i64)>,
     reserve: Vec<Arc<dyn ReservePlugin>>,
+    pre_bind: Vec<Arc<dyn PreBindPlugin>>,
     bind: Vec<Arc<dyn BindPlugin>>,
+    informed: Vec<Arc<dyn InformedPlugin>>,
 }
 
 /// The Filter plugins not skipped in one cycle, resolved once so the per-node loop does
@@ -76,8 +78,19 @@ impl Framework {
     pub fn add_reserve(&mut self, p: Arc<dyn ReservePlugin>) {
         self.reserve.push(p);
     }
+    pub fn add_pre_bind(&mut self, p: Arc<dyn PreBindPlugin>) {
+        self.pre_bind.push(p);
+    }
     pub fn add_bind(&mut self, p: Arc<dyn BindPlugin>) {
         self.bind.push(p);
+    }
+    pub fn add_informed(&mut self, p: Arc<dyn InformedPlugin>) {
+        self.informed.push(p);
+    }
+
+    /// Plugins with caches of their own, for the scheduler to start.
+    pub fn informed_plugins(&self) -> &[Arc<dyn InformedPlugin>] {
+        &self.informed
     }
 
     /// Names of the Filter plugins, in order.
@@ -353,6 +366,22 @@ impl Framework {
         for pl in self.reserve.iter().rev() {
             pl.unreserve(state, pod, node);
         }
+    }
+
+    /// PreBind: every plugin in order; the first failure stops the binding.
+    pub async fn run_pre_bind_plugins(
+        &self,
+        client: &kube::Client,
+        pod: &PodInfo,
+        node: &str,
+    ) -> Status {
+        for pl in &self.pre_bind {
+            let s = pl.pre_bind(client, pod, node).await;
+            if !s.is_success() && !s.is_skip() {
+                return s.with_plugin(pl.name());
+            }
+        }
+        Status::success()
     }
 
     /// Bind: the first binder that does not Skip decides.

@@ -15,6 +15,7 @@ pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -31,6 +32,7 @@ pub const DEFAULT_PLUGINS: &[&str] = &[
     node_affinity::NAME,
     node_ports::NAME,
     node_resources_fit::NAME,
+    volume_binding::NAME,
     pod_topology_spread::NAME,
     inter_pod_affinity::NAME,
     default_preemption::NAME,
@@ -52,10 +54,12 @@ pub fn default_framework() -> Framework {
     let inter_pod = Arc::new(inter_pod_affinity::InterPodAffinity::new());
     let balanced = Arc::new(balanced_allocation::BalancedAllocation::new());
     let image = Arc::new(image_locality::ImageLocality::new());
+    let volumes = Arc::new(volume_binding::VolumeBinding::new());
 
     fw.add_pre_filter(node_affinity.clone());
     fw.add_pre_filter(node_ports.clone());
     fw.add_pre_filter(fit.clone());
+    fw.add_pre_filter(volumes.clone());
     fw.add_pre_filter(spread.clone());
     fw.add_pre_filter(inter_pod.clone());
 
@@ -65,6 +69,7 @@ pub fn default_framework() -> Framework {
     fw.add_filter(node_affinity.clone());
     fw.add_filter(node_ports);
     fw.add_filter(fit.clone());
+    fw.add_filter(volumes.clone());
     fw.add_filter(spread.clone());
     fw.add_filter(inter_pod.clone());
 
@@ -86,6 +91,8 @@ pub fn default_framework() -> Framework {
     fw.add_score(balanced, 1);
     fw.add_score(image, 1);
 
+    fw.add_pre_bind(volumes.clone());
+    fw.add_informed(volumes);
     fw.add_bind(Arc::new(default_binder::DefaultBinder::new()));
     fw
 }
@@ -106,6 +113,7 @@ mod tests {
                 "NodeAffinity",
                 "NodePorts",
                 "NodeResourcesFit",
+                "VolumeBinding",
                 "PodTopologySpread",
                 "InterPodAffinity"
             ]
@@ -123,6 +131,6 @@ mod tests {
             ]
         );
         assert!(fw.has_post_filter_plugins());
-        assert_eq!(DEFAULT_PLUGINS.len(), 12);
+        assert_eq!(DEFAULT_PLUGINS.len(), 13);
     }
 }
