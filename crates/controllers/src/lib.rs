@@ -17,12 +17,14 @@ pub mod history;
 pub mod informer;
 pub mod job;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod options;
 pub mod podgc;
 pub mod queue;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod statefulset;
+pub mod tainteviction;
 pub mod ttlafterfinished;
 pub mod volume;
 pub mod workqueue;
@@ -79,7 +81,17 @@ async fn run_workloads(
         volume::binder::PersistentVolumeController::new(client.clone(), &mut informers, &cancel);
     let local_path =
         volume::local_path::LocalPathProvisioner::new(client.clone(), &mut informers, &cancel);
+    let node_lifecycle = nodelifecycle::NodeLifecycleController::new(
+        client.clone(),
+        &mut informers,
+        &options,
+        &cancel,
+    );
+    let taint_eviction =
+        tainteviction::TaintEvictionController::new(client.clone(), &mut informers, &cancel);
     let mut tasks = informers.start(&cancel);
+    tasks.push(tokio::spawn(node_lifecycle.run(cancel.clone())));
+    tasks.push(tokio::spawn(taint_eviction.run(cancel.clone())));
     tasks.push(tokio::spawn(volumes.run(cancel.clone())));
     tasks.push(tokio::spawn(local_path.run(cancel.clone())));
     tasks.push(tokio::spawn(endpoints.run(cancel.clone())));
