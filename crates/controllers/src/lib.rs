@@ -17,12 +17,14 @@ pub mod history;
 pub mod informer;
 pub mod job;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod options;
 pub mod podgc;
 pub mod queue;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod serviceaccount;
 pub mod statefulset;
 pub mod tainteviction;
 pub mod ttlafterfinished;
@@ -89,9 +91,28 @@ async fn run_workloads(
     );
     let taint_eviction =
         tainteviction::TaintEvictionController::new(client.clone(), &mut informers, &cancel);
+    let node_ipam =
+        nodeipam::NodeIpamController::new(client.clone(), &mut informers, &options, &cancel);
+    let service_accounts =
+        serviceaccount::ServiceAccountsController::new(client.clone(), &mut informers, &cancel);
+    let root_ca = options.root_ca.clone().map(|ca| {
+        serviceaccount::rootcacertpublisher::Publisher::new(
+            client.clone(),
+            &mut informers,
+            ca,
+            &cancel,
+        )
+    });
     let mut tasks = informers.start(&cancel);
     tasks.push(tokio::spawn(node_lifecycle.run(cancel.clone())));
     tasks.push(tokio::spawn(taint_eviction.run(cancel.clone())));
+    tasks.push(tokio::spawn(service_accounts.run(cancel.clone())));
+    if let Some(ipam) = node_ipam {
+        tasks.push(tokio::spawn(ipam.run(cancel.clone())));
+    }
+    if let Some(publisher) = root_ca {
+        tasks.push(tokio::spawn(publisher.run(cancel.clone())));
+    }
     tasks.push(tokio::spawn(volumes.run(cancel.clone())));
     tasks.push(tokio::spawn(local_path.run(cancel.clone())));
     tasks.push(tokio::spawn(endpoints.run(cancel.clone())));

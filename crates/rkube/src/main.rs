@@ -249,6 +249,22 @@ struct ControllerManagerArgs {
     bind_address: IpAddr,
     #[command(flatten)]
     leader_election: LeaderElectionArgs,
+    /// Give nodes without one a pod CIDR from --cluster-cidr (node IPAM).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
+    /// Pod IP range node IPAM carves node pod CIDRs from.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: ipnet::Ipv4Net,
+    /// Prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// Cluster CA (PEM) published to every namespace as the kube-root-ca.crt ConfigMap.
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
+    /// How long a node may go without renewing its Lease or posting status before its
+    /// conditions become Unknown.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
 }
 
 #[derive(clap::Args)]
@@ -386,10 +402,25 @@ async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<(
         args.leader_election
             .config(&args.leader_elect_resource_name, &identity),
     );
+    let root_ca = match &args.root_ca_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let options = controllers::options::ControllerOptions {
+        allocate_node_cidrs: args.allocate_node_cidrs,
+        cluster_cidr: args.cluster_cidr,
+        node_cidr_mask_size: args.node_cidr_mask_size,
+        root_ca,
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        ..Default::default()
+    };
     tracing::info!(%identity, "controller-manager started; campaigning for leadership");
     let task = tokio::spawn(elector.run(cancel.clone(), move |token| {
         let client = client.clone();
-        async move { controllers::run_all(client, token).await }
+        let options = options.clone();
+        async move { controllers::run_all_with(client, token, options).await }
     }));
     shutdown_signal().await;
     cancel.cancel();

@@ -318,9 +318,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             ),
         );
         let controller_client = client.clone();
+        // Node IPAM carves pod CIDRs from the server's --cluster-cidr (as k3s does);
+        // every namespace gets the cluster CA as kube-root-ca.crt.
+        let options = controllers::options::ControllerOptions {
+            cluster_cidr: config.cluster_cidr,
+            root_ca: Some(pki.ca_cert_pem.clone()),
+            ..Default::default()
+        };
         tasks.push(tokio::spawn(elector.run(cancel.clone(), move |token| {
             let client = controller_client.clone();
-            async move { controllers::run_all(client, token).await }
+            let options = options.clone();
+            async move { controllers::run_all_with(client, token, options).await }
         })));
         api.components.write().controller_manager = true;
     }
