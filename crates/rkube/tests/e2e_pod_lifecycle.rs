@@ -2,7 +2,8 @@
 //! containers in order, Jobs to completion, image pull errors, cgroup limits and OOM
 //! kills, ConfigMaps/Secrets as env and files (with live updates), shared emptyDir and
 //! localhost, the streaming commands (`logs -f`, `exec` with and without a TTY,
-//! `port-forward`, `cp`), graceful deletion and agent restarts. One node per test
+//! `port-forward`, `cp`), graceful deletion, agent restarts and persistent volume claims
+//! of the default local-path class. One node per test
 //! (`common::node`), stock kubectl throughout.
 
 mod common;
@@ -675,4 +676,72 @@ fn logs_follow_graceful_delete_and_agent_restart() {
     assert!(c
         .get(&["get", "pod", &mirror, "-n", "kube-system"])
         .is_none());
+}
+
+/// A claim of the default `local-path` class, mounted by one pod after another: the
+/// scheduler picks the node, the provisioner makes the volume there, the agent mounts
+/// the directory, and the data outlives the pod; deleting the claim removes both the
+/// volume and its directory.
+#[test]
+fn persistent_volume_claims_keep_data_across_pods() {
+    let Some(c) = NodeCluster::start() else {
+        return;
+    };
+    let pod = |name: &str, command: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 1\n  volumes:\n  - name: data\n    persistentVolumeClaim: {{claimName: data}}\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sh\", \"-c\", \"{command}\"]\n    volumeMounts:\n    - {{name: data, mountPath: /data}}\n"
+        )
+    };
+    apply(
+        &c,
+        "claim",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests: {storage: 64Mi}\n",
+    );
+    assert_eq!(jsonpath(&c, &["pvc", "data"], "{.status.phase}"), "Pending");
+    apply(
+        &c,
+        "writer",
+        &pod(
+            "writer",
+            "echo persisted > /data/note; trap 'exit 0' TERM; while true; do sleep 1; done",
+        ),
+    );
+    c.wait_running("writer", POD_START);
+    assert_eq!(jsonpath(&c, &["pvc", "data"], "{.status.phase}"), "Bound");
+    let volume = jsonpath(&c, &["pvc", "data"], "{.spec.volumeName}");
+    let dir = jsonpath(&c, &["pv", &volume], "{.spec.hostPath.path}");
+    assert!(
+        dir.starts_with(&c.data_dir().join("storage").display().to_string()),
+        "{dir}"
+    );
+    eventually("the note on the host", Duration::from_secs(20), || {
+        std::fs::read_to_string(format!("{dir}/note"))
+            .ok()
+            .filter(|s| s == "persisted\n")
+    });
+    let printed = c.r.k(&["get", "pvc", "data", "--no-headers"]);
+    assert!(
+        printed.contains("Bound") && printed.contains(&volume) && printed.contains("local-path"),
+        "{printed}"
+    );
+    c.r.k(&["delete", "pod", "writer", "--timeout=60s"]);
+
+    apply(
+        &c,
+        "reader",
+        &pod("reader", "trap 'exit 0' TERM; while true; do sleep 1; done"),
+    );
+    c.wait_running("reader", POD_START);
+    assert_eq!(
+        c.r.k(&["exec", "reader", "--", "cat", "/data/note"]).trim(),
+        "persisted"
+    );
+    c.r.k(&["delete", "pod", "reader", "--timeout=60s"]);
+    c.r.k(&["delete", "pvc", "data", "--timeout=60s"]);
+    eventually("the volume deleted", Duration::from_secs(30), || {
+        c.get(&["get", "pv", &volume]).is_none().then_some(())
+    });
+    eventually("its directory removed", Duration::from_secs(30), || {
+        (!std::path::Path::new(&dir).exists()).then_some(())
+    });
 }
