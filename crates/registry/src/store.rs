@@ -920,7 +920,7 @@ fn encode(obj: &Value) -> Result<Bytes> {
         .map_err(RegistryError::internal)
 }
 
-fn generate_name_from(base: &str) -> String {
+pub(crate) fn generate_name_from(base: &str) -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     let suffix: String = (0..5)

@@ -5,8 +5,9 @@
 //!
 //! 1. **Mutating**, on the decoded and defaulted object before the store prepares it:
 //!    DefaultStorageClass (a claim without `storageClassName` gets the default class),
-//!    DefaultTolerationSeconds (not-ready/unreachable tolerations of 300 s) and
-//!    LimitRanger's defaults (container requests/limits from `default`/`defaultRequest`).
+//!    DefaultTolerationSeconds (not-ready/unreachable tolerations of 300 s),
+//!    LimitRanger's defaults (container requests/limits from `default`/`defaultRequest`)
+//!    and ServiceAccount (the account, and the `kube-api-access` token volume).
 //! 2. **Validating**, from inside [`crate::Store::create_admitted`] once the object is
 //!    named and valid, before it is written: LimitRanger's min/max/ratio checks, then
 //!    ResourceQuota, which refuses what would exceed a quota and otherwise *charges* the
@@ -21,6 +22,7 @@
 pub mod default_toleration_seconds;
 pub mod limit_ranger;
 pub mod resource_quota;
+pub mod service_account;
 pub mod storage_class;
 
 use serde_json::Value;
@@ -72,7 +74,7 @@ pub async fn mutate(
             limit_ranger::mutate(registry, namespace, obj, |o| {
                 served.store.strategy.default(o)
             });
-            Ok(())
+            service_account::admit(registry, served, namespace, obj).await
         }
         _ => Ok(()),
     }
