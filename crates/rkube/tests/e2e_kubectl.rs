@@ -721,6 +721,30 @@ fn label_annotate_patch_edit_and_scale() {
         r#"{"spec":{"replicas":2}}"#,
     ]);
     assert_contains(&out, "deployment.apps/two patched (no change)");
+    // A resourceVersion in a patch is a precondition: a stale one conflicts.
+    let stale = r.kubectl(&[
+        "patch",
+        "deploy",
+        "two",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"resourceVersion":"1","labels":{"stale":"yes"}}}"#,
+    ]);
+    assert!(!stale.status.success());
+    assert_contains(
+        &String::from_utf8_lossy(&stale.stderr),
+        "Operation cannot be fulfilled on deployments.apps \"two\": the object has been modified; please apply your changes to the latest version and try again",
+    );
+    let current = r.k(&[
+        "get",
+        "deploy",
+        "two",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    let fresh =
+        format!(r#"{{"metadata":{{"resourceVersion":"{current}","labels":{{"fresh":"yes"}}}}}}"#);
+    r.k(&["patch", "deploy", "two", "--type=merge", "-p", &fresh]);
 
     // edit through KUBE_EDITOR and through EDITOR.
     let editor = r.write(

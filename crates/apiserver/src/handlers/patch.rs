@@ -106,6 +106,16 @@ pub async fn patch(ctx: &Ctx<'_>, body: bytes::Bytes) -> Result<Response<Body>, 
                     PatchType::Apply => unreachable_apply(),
                 }
                 .map_err(patch_error)?;
+                // A resourceVersion the patch sets is a precondition, as upstream.
+                let wanted = registry::meta::resource_version(&new);
+                if !wanted.is_empty() && wanted != registry::meta::resource_version(old) {
+                    return Err(RegistryError::Conflict {
+                        group: info.group.clone(),
+                        resource: info.resource.clone(),
+                        name: ctx.info.name.clone(),
+                        message: registry::error::OBJECT_MODIFIED.to_string(),
+                    });
+                }
                 warnings = field_validation(ctx, &new, None).map_err(to_registry)?;
                 managed::record_update(ctx, Some(old), &mut new);
                 Ok(new)
