@@ -103,7 +103,12 @@ async fn run_workloads(
             &cancel,
         )
     });
+    let disruption = disruption::DisruptionController::new(client.clone(), &mut informers);
+    let quotas =
+        resourcequota::ResourceQuotaController::new(client.clone(), &mut informers, &options);
     let mut tasks = informers.start(&cancel);
+    tasks.push(tokio::spawn(disruption.run(cancel.clone())));
+    tasks.push(tokio::spawn(quotas.run(cancel.clone())));
     tasks.push(tokio::spawn(node_lifecycle.run(cancel.clone())));
     tasks.push(tokio::spawn(taint_eviction.run(cancel.clone())));
     tasks.push(tokio::spawn(service_accounts.run(cancel.clone())));

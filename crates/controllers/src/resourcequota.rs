@@ -10,9 +10,10 @@
 //! replenishment rules as upstream, which keep it from overwriting fresh charges with
 //! a count taken from a cache that has not seen the new object yet.
 //!
-//! Pods, services, claims, ConfigMaps, Secrets, ReplicationControllers and quotas come
-//! from shared informers; any other `count/<resource>.<group>` is counted with a list
-//! through the API (the resource found by discovery).
+//! Pods, services, claims, ReplicationControllers and quotas come from shared
+//! informers; ConfigMaps, Secrets and any other `count/<resource>.<group>` are counted
+//! with a metadata list through the API (the resource found by discovery), so their
+//! usage goes down at the next periodic sync after a deletion.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,8 +22,8 @@ use std::time::Duration;
 use apis::quota::{self, Evaluator, ResourceList};
 use apis::resource::Quantity;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota,
-    ResourceQuotaStatus, Secret, Service,
+    PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, ResourceQuotaStatus,
+    Service,
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
@@ -51,8 +52,6 @@ struct Ctx {
     pods: Cache<Pod>,
     services: Cache<Service>,
     claims: Cache<PersistentVolumeClaim>,
-    configmaps: Cache<ConfigMap>,
-    secrets: Cache<Secret>,
     rcs: Cache<ReplicationController>,
     sync_period: Duration,
     backoff: ErrorBackoff,
@@ -146,8 +145,6 @@ impl ResourceQuotaController {
             watch_replenishment::<PersistentVolumeClaim>(informers, &queue, &quotas, |old, new| {
                 quota::pvc_usage(old) != quota::pvc_usage(new)
             });
-        let configmaps = watch_replenishment::<ConfigMap>(informers, &queue, &quotas, never);
-        let secrets = watch_replenishment::<Secret>(informers, &queue, &quotas, never);
         let rcs = watch_replenishment::<ReplicationController>(informers, &queue, &quotas, never);
         let ctx = Arc::new(Ctx {
             client,
@@ -155,8 +152,6 @@ impl ResourceQuotaController {
             pods,
             services,
             claims,
-            configmaps,
-            secrets,
             rcs,
             sync_period: options.resource_quota_sync_period,
             backoff: ErrorBackoff::default(),
@@ -172,8 +167,6 @@ impl ResourceQuotaController {
             c.pods.wait_until_ready().await;
             c.services.wait_until_ready().await;
             c.claims.wait_until_ready().await;
-            c.configmaps.wait_until_ready().await;
-            c.secrets.wait_until_ready().await;
             c.rcs.wait_until_ready().await;
         };
         queue::run(
@@ -283,22 +276,30 @@ async fn calculate_usage(
             );
             account(Evaluator::PersistentVolumeClaims, u);
         }
-        let counts: [(&str, usize); 4] = [
-            ("configmaps", ctx.configmaps.in_namespace(namespace).len()),
-            ("secrets", ctx.secrets.in_namespace(namespace).len()),
+        // ConfigMaps and Secrets are counted with a metadata list when a quota asks:
+        // caching every one of them would cost the controller manager as much memory
+        // as the API server's own cache.
+        let counts: [(&str, Option<usize>); 4] = [
+            ("configmaps", None),
+            ("secrets", None),
             (
                 "replicationcontrollers",
-                ctx.rcs.in_namespace(namespace).len(),
+                Some(ctx.rcs.in_namespace(namespace).len()),
             ),
-            ("resourcequotas", ctx.quotas.in_namespace(namespace).len()),
+            ("resourcequotas", Some(ctx.quotas.in_namespace(namespace).len())),
         ];
-        for (resource, n) in counts {
+        for (resource, cached) in counts {
             let ev = Evaluator::for_resource("", resource);
             if ev.matching_resources(&names).is_empty() {
                 continue;
             }
+            let n = match cached {
+                Some(n) => i64::try_from(n).unwrap_or(i64::MAX),
+                None => count_objects(&ctx.client, "", resource, namespace)
+                    .await?
+                    .unwrap_or(0),
+            };
             let u = quota::count_usage("", resource);
-            let n = i64::try_from(n).unwrap_or(i64::MAX);
             account(ev, u.into_iter().map(|(k, v)| (k, v.mul(n))).collect());
         }
         // Any other object count: ask the API.
