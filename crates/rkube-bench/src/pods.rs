@@ -3,9 +3,9 @@
 //! A server child (`--disable-agent`, its scheduler and controller manager in-process)
 //! and a node agent child with its own managed containerd, on a node IP of a veth pair
 //! the benchmark creates (and removes). A busybox image built from Debian's
-//! `busybox-static` is imported first. Every pod sleeps, pulls `IfNotPresent`, carries a
-//! projected service-account token volume (as upstream's admission adds one to every
-//! pod) and names the node, so the clock measures the agent, not the scheduler.
+//! `busybox-static` is imported first. Every pod sleeps, pulls `IfNotPresent`, gets the
+//! projected `kube-api-access` volume (token, cluster CA, namespace) from the
+//! ServiceAccount admission as every pod does, and names the node, so the clock measures the agent, not the scheduler.
 //!
 //! - `pod_startup_single`: one pod at a time, create → Running seen by a watch; the
 //!   median of 5 (each deleted before the next);
@@ -270,13 +270,19 @@ impl Bench {
             &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?,
         )
         .await?;
+        // The controller manager makes the namespace's `default` account and publishes
+        // the cluster CA there; pods need both.
         let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NAMESPACE);
-        if sas.get_opt("default").await?.is_none() {
-            sas.create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": "default"}}))?,
-            )
-            .await?;
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(client.clone(), NAMESPACE);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while sas.get_opt("default").await?.is_none()
+            || cms.get_opt("kube-root-ca.crt").await?.is_none()
+        {
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("no default ServiceAccount and kube-root-ca.crt in {NAMESPACE}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         let leftovers = Leftovers(server.agent_data_dir());
         Ok(Bench {
@@ -300,12 +306,7 @@ impl Bench {
                     "image": IMAGE,
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["sleep", "3600"],
-                    "volumeMounts": [{"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}],
                 }],
-                "volumes": [{"name": "kube-api-access", "projected": {"sources": [
-                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
-                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
-                ]}}],
             },
         }))?)
     }
