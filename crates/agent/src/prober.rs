@@ -886,9 +886,11 @@ pub async fn grpc_probe(host: &str, port: u16, service: &str, timeout: Duration)
                 error_chain(&e)
             ))
         }
-        Err(_) => return Outcome::Failure(format!(
+        Err(_) => {
+            return Outcome::Failure(format!(
             "timeout: failed to connect service {addr:?} within {secs}s: context deadline exceeded"
-        )),
+        ))
+        }
     };
     let mut grpc = tonic::client::Grpc::new(channel);
     let call = async {

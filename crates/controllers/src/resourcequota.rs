@@ -22,8 +22,7 @@ use std::time::Duration;
 use apis::quota::{self, Evaluator, ResourceList};
 use apis::resource::Quantity;
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, ResourceQuotaStatus,
-    Service,
+    PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, ResourceQuotaStatus, Service,
 };
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
@@ -286,7 +285,10 @@ async fn calculate_usage(
                 "replicationcontrollers",
                 Some(ctx.rcs.in_namespace(namespace).len()),
             ),
-            ("resourcequotas", Some(ctx.quotas.in_namespace(namespace).len())),
+            (
+                "resourcequotas",
+                Some(ctx.quotas.in_namespace(namespace).len()),
+            ),
         ];
         for (resource, cached) in counts {
             let ev = Evaluator::for_resource("", resource);

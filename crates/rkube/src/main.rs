@@ -403,9 +403,9 @@ async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<(
             .config(&args.leader_elect_resource_name, &identity),
     );
     let root_ca = match &args.root_ca_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        ),
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
         None => None,
     };
     let options = controllers::options::ControllerOptions {
