@@ -226,6 +226,9 @@ impl Bench {
                 .with_context(|| format!("OCI runtime {rt} not found (Debian package {rt})"))?;
             args.extend(["--runtime".to_string(), bin.display().to_string()]);
         }
+        // Declared before the agent so that, on an early error too, the agent is
+        // killed first and then what its runtime left behind.
+        let leftovers = Leftovers(server.agent_data_dir());
         let mut agent = server.start_agent(&args)?;
         let client = crate::cluster::client(&server.kubeconfig).await?;
         let nodes: Api<Node> = Api::all(client.clone());
@@ -284,7 +287,6 @@ impl Bench {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        let leftovers = Leftovers(server.agent_data_dir());
         Ok(Bench {
             agent,
             _leftovers: leftovers,
@@ -385,6 +387,27 @@ impl Bench {
         {
             if Instant::now() > deadline {
                 bail!("pods not deleted after 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Gone from the API is not yet gone from the node: wait for the agent to
+        // remove the sandboxes (and their network namespaces) from the runtime.
+        let socket = agent::containerd::ContainerdPaths::new(
+            &self.server.agent_data_dir().join("agent"),
+        )
+        .socket;
+        loop {
+            let out = std::process::Command::new("ctr")
+                .arg("--address")
+                .arg(&socket)
+                .args(["-n", "k8s.io", "containers", "ls", "-q"])
+                .output()
+                .context("running ctr")?;
+            if out.status.success() && out.stdout.iter().all(u8::is_ascii_whitespace) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the runtime still has the pods' containers after 60 s");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
