@@ -392,10 +392,9 @@ impl Bench {
         }
         // Gone from the API is not yet gone from the node: wait for the agent to
         // remove the sandboxes (and their network namespaces) from the runtime.
-        let socket = agent::containerd::ContainerdPaths::new(
-            &self.server.agent_data_dir().join("agent"),
-        )
-        .socket;
+        let socket =
+            agent::containerd::ContainerdPaths::new(&self.server.agent_data_dir().join("agent"))
+                .socket;
         loop {
             let out = std::process::Command::new("ctr")
                 .arg("--address")
