@@ -109,17 +109,17 @@ impl TtlAfterFinishedController {
 }
 
 async fn worker(ctx: Arc<Ctx>) {
-    while let Some(key) = ctx.queue.get().await {
-        let span = tracing::debug_span!("reconcile", controller = CONTROLLER_NAME, object = %key);
-        match process_job(&ctx, &key).instrument(span).await {
-            Ok(()) => ctx.queue.forget(&key),
-            Err(e) => {
-                tracing::debug!(controller = CONTROLLER_NAME, job = %key, error = %e, "error cleaning up job; will retry");
-                ctx.queue.add_rate_limited(key.clone());
+    let queue = ctx.queue.clone();
+    queue
+        .work(CONTROLLER_NAME, |key: String| {
+            let ctx = ctx.clone();
+            async move {
+                let span =
+                    tracing::debug_span!("reconcile", controller = CONTROLLER_NAME, object = %key);
+                process_job(&ctx, &key).instrument(span).await
             }
-        }
-        ctx.queue.done(&key);
-    }
+        })
+        .await
 }
 
 /// Whether `job` is due now; if it will be later, queues it for then.

@@ -124,6 +124,28 @@ where
         }
     }
 
+    /// One worker until the queue is cancelled: each item is handed to `sync`; success
+    /// forgets its backoff, an error queues it again after backoff (logged as
+    /// `controller`'s); either way it is marked done.
+    pub async fn work<E, F, Fut>(self: &Arc<Self>, controller: &str, mut sync: F)
+    where
+        E: std::fmt::Display,
+        F: FnMut(T) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>>,
+        T: std::fmt::Debug,
+    {
+        while let Some(item) = self.get().await {
+            match sync(item.clone()).await {
+                Ok(()) => self.forget(&item),
+                Err(e) => {
+                    tracing::debug!(controller, ?item, error = %e, "sync failed; will retry");
+                    self.add_rate_limited(item.clone());
+                }
+            }
+            self.done(&item);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.lock().queue.len()
     }

@@ -165,39 +165,36 @@ async fn resync(ctx: Arc<Ctx>, cancel: CancellationToken) {
 }
 
 async fn claim_worker(ctx: Arc<Ctx>) {
-    while let Some(key) = ctx.claim_queue.get().await {
-        let span = tracing::debug_span!("sync_claim", controller = CONTROLLER_NAME, claim = %key);
-        let (ns, name) = key.split_once('/').unwrap_or(("", key.as_str()));
-        let result = match ctx.claims.get(ns, name) {
-            Some(claim) => sync_claim(&ctx, &claim).instrument(span).await,
-            None => Ok(()),
-        };
-        finish(&ctx.claim_queue, &key, result);
-    }
+    let queue = ctx.claim_queue.clone();
+    queue
+        .work(CONTROLLER_NAME, |key: String| {
+            let ctx = ctx.clone();
+            async move {
+                let span = tracing::debug_span!("sync_claim", claim = %key);
+                let (ns, name) = key.split_once('/').unwrap_or(("", key.as_str()));
+                match ctx.claims.get(ns, name) {
+                    Some(claim) => sync_claim(&ctx, &claim).instrument(span).await,
+                    None => Ok(()),
+                }
+            }
+        })
+        .await
 }
 
 async fn volume_worker(ctx: Arc<Ctx>) {
-    while let Some(name) = ctx.volume_queue.get().await {
-        let span =
-            tracing::debug_span!("sync_volume", controller = CONTROLLER_NAME, volume = %name);
-        let result = match ctx.volumes.get("", &name) {
-            Some(pv) => sync_volume(&ctx, &pv).instrument(span).await,
-            None => Ok(()),
-        };
-        finish(&ctx.volume_queue, &name, result);
-    }
-}
-
-fn finish(queue: &Arc<WorkQueue<String>>, key: &String, result: Result<(), Error>) {
-    match result {
-        Ok(()) => queue.forget(key),
-        // A conflict means a newer version is on its way through the informer.
-        Err(e) => {
-            tracing::debug!(controller = CONTROLLER_NAME, object = %key, error = %e, "sync failed; will retry");
-            queue.add_rate_limited(key.clone());
-        }
-    }
-    queue.done(key);
+    let queue = ctx.volume_queue.clone();
+    queue
+        .work(CONTROLLER_NAME, |name: String| {
+            let ctx = ctx.clone();
+            async move {
+                let span = tracing::debug_span!("sync_volume", volume = %name);
+                match ctx.volumes.get("", &name) {
+                    Some(pv) => sync_volume(&ctx, &pv).instrument(span).await,
+                    None => Ok(()),
+                }
+            }
+        })
+        .await
 }
 
 fn annotation<'a>(

@@ -157,30 +157,28 @@ impl LocalPathProvisioner {
 }
 
 async fn worker(ctx: Arc<Ctx>) {
-    while let Some(work) = ctx.queue.get().await {
-        let result = match &work {
-            Work::Claim(key) => {
-                let span = tracing::debug_span!("provision", claim = %key);
-                let (ns, name) = key.split_once('/').unwrap_or(("", key.as_str()));
-                match ctx.claims.get(ns, name) {
-                    Some(c) => provision(&ctx, &c).instrument(span).await,
-                    None => Ok(()),
+    let queue = ctx.queue.clone();
+    queue
+        .work(CONTROLLER_NAME, |work: Work| {
+            let ctx = ctx.clone();
+            async move {
+                match &work {
+                    Work::Claim(key) => {
+                        let span = tracing::debug_span!("provision", claim = %key);
+                        let (ns, name) = key.split_once('/').unwrap_or(("", key.as_str()));
+                        match ctx.claims.get(ns, name) {
+                            Some(c) => provision(&ctx, &c).instrument(span).await,
+                            None => Ok(()),
+                        }
+                    }
+                    Work::Volume(name) => match ctx.volumes.get("", name) {
+                        Some(v) => reclaim(&ctx, &v).await,
+                        None => Ok(()),
+                    },
                 }
             }
-            Work::Volume(name) => match ctx.volumes.get("", name) {
-                Some(v) => reclaim(&ctx, &v).await,
-                None => Ok(()),
-            },
-        };
-        match result {
-            Ok(()) => ctx.queue.forget(&work),
-            Err(e) => {
-                tracing::debug!(provisioner = PROVISIONER, ?work, error = %e, "will retry");
-                ctx.queue.add_rate_limited(work.clone());
-            }
-        }
-        ctx.queue.done(&work);
-    }
+        })
+        .await
 }
 
 /// `pvc-<claim uid>`, as the PV controller names provisioned volumes.
