@@ -226,23 +226,13 @@ pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartErro
     if req.init {
         annotations.insert(INIT_ANNOTATION.to_string(), "true".to_string());
     }
-    let sc = ctr.security_context.clone().unwrap_or_default();
-    let psc = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.security_context.clone())
-        .unwrap_or_default();
-    let caps = sc.capabilities.clone().unwrap_or_default();
-    let host_pid = pod.spec.as_ref().and_then(|s| s.host_pid).unwrap_or(false);
-    let host_net = kuberuntime::host_network(pod);
-    let host_ipc = pod.spec.as_ref().and_then(|s| s.host_ipc).unwrap_or(false);
-    let mode = |host: bool| {
-        if host {
-            c::NamespaceMode::Node as i32
-        } else {
-            c::NamespaceMode::Pod as i32
-        }
-    };
+    let image_user = crate::images::image_user(&mut cri, &image_ref).await;
+    if let Err(msg) = crate::security_context::verify_run_as_non_root(pod, ctr, &image_user) {
+        ctx.warn(&reference, "Failed", format!("Error: {msg}")).await;
+        return Err(StartError::new("CreateContainerConfigError", msg));
+    }
+    let security_context =
+        crate::security_context::container_security_context(pod, ctr, &image_user);
     let config = c::ContainerConfig {
         metadata: Some(c::ContainerMetadata {
             name: ctr.name.clone(),
@@ -273,42 +263,7 @@ pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartErro
                 ctr,
                 ctx.machine_memory,
             )),
-            security_context: Some(c::LinuxContainerSecurityContext {
-                capabilities: Some(c::Capability {
-                    add_capabilities: caps.add.unwrap_or_default(),
-                    drop_capabilities: caps.drop.unwrap_or_default(),
-                    ..Default::default()
-                }),
-                privileged: sc.privileged.unwrap_or(false),
-                namespace_options: Some(c::NamespaceOption {
-                    network: mode(host_net),
-                    pid: if host_pid {
-                        c::NamespaceMode::Node as i32
-                    } else {
-                        c::NamespaceMode::Container as i32
-                    },
-                    ipc: mode(host_ipc),
-                    target_id: String::new(),
-                }),
-                run_as_user: sc
-                    .run_as_user
-                    .or(psc.run_as_user)
-                    .map(|value| c::Int64Value { value }),
-                run_as_group: sc
-                    .run_as_group
-                    .or(psc.run_as_group)
-                    .map(|value| c::Int64Value { value }),
-                readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
-                supplemental_groups: {
-                    let mut g = psc.supplemental_groups.clone().unwrap_or_default();
-                    if let Some(fs) = psc.fs_group {
-                        g.push(fs);
-                    }
-                    g
-                },
-                no_new_privs: !sc.allow_privilege_escalation.unwrap_or(true),
-                ..Default::default()
-            }),
+            security_context: Some(security_context),
         }),
         ..Default::default()
     };

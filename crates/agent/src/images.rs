@@ -177,6 +177,38 @@ pub async fn ensure_image(
     }
 }
 
+/// The user `image` runs as (uid 0 when the runtime cannot say, as upstream treats it).
+pub async fn image_user(cri: &mut CriClient, image: &str) -> crate::security_context::ImageUser {
+    let status = cri
+        .images
+        .image_status(cri::v1::ImageStatusRequest {
+            image: Some(cri::v1::ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .call("ImageStatus");
+    let mut user = crate::security_context::ImageUser {
+        uid: Some(0),
+        username: String::new(),
+    };
+    match status.map(|s| s.image) {
+        Ok(Some(img)) => {
+            if let Some(uid) = img.uid {
+                user.uid = Some(uid.value);
+            } else if !img.username.is_empty() {
+                user.uid = None;
+                user.username = img.username;
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(%image, error = %e, "reading the image's user failed"),
+    }
+    user
+}
+
 /// The registry host of an image reference (`docker.io` for Docker Hub names).
 pub fn registry_host(image: &str) -> String {
     normalize_image(image)

@@ -303,13 +303,6 @@ pub fn sandbox_config(
             }
         }
     }
-    let mode = |host: bool| {
-        if host {
-            c::NamespaceMode::Node as i32
-        } else {
-            c::NamespaceMode::Pod as i32
-        }
-    };
     let sc = spec.security_context.clone().unwrap_or_default();
     c::PodSandboxConfig {
         metadata: Some(c::PodSandboxMetadata {
@@ -326,22 +319,7 @@ pub fn sandbox_config(
         annotations,
         linux: Some(c::LinuxPodSandboxConfig {
             cgroup_parent: String::new(),
-            security_context: Some(c::LinuxSandboxSecurityContext {
-                namespace_options: Some(c::NamespaceOption {
-                    network: mode(host_net),
-                    pid: if spec.host_pid.unwrap_or(false) {
-                        c::NamespaceMode::Node as i32
-                    } else {
-                        c::NamespaceMode::Container as i32
-                    },
-                    ipc: mode(spec.host_ipc.unwrap_or(false)),
-                    target_id: String::new(),
-                }),
-                run_as_user: sc.run_as_user.map(|value| c::Int64Value { value }),
-                run_as_group: sc.run_as_group.map(|value| c::Int64Value { value }),
-                supplemental_groups: sc.supplemental_groups.clone().unwrap_or_default(),
-                ..Default::default()
-            }),
+            security_context: Some(crate::security_context::sandbox_security_context(pod)),
             sysctls: sc
                 .sysctls
                 .iter()

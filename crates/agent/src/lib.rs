@@ -28,6 +28,7 @@ pub mod pleg;
 pub mod prober;
 pub mod registries;
 pub mod resources;
+pub mod security_context;
 pub mod server;
 pub mod static_pods;
 pub mod stats;

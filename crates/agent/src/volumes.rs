@@ -83,14 +83,69 @@ pub async fn setup(
         .clone()
         .unwrap_or_else(|| "default".into());
     let base = pod_dir(agent_dir, &uid).join("volumes");
+    let fs_group = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|sc| sc.fs_group);
     let mut out = VolumePaths::new();
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        let fresh_empty_dir = v.empty_dir.is_some()
+            && !base.join("kubernetes.io~empty-dir").join(&v.name).exists();
         let path = setup_one(client, &base, &ns, pod, v).await?;
+        if let (Some(p), Some(gid)) = (&path, fs_group) {
+            // Volumes the agent makes; hostPath and persistent volumes are left alone, as
+            // upstream (their plugins do not manage ownership). An emptyDir is set up once.
+            let read_only = if v.empty_dir.is_some() {
+                fresh_empty_dir.then_some(false)
+            } else if v.config_map.is_some()
+                || v.secret.is_some()
+                || v.downward_api.is_some()
+                || v.projected.is_some()
+            {
+                Some(true)
+            } else {
+                None
+            };
+            if let Some(read_only) = read_only {
+                set_volume_ownership(p, gid, read_only).map_err(io(&v.name))?;
+            }
+        }
         if let Some(p) = path {
             out.insert(v.name.clone(), p);
         }
     }
     Ok(out)
+}
+
+/// fsGroup ownership (upstream `SetVolumeOwnership`): everything under `dir` gets group
+/// `gid`, group read (and write unless `read_only`) permission, and directories the
+/// setgid bit so files created later inherit the group.
+pub fn set_volume_ownership(dir: &Path, gid: i64, read_only: bool) -> std::io::Result<()> {
+    let gid = u32::try_from(gid).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("fsGroup {gid} out of range"),
+        )
+    })?;
+    let mask = if read_only { 0o440 } else { 0o660 };
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        std::os::unix::fs::lchown(&path, None, Some(gid))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mut mode = meta.permissions().mode() & 0o7777 | mask;
+        if meta.is_dir() {
+            mode |= 0o2000 | 0o110;
+            for e in std::fs::read_dir(&path)? {
+                stack.push(e?.path());
+            }
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 async fn setup_one(
@@ -538,6 +593,28 @@ pub fn write_etc_hosts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volume_ownership_sets_the_group_and_setgid() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("f"), b"x").unwrap();
+        std::fs::set_permissions(sub.join("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        // Our own group: allowed without privileges.
+        let gid = std::fs::metadata(dir.path()).unwrap().gid() as i64;
+        set_volume_ownership(dir.path(), gid, false).unwrap();
+        let m = std::fs::metadata(&sub).unwrap();
+        assert_eq!(m.mode() & 0o2070, 0o2070, "{:o}", m.mode());
+        let f = std::fs::metadata(sub.join("f")).unwrap();
+        assert_eq!(f.mode() & 0o7777, 0o660, "{:o}", f.mode());
+        assert_eq!(f.gid() as i64, gid);
+        set_volume_ownership(dir.path(), gid, true).unwrap();
+        let f = std::fs::metadata(sub.join("f")).unwrap();
+        assert_eq!(f.mode() & 0o7777, 0o660, "read-only only adds group read");
+        assert!(set_volume_ownership(dir.path(), -1, false).is_err());
+    }
 
     #[test]
     fn write_files_replaces_and_prunes() {
