@@ -23,13 +23,18 @@
 //!   re-listing. (Upstream's cache starts at the current revision and answers 410.)
 //! - **Fan-out**: watchers share one `Arc<CacheEvent>` per change (with the object's JSON
 //!   already serialised), so 100 watchers cost 100 filter checks, not 100 decodes.
+//!   Live events are read from the same bounded history that serves resumption
+//!   ([`LiveEvents`]): a watcher is a position in it, woken when it grows, and one that
+//!   falls out of the window is cut off. There is no per-resource channel preallocating
+//!   its slots (a `tokio::sync::broadcast` of 16k slots for each of the ~40 watched
+//!   resources was half of an idle server's heap).
 //!
 //! Objects are kept as serialised JSON plus their labels and selectable fields; the
 //! parsed tree is not kept, which keeps memory close to the size of the data.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,15 +42,16 @@ use futures::StreamExt;
 use parking_lot::RwLock;
 use serde_json::Value;
 use storage::{KeyValue, Storage, StorageError, WatchEvent};
-use tokio::sync::{broadcast, Mutex as AsyncMutex, Notify};
+use tokio::sync::{watch, Mutex as AsyncMutex, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{RegistryError, Result};
 
-/// Recent events kept per resource for watch resumption.
+/// Recent events kept per resource, for watch resumption and as the live feed: a
+/// watcher further behind than this is cut off.
 const HISTORY_CAPACITY: usize = 10_000;
-/// Buffered events per resource before a slow watcher is cut off.
-const BROADCAST_CAPACITY: usize = 16_384;
+/// Most events a live watcher takes from the history under one lock.
+const LIVE_BATCH: usize = 256;
 /// Store revisions replayed into the caches when the server starts, so watchers can
 /// resume across a restart (bounded by the store's compaction).
 pub const STARTUP_REPLAY_REVISIONS: i64 = HISTORY_CAPACITY as i64;
@@ -118,6 +124,15 @@ struct State {
     history: VecDeque<Arc<CacheEvent>>,
     /// Every event with a revision greater than this is in `history`.
     oldest: i64,
+    /// Sequence number of `history[0]`; events are numbered in the order applied.
+    first_seq: u64,
+}
+
+impl State {
+    /// Sequence number the next applied event gets.
+    fn next_seq(&self) -> u64 {
+        self.first_seq + self.history.len() as u64
+    }
 }
 
 /// The cache of one resource (one storage prefix).
@@ -125,9 +140,8 @@ pub struct Cacher {
     prefix: String,
     attrs: AttrsFn,
     state: RwLock<State>,
-    /// Created on the first watch: a channel preallocates all its slots, which for
-    /// every resource at once would be most of an idle server's heap.
-    tx: OnceLock<broadcast::Sender<Arc<CacheEvent>>>,
+    /// [`State::next_seq`] after each applied event; wakes [`LiveEvents`].
+    published: watch::Sender<u64>,
 }
 
 /// Where a watch starts.
@@ -139,12 +153,57 @@ pub enum WatchStart {
     After(i64),
 }
 
-/// A new watch: events to send first, then the live receiver.
+/// A new watch: events to send first, then the live ones.
 pub struct WatchSubscription {
     pub initial: Vec<Arc<CacheEvent>>,
-    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    pub live: LiveEvents,
     /// Revision the initial events are consistent with.
     pub revision: i64,
+}
+
+/// Why [`LiveEvents::recv`] ends a watch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LiveError {
+    /// The watcher fell this many events behind the history window.
+    Lagged(u64),
+    /// The cache is gone.
+    Closed,
+}
+
+/// A watcher's position in its cacher's history: every event applied after the
+/// subscription, in order.
+pub struct LiveEvents {
+    cacher: Arc<Cacher>,
+    next: u64,
+    published: watch::Receiver<u64>,
+    ready: VecDeque<Arc<CacheEvent>>,
+}
+
+impl LiveEvents {
+    /// The next event, waiting for one if the watcher is caught up.
+    pub async fn recv(&mut self) -> std::result::Result<Arc<CacheEvent>, LiveError> {
+        loop {
+            if let Some(e) = self.ready.pop_front() {
+                return Ok(e);
+            }
+            // Marked seen before reading the history, so an event applied after the read
+            // still wakes `changed` below.
+            self.published.borrow_and_update();
+            {
+                let state = self.cacher.state.read();
+                if self.next < state.first_seq {
+                    return Err(LiveError::Lagged(state.first_seq - self.next));
+                }
+                let start = (self.next - state.first_seq) as usize;
+                self.ready
+                    .extend(state.history.range(start..).take(LIVE_BATCH).cloned());
+                self.next += self.ready.len() as u64;
+            }
+            if self.ready.is_empty() && self.published.changed().await.is_err() {
+                return Err(LiveError::Closed);
+            }
+        }
+    }
 }
 
 impl Cacher {
@@ -155,7 +214,6 @@ impl Cacher {
                 objects.insert(kv.key.clone(), Arc::new(obj));
             }
         }
-        let tx = OnceLock::new();
         Cacher {
             prefix,
             attrs,
@@ -163,8 +221,9 @@ impl Cacher {
                 objects,
                 history: VecDeque::new(),
                 oldest: revision,
+                first_seq: 0,
             }),
-            tx,
+            published: watch::Sender::new(0),
         }
     }
 
@@ -202,16 +261,18 @@ impl Cacher {
 
     /// Subscribes a watcher; `hub_revision` is the revision the hub has applied.
     pub fn watch(
-        &self,
+        self: &Arc<Self>,
         sub_prefix: &str,
         start: WatchStart,
         hub_revision: i64,
     ) -> Result<WatchSubscription> {
         let state = self.state.read();
-        let live = self
-            .tx
-            .get_or_init(|| broadcast::channel(BROADCAST_CAPACITY).0)
-            .subscribe();
+        let live = LiveEvents {
+            cacher: self.clone(),
+            next: state.next_seq(),
+            published: self.published.subscribe(),
+            ready: VecDeque::new(),
+        };
         match start {
             WatchStart::InitialEvents => {
                 let initial = state
@@ -297,17 +358,16 @@ impl Cacher {
                 }
             }
         };
-        let cache_event = Arc::new(cache_event);
-        state.history.push_back(cache_event.clone());
+        state.history.push_back(Arc::new(cache_event));
         while state.history.len() > HISTORY_CAPACITY {
             if let Some(e) = state.history.pop_front() {
                 state.oldest = e.revision;
+                state.first_seq += 1;
             }
         }
-        // No channel yet or no receivers is fine: nobody is watching.
-        if let Some(tx) = self.tx.get() {
-            let _ = tx.send(cache_event);
-        }
+        let next = state.next_seq();
+        drop(state);
+        self.published.send_replace(next);
     }
 }
 
@@ -598,6 +658,59 @@ mod tests {
 
     fn revisions(sub: &WatchSubscription) -> Vec<i64> {
         sub.initial.iter().map(|e| e.revision).collect()
+    }
+
+    fn put(cacher: &Cacher, name: &str, revision: i64) {
+        let obj = serde_json::json!({"metadata": {"name": name, "namespace": "ns"}});
+        cacher.apply(WatchEvent::Put {
+            kv: KeyValue {
+                key: format!("{CM}ns/{name}"),
+                value: Bytes::from(obj.to_string()),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        });
+    }
+
+    #[tokio::test]
+    async fn live_events_arrive_in_order_and_a_watcher_behind_the_window_is_cut_off() {
+        let cacher = Arc::new(Cacher::new(CM.to_string(), attrs(), 0, Vec::new()));
+        let mut caught_up = cacher.watch(CM, WatchStart::After(0), 0).expect("watch");
+        let mut behind = cacher.watch(CM, WatchStart::After(0), 0).expect("watch");
+
+        // A waiting watcher is woken by the next event.
+        let waiter = tokio::spawn(async move {
+            let e = caught_up.live.recv().await.expect("event");
+            (caught_up, e.revision)
+        });
+        put(&cacher, "c1", 1);
+        let (mut caught_up, first) = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("join");
+        assert_eq!(first, 1);
+
+        // More than the window: the watcher reading along sees every one, in order.
+        let total = HISTORY_CAPACITY as i64 + 10;
+        let mut seen = 1;
+        for rev in 2..=total {
+            put(&cacher, &format!("c{rev}"), rev);
+            if rev % 1000 == 0 || rev == total {
+                for want in seen + 1..=rev {
+                    assert_eq!(caught_up.live.recv().await.expect("event").revision, want);
+                }
+                seen = rev;
+            }
+        }
+        // The one that never read lost its place.
+        assert_eq!(behind.live.recv().await.err(), Some(LiveError::Lagged(10)));
+        // A new watcher starts at the end.
+        let later = cacher
+            .watch(CM, WatchStart::After(total), total)
+            .expect("watch");
+        assert!(later.initial.is_empty());
+        assert_eq!(later.live.next, cacher.state.read().next_seq());
     }
 
     #[tokio::test]

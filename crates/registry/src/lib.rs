@@ -28,7 +28,10 @@ use serde_json::{json, Value};
 use storage::Storage;
 use tokio_util::sync::CancellationToken;
 
-pub use cacher::{CacheEvent, CacheHub, CachedObject, EventType, ObjectAttrs, WatchSubscription};
+pub use cacher::{
+    CacheEvent, CacheHub, CachedObject, EventType, LiveError, LiveEvents, ObjectAttrs,
+    WatchSubscription,
+};
 pub use error::{RegistryError, Result};
 pub use store::{
     DeleteOptions, DeleteOutcome, Filter, ListOptions, ObjectList, Store, UpdateMode, WriteOptions,

@@ -13,9 +13,8 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, Response, StatusCode};
 use rand::Rng;
-use registry::{CacheEvent, EventType, RegistryError};
+use registry::{CacheEvent, EventType, LiveError, RegistryError};
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::output::selector_filter;
@@ -159,11 +158,11 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
                             }
                         }
                     }
-                    Err(RecvError::Lagged(n)) => {
+                    Err(LiveError::Lagged(n)) => {
                         tracing::warn!(skipped = n, "watcher too slow; closing its stream");
                         return;
                     }
-                    Err(RecvError::Closed) => return,
+                    Err(LiveError::Closed) => return,
                 }
             }
         }

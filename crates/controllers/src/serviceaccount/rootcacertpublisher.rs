@@ -2,19 +2,25 @@
 //! `kube-root-ca.crt` in every namespace holding the cluster CA under `ca.crt`, which
 //! pods use to verify the API server (projected service-account volumes mount it).
 //! Recreated when deleted, put back when edited.
+//!
+//! Upstream's publisher informs on every ConfigMap in the cluster. This one watches
+//! only those named `kube-root-ca.crt` (a `metadata.name` field selector), so a
+//! cluster holding many ConfigMaps does not keep a second copy of each of them in the
+//! controller manager.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, PostParams};
+use kube::runtime::watcher;
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::is_active;
 use crate::controller_utils::{is_namespace_terminating, is_not_found};
-use crate::informer::{Cache, Change, InformerFactory};
+use crate::informer::{Cache, Change, Informer, InformerFactory};
 use crate::workqueue::WorkQueue;
 
 const CONTROLLER_NAME: &str = "root-ca-certificate-publisher";
@@ -39,6 +45,8 @@ struct Ctx {
 
 pub struct Publisher {
     ctx: Arc<Ctx>,
+    /// Its own informer, over `kube-root-ca.crt` ConfigMaps only; run by [`Publisher::run`].
+    config_map_informer: Informer<ConfigMap>,
 }
 
 fn wanted_data(root_ca: &str) -> BTreeMap<String, String> {
@@ -64,11 +72,15 @@ impl Publisher {
         root_ca: String,
         cancel: &CancellationToken,
     ) -> Self {
+        let mut config_map_informer = Informer::<ConfigMap>::new(
+            Api::all(client.clone()),
+            watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIG_MAP}")),
+        );
         let ctx = Arc::new(Ctx {
             client,
             root_ca,
             namespaces: informers.informer::<Namespace>().cache(),
-            config_maps: informers.informer::<ConfigMap>().cache(),
+            config_maps: config_map_informer.cache(),
             queue: WorkQueue::new(cancel.clone()),
         });
         let queue = ctx.queue.clone();
@@ -82,23 +94,25 @@ impl Publisher {
                 _ => {}
             });
         let queue = ctx.queue.clone();
-        informers
-            .informer::<ConfigMap>()
-            .add_handler(move |change| {
-                let cm = match change {
-                    Change::Updated { new, .. } => *new,
-                    Change::Deleted(cm) => *cm,
-                    Change::Added(_) => return,
-                };
-                if cm.metadata.name.as_deref() == Some(ROOT_CA_CONFIG_MAP) {
-                    queue.add(cm.metadata.namespace.clone().unwrap_or_default());
-                }
-            });
-        Publisher { ctx }
+        config_map_informer.add_handler(move |change| {
+            let cm = match change {
+                Change::Updated { new, .. } => *new,
+                Change::Deleted(cm) => *cm,
+                Change::Added(_) => return,
+            };
+            if cm.metadata.name.as_deref() == Some(ROOT_CA_CONFIG_MAP) {
+                queue.add(cm.metadata.namespace.clone().unwrap_or_default());
+            }
+        });
+        Publisher {
+            ctx,
+            config_map_informer,
+        }
     }
 
     pub async fn run(self, cancel: CancellationToken) {
         let ctx = self.ctx;
+        let informer = tokio::spawn(self.config_map_informer.run(cancel.clone()));
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = async { ctx.namespaces.wait_until_ready().await; ctx.config_maps.wait_until_ready().await } => {}
@@ -110,6 +124,7 @@ impl Publisher {
         for w in workers {
             let _ = w.await;
         }
+        let _ = informer.await;
     }
 }
 
