@@ -273,11 +273,10 @@ pub fn sandbox_config(
         .into_iter()
         .collect();
     let host_net = spec.host_network.unwrap_or(false);
+    // On the host network the pod shares the host's UTS namespace: no hostname is set
+    // (as upstream; runc refuses one without a private UTS namespace).
     let hostname = if host_net {
-        hostname::get()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_default()
+        String::new()
     } else {
         let mut h = spec
             .hostname
@@ -328,5 +327,59 @@ pub fn sandbox_config(
                 .collect(),
             ..Default::default()
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "u1"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn host_ports_become_port_mappings() {
+        let p = pod(serde_json::json!({"containers": [{"name": "c", "ports": [
+            {"containerPort": 8080, "hostPort": 30080},
+            {"containerPort": 53, "hostPort": 5353, "protocol": "UDP", "hostIP": "10.0.0.1"},
+            {"containerPort": 9090},
+        ]}]}));
+        let cfg = sandbox_config(&p, 0, "/logs", None);
+        assert_eq!(cfg.hostname, "web");
+        assert_eq!(
+            cfg.port_mappings,
+            vec![
+                c::PortMapping {
+                    protocol: c::Protocol::Tcp as i32,
+                    container_port: 8080,
+                    host_port: 30080,
+                    host_ip: String::new(),
+                },
+                c::PortMapping {
+                    protocol: c::Protocol::Udp as i32,
+                    container_port: 53,
+                    host_port: 5353,
+                    host_ip: "10.0.0.1".into(),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn host_network_sandbox_sets_no_hostname() {
+        let p = pod(serde_json::json!({"hostNetwork": true, "containers": [{"name": "c"}]}));
+        let cfg = sandbox_config(&p, 0, "/logs", None);
+        assert_eq!(cfg.hostname, "");
+        let ns = cfg
+            .linux
+            .and_then(|l| l.security_context)
+            .and_then(|s| s.namespace_options)
+            .unwrap();
+        assert_eq!(ns.network, c::NamespaceMode::Node as i32);
     }
 }

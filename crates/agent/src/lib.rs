@@ -6,7 +6,8 @@
 //! images (rkube's pause image, the airgap directory) → Node registration → podCIDR → CNI
 //! config → then, concurrently: node status and Lease, the pod watch feeding one worker
 //! per pod (`worker`, which owns the pod's container probes, `prober`), runtime events
-//! (`pleg`), changed ConfigMaps/Secrets (`configwatch`), static pods from
+//! (`pleg`), changed ConfigMaps/Secrets (`configwatch`), image garbage collection
+//! (`image_gc`), static pods from
 //! `<data-dir>/agent/pod-manifests` (`static_pods`), and the HTTPS endpoint on 10250
 //! (`server`). On cancellation everything
 //! stops; containers keep running, and the next start picks them up again from the runtime.
@@ -16,8 +17,11 @@ pub mod configwatch;
 pub mod container;
 pub mod containerd;
 pub mod envvars;
+pub mod eviction;
 pub mod host;
+pub mod image_gc;
 pub mod images;
+pub mod kubelet_args;
 pub mod kuberuntime;
 pub mod local_volumes;
 pub mod logs;
@@ -88,6 +92,10 @@ pub struct AgentConfig {
     pub disable_default_registry_endpoint: bool,
     /// OCI runtime binary of the managed containerd (`runc` unless set, e.g. `crun`).
     pub runtime_binary: Option<PathBuf>,
+    /// Image garbage collection (`--image-gc-high-threshold`, …).
+    pub image_gc: image_gc::ImageGcPolicy,
+    /// `--eviction-hard`: thresholds of the MemoryPressure/DiskPressure conditions.
+    pub eviction_hard: eviction::Thresholds,
 }
 
 impl AgentConfig {
@@ -117,6 +125,8 @@ impl AgentConfig {
             registry_config: None,
             disable_default_registry_endpoint: false,
             runtime_binary: None,
+            image_gc: Default::default(),
+            eviction_hard: Default::default(),
         }
     }
 
@@ -222,7 +232,8 @@ async fn run_with_runtime(
     }
 
     let host = host::detect(&config.data_dir);
-    let status = node::desired_status(&config, &host, &runtime_version, &[], true);
+    let pressure = node::observe_pressure(&config, &host, &mut cri).await;
+    let status = node::desired_status(&config, &host, &runtime_version, &[], true, pressure);
     node::register(&client, &config, &status)
         .await
         .context("registering the node")?;
@@ -280,6 +291,7 @@ async fn run_with_runtime(
         workers.clone(),
         cancel.clone(),
     )));
+    tasks.push(tokio::spawn(image_gc::run(ctx.clone(), cancel.clone())));
     tasks.push(tokio::spawn(local_volumes::run(
         client.clone(),
         config.node_name.clone(),

@@ -87,15 +87,36 @@ fn allocatable(host: &HostInfo, max_pods: u32) -> BTreeMap<String, Quantity> {
     a
 }
 
+/// MemoryPressure/DiskPressure now: memory, the agent directory's filesystem (nodefs) and
+/// the runtime's image filesystem against `--eviction-hard`.
+pub async fn observe_pressure(
+    config: &AgentConfig,
+    host: &HostInfo,
+    cri: &mut cri::CriClient,
+) -> crate::eviction::Pressure {
+    let imagefs = match crate::image_gc::image_fs_path(cri).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(error = %e, "no image filesystem info from the runtime");
+            None
+        }
+    };
+    let obs = crate::eviction::observe(&config.agent_dir(), imagefs.as_deref(), host.memory_bytes);
+    let crossed = crate::eviction::crossed(&config.eviction_hard, &obs);
+    if !crossed.is_empty() {
+        tracing::debug!(thresholds = ?crossed, "eviction thresholds crossed");
+    }
+    crate::eviction::pressure(&config.eviction_hard, &obs)
+}
+
 /// The conditions as observed now (with transition times carried over from `previous`).
 pub fn conditions(
-    config: &AgentConfig,
     previous: &[NodeCondition],
     runtime_ready: bool,
+    pressure: crate::eviction::Pressure,
 ) -> Vec<NodeCondition> {
-    let mem_pressure = crate::host::memory_available().is_some_and(|b| b < 100 * 1024 * 1024);
-    let disk_pressure =
-        crate::host::disk_available(&config.data_dir).is_some_and(|(_, share)| share < 0.05);
+    let mem_pressure = pressure.memory;
+    let disk_pressure = pressure.disk;
     let t = Time(now());
     let mk = |type_: &str, status: bool, reason: &str, message: String| {
         let status = if status { "True" } else { "False" }.to_string();
@@ -174,6 +195,7 @@ pub fn desired_status(
     runtime_version: &str,
     previous: &[NodeCondition],
     runtime_ready: bool,
+    pressure: crate::eviction::Pressure,
 ) -> NodeStatus {
     NodeStatus {
         capacity: Some(capacity(host, config.max_pods)),
@@ -188,7 +210,7 @@ pub fn desired_status(
                 address: config.node_name.clone(),
             },
         ]),
-        conditions: Some(conditions(config, previous, runtime_ready)),
+        conditions: Some(conditions(previous, runtime_ready, pressure)),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint {
                 port: i32::from(config.kubelet_port),
@@ -351,6 +373,7 @@ pub async fn run_status_and_lease(
             })
             .await
             .is_ok();
+        let pressure = observe_pressure(&config, &host, &mut cri).await;
         match nodes.get_status(&config.node_name).await {
             Ok(current) => {
                 let previous = current
@@ -358,8 +381,14 @@ pub async fn run_status_and_lease(
                     .as_ref()
                     .and_then(|s| s.conditions.clone())
                     .unwrap_or_default();
-                let status =
-                    desired_status(&config, &host, &runtime_version, &previous, runtime_ready);
+                let status = desired_status(
+                    &config,
+                    &host,
+                    &runtime_version,
+                    &previous,
+                    runtime_ready,
+                    pressure,
+                );
                 let summary: Vec<(String, String)> = status
                     .conditions
                     .iter()

@@ -230,6 +230,9 @@ fn node_agent(args: &[String]) -> anyhow::Result<()> {
     let node_ip: std::net::IpAddr = node_ip.parse().context(USAGE)?;
     let mut config = agent::AgentConfig::new(node_name, node_ip, PathBuf::from(data_dir));
     config.runtime_binary = args.value("runtime").map(PathBuf::from);
+    // The bench host's disk may be nearly full: neither DiskPressure nor image GC.
+    config.eviction_hard = "memory.available<100Mi".parse()?;
+    config.image_gc.high_threshold_percent = 100;
     let kubeconfig = PathBuf::from(kubeconfig);
     runtime()?.block_on(async move {
         let client = client_from(&kubeconfig).await?;

@@ -51,6 +51,10 @@ struct NodeArgs {
     /// Do not fall back to a mirrored registry itself when its mirrors fail.
     #[arg(long)]
     disable_default_registry_endpoint: bool,
+    /// A kubelet flag for the agent as `KEY=VALUE` (repeatable, as k3s), e.g.
+    /// `image-gc-high-threshold=90`, `eviction-hard=imagefs.available<10%`.
+    #[arg(long = "kubelet-arg", value_name = "KEY=VALUE")]
+    kubelet_arg: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -358,6 +362,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         cni_bridge: Some(args.node.cni_bridge),
         registry_config: args.node.registry_config,
         disable_default_registry_endpoint: args.node.disable_default_registry_endpoint,
+        kubelet_args: args.node.kubelet_arg,
         disable_controller_manager: args.disable_controller_manager,
         disable_scheduler: args.disable_scheduler,
     };
@@ -550,6 +555,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     config.cni_bridge = args.node.cni_bridge.clone();
     config.registry_config = args.node.registry_config.clone();
     config.disable_default_registry_endpoint = args.node.disable_default_registry_endpoint;
+    agent::kubelet_args::apply(&mut config, &args.node.kubelet_arg)?;
     let ca = args.data_dir.join("server").join("tls").join("ca.crt");
     config.client_ca_pem = std::fs::read_to_string(&ca).ok();
     if config.client_ca_pem.is_none() {

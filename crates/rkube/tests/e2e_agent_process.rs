@@ -51,6 +51,8 @@ fn a_separate_agent_joins_and_runs_pods() {
             "--registry-config",
             registries.to_str().expect("utf-8"),
             "--disable-default-registry-endpoint",
+            common::AGENT_KUBELET_ARGS[0],
+            common::AGENT_KUBELET_ARGS[1],
         ],
     );
     eventually("the worker node Ready", Duration::from_secs(60), || {

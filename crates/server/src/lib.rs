@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub registry_config: Option<PathBuf>,
     /// `--disable-default-registry-endpoint`: mirrored registries are not tried themselves.
     pub disable_default_registry_endpoint: bool,
+    /// `--kubelet-arg`: kubelet flags (`KEY=VALUE`) for the in-process agent.
+    pub kubelet_args: Vec<String>,
     /// Run without the in-process controller manager (`rkube controller-manager` elsewhere).
     pub disable_controller_manager: bool,
     /// Run without the in-process scheduler (`rkube scheduler` elsewhere).
@@ -66,6 +68,7 @@ impl ServerConfig {
             cni_bridge: None,
             registry_config: None,
             disable_default_registry_endpoint: false,
+            kubelet_args: Vec::new(),
             disable_controller_manager: false,
             disable_scheduler: false,
         }
@@ -191,6 +194,7 @@ fn agent_config(config: &ServerConfig, ca_pem: &str) -> anyhow::Result<agent::Ag
     if let Some(bridge) = &config.cni_bridge {
         agent.cni_bridge = bridge.clone();
     }
+    agent::kubelet_args::apply(&mut agent, &config.kubelet_args)?;
     Ok(agent)
 }
 

@@ -21,6 +21,15 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Kubelet flags of every test agent, before the test's own (later ones win): the
+/// machine's disk is shared and may be nearly full, so its free space must neither set
+/// DiskPressure (a NoSchedule taint) nor remove a test's images. Tests of those features
+/// pass their own thresholds.
+pub const AGENT_KUBELET_ARGS: &[&str] = &[
+    "--kubelet-arg=eviction-hard=memory.available<100Mi,nodefs.available<1%,imagefs.available<1%",
+    "--kubelet-arg=image-gc-high-threshold=100",
+];
+
 /// A running `rkube server`.
 pub struct Rkube {
     pub dir: tempfile::TempDir,
@@ -74,6 +83,7 @@ impl Rkube {
             .arg("--write-kubeconfig")
             .arg(&self.kubeconfig)
             .args((!self.agent).then_some("--disable-agent"))
+            .args(if self.agent { AGENT_KUBELET_ARGS } else { &[] })
             .args(&self.extra_args)
             .env("RKUBE_LOG", "info")
             .stdout(Stdio::piped())

@@ -208,6 +208,11 @@ impl NodeCluster {
     /// Starts it and waits for the node to be Ready; `None` (after saying why) when this
     /// machine cannot run containers.
     pub fn start() -> Option<NodeCluster> {
+        Self::start_with(&[])
+    }
+
+    /// As [`NodeCluster::start`], with more `rkube server` flags (e.g. `--kubelet-arg`).
+    pub fn start_with(extra: &[&str]) -> Option<NodeCluster> {
         if let Some(reason) = missing_prerequisite() {
             eprintln!("skipping a test that runs real containers: {reason}");
             return None;
@@ -238,7 +243,7 @@ impl NodeCluster {
         )
         .expect("write registries.yaml");
         let registries = registries.to_str().expect("utf-8 path").to_string();
-        let r = Rkube::start_with_agent(&[
+        let mut args = vec![
             "--node-ip",
             &node_ip,
             "--node-name",
@@ -250,7 +255,9 @@ impl NodeCluster {
             "--registry-config",
             &registries,
             "--disable-default-registry-endpoint",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let r = Rkube::start_with_agent(&args);
         // The registries file lives as long as the test.
         std::mem::forget(dir);
         host.data_dir = Some(r.dir.path().join("data"));
@@ -277,6 +284,11 @@ impl NodeCluster {
 
     pub fn data_dir(&self) -> PathBuf {
         self.r.dir.path().join("data")
+    }
+
+    /// The host interface that carries the node IP.
+    pub fn node_link(&self) -> &str {
+        &self.host.veth
     }
 
     /// `jsonpath` of an object, or `None` while kubectl fails.
