@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod health;
 pub mod metrics;
+pub mod metrics_server;
 pub mod negotiate;
 pub mod openapi_docs;
 pub mod request;
@@ -46,6 +47,8 @@ pub struct Config {
     pub advertise_address: String,
     /// Client side towards node agents (logs, exec, attach, port-forward, node proxy).
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
+    /// How long resource metrics readings are reused (metrics-server's `--metric-resolution`).
+    pub metric_resolution: std::time::Duration,
 }
 
 /// Shared state of a running API server.
@@ -55,6 +58,8 @@ pub struct ApiServer {
     pub advertise_address: String,
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
     pub metrics: metrics::Metrics,
+    /// The `metrics.k8s.io` pipeline (node agents' usage for `kubectl top` and the HPA).
+    pub metrics_provider: metrics_server::Provider,
     pub openapi: openapi_docs::Cache,
     pub health: health::Health,
     /// Which control-plane components run in this process (for `componentstatuses`).
@@ -74,6 +79,10 @@ impl ApiServer {
             registry: config.registry,
             authenticator: config.authenticator,
             advertise_address: config.advertise_address,
+            metrics_provider: metrics_server::Provider::new(
+                config.metric_resolution,
+                config.kubelet_client.clone(),
+            ),
             kubelet_client: config.kubelet_client,
             metrics: metrics::Metrics::new(),
             openapi: openapi_docs::Cache::default(),
@@ -140,6 +149,13 @@ impl ApiServer {
                 }
             });
         }
+    }
+
+    /// What discovery lists: the registry's resources and the built-in metrics API.
+    pub fn discovery_resources(&self) -> Vec<Arc<apis::ResourceInfo>> {
+        let mut resources = self.registry.resources();
+        resources.extend(metrics_server::resources());
+        resources
     }
 
     /// Serves one request.
@@ -212,11 +228,14 @@ impl ApiServer {
                 Ok(self.health.respond(p, &query))
             }
             "/metrics" => Ok(self.metrics.respond()),
-            "" | "/" => Ok(json_response(StatusCode::OK, &root_paths(&self.registry))),
+            "" | "/" => Ok(json_response(
+                StatusCode::OK,
+                &root_paths(&self.discovery_resources()),
+            )),
             "/api" => {
                 if let Some(v) = negotiate::aggregated_discovery(req.headers()) {
                     return Ok(aggregated_response(
-                        &discovery::aggregated(&self.registry.resources(), true, v),
+                        &discovery::aggregated(&self.discovery_resources(), true, v),
                         v,
                     ));
                 }
@@ -228,13 +247,13 @@ impl ApiServer {
             "/apis" => {
                 if let Some(v) = negotiate::aggregated_discovery(req.headers()) {
                     return Ok(aggregated_response(
-                        &discovery::aggregated(&self.registry.resources(), false, v),
+                        &discovery::aggregated(&self.discovery_resources(), false, v),
                         v,
                     ));
                 }
                 Ok(json_response(
                     StatusCode::OK,
-                    &discovery::api_group_list(&self.registry.resources()),
+                    &discovery::api_group_list(&self.discovery_resources()),
                 ))
             }
             p if p.starts_with("/openapi/") => {
@@ -243,7 +262,7 @@ impl ApiServer {
             }
             p => {
                 let parts: Vec<&str> = p.trim_start_matches('/').split('/').collect();
-                let resources = self.registry.resources();
+                let resources = self.discovery_resources();
                 let doc = match parts.as_slice() {
                     ["api", v] => discovery::api_resource_list(&resources, "", v),
                     ["apis", g] => discovery::api_group_doc(&resources, g),
@@ -257,13 +276,13 @@ impl ApiServer {
     }
 }
 
-fn root_paths(registry: &Registry) -> serde_json::Value {
+fn root_paths(resources: &[Arc<apis::ResourceInfo>]) -> serde_json::Value {
     let mut paths = vec![
         "/api".to_string(),
         "/api/v1".to_string(),
         "/apis".to_string(),
     ];
-    for (g, vs) in discovery::groups(&registry.resources()) {
+    for (g, vs) in discovery::groups(resources) {
         if g.is_empty() {
             continue;
         }

@@ -235,6 +235,9 @@ struct ServerArgs {
     /// Run without the in-process scheduler.
     #[arg(long)]
     disable_scheduler: bool,
+    /// How long the metrics API (`kubectl top`, the HPA) reuses node agents' readings.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    metric_resolution: std::time::Duration,
 }
 
 #[derive(clap::Args)]
@@ -306,6 +309,13 @@ struct VirtualNodesArgs {
     /// Record a `Started` event per container (turn off for thousands of pods).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pod_events: bool,
+    /// Where the nodes' fake InternalIPs come from (a 127.x range with --kubelet-port).
+    #[arg(long, default_value = "100.64.0.0/10")]
+    node_ip_base: ipnet::Ipv4Net,
+    /// Serve `/stats/summary` (usage from pod annotations) per node on this port of its
+    /// InternalIP, 0 for a free one, so `kubectl top` and the HPA see virtual nodes.
+    #[arg(long)]
+    kubelet_port: Option<u16>,
     /// Kubeconfig of the API server.
     #[arg(long, default_value = "/etc/rkube/rkube.yaml", env = "KUBECONFIG")]
     kubeconfig: PathBuf,
@@ -365,6 +375,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         kubelet_args: args.node.kubelet_arg,
         disable_controller_manager: args.disable_controller_manager,
         disable_scheduler: args.disable_scheduler,
+        metric_resolution: args.metric_resolution,
     };
     let running = server::start(config).await?;
     tracing::info!(address = %running.address, kubeconfig = %running.kubeconfig.display(), "rkube server ready");
@@ -473,6 +484,8 @@ async fn run_virtual_nodes(args: VirtualNodesArgs) -> anyhow::Result<()> {
         pod_cidr_mask_size: args.pod_cidr_mask_size,
         lease_interval: std::time::Duration::from_secs(args.lease_interval),
         record_pod_events: args.pod_events,
+        node_ip_base: args.node_ip_base,
+        kubelet_port: args.kubelet_port,
         ..Default::default()
     };
     if let Some(taints) = &args.taints {

@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub disable_controller_manager: bool,
     /// Run without the in-process scheduler (`rkube scheduler` elsewhere).
     pub disable_scheduler: bool,
+    /// How long the metrics API reuses node agents' readings (`--metric-resolution`).
+    pub metric_resolution: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -71,6 +73,7 @@ impl ServerConfig {
             kubelet_args: Vec::new(),
             disable_controller_manager: false,
             disable_scheduler: false,
+            metric_resolution: apiserver::metrics_server::DEFAULT_RESOLUTION,
         }
     }
 }
@@ -284,6 +287,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         authenticator: apiserver::authn::Authenticator::new(tokens, Some(service_accounts)),
         advertise_address: advertise,
         kubelet_client: Some(kubelet_client),
+        metric_resolution: config.metric_resolution,
     });
     api.health.register("etcd", true);
     api.health

@@ -42,6 +42,12 @@ impl TestServer {
         Self::start_config(Some(endpoint.to_string()), |_| {}).await
     }
 
+    /// A server over SQLite with `configure` applied to its config first (e.g. a short
+    /// `metric_resolution`, or `disable_controller_manager`).
+    pub async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<Self> {
+        Self::start_config(None, configure).await
+    }
+
     async fn start_config(
         datastore_endpoint: Option<String>,
         configure: impl FnOnce(&mut ServerConfig),

@@ -25,6 +25,8 @@ pub enum ConfigError {
     PodCidrMask { base: Ipv4Net, mask: u8 },
     #[error("{what} must be positive")]
     NotPositive { what: &'static str },
+    #[error("a kubelet port needs node IPs on loopback (127.0.0.0/8), not {0}")]
+    KubeletPortNeedsLoopback(Ipv4Net),
 }
 
 /// A set of `count` identical nodes named `<prefix>-<index>`.
@@ -63,6 +65,10 @@ pub struct VirtualNodeConfig {
     pub record_node_events: bool,
     /// Record a `Started` event per started container (off for large benchmarks).
     pub record_pod_events: bool,
+    /// Serve a kubelet endpoint per node (`/stats/summary` with the usage pods ask for,
+    /// see [`crate::stats`]) on `<InternalIP>:<port>` (0: a free port per node), reported
+    /// as the node's `daemonEndpoints`; needs `node_ip_base` on loopback. Off: none.
+    pub kubelet_port: Option<u16>,
 }
 
 impl Default for VirtualNodeConfig {
@@ -88,6 +94,7 @@ impl Default for VirtualNodeConfig {
             pod_workers: 16,
             record_node_events: true,
             record_pod_events: true,
+            kubelet_port: None,
         }
     }
 }
@@ -104,6 +111,11 @@ impl VirtualNodeConfig {
                 base: self.pod_cidr_base,
                 mask: self.pod_cidr_mask_size,
             });
+        }
+        let loopback =
+            self.node_ip_base.addr().is_loopback() && self.node_ip_base.prefix_len() >= 8;
+        if self.kubelet_port.is_some() && !loopback {
+            return Err(ConfigError::KubeletPortNeedsLoopback(self.node_ip_base));
         }
         for (what, zero) in [
             ("lease interval", self.lease_interval.is_zero()),
@@ -257,5 +269,19 @@ mod tests {
             })
         );
         assert_eq!(VirtualNodeConfig::default().node_name(7), "rkube-virtual-7");
+        let c = VirtualNodeConfig {
+            kubelet_port: Some(0),
+            ..Default::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::KubeletPortNeedsLoopback(_))
+        ));
+        let c = VirtualNodeConfig {
+            kubelet_port: Some(0),
+            node_ip_base: "127.1.0.0/16".parse().expect("cidr"),
+            ..Default::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
     }
 }

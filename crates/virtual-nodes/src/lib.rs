@@ -30,6 +30,7 @@ pub mod lease;
 pub mod node;
 pub mod provider;
 pub mod queue;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -68,6 +69,8 @@ pub enum Error {
     NodeIpExhausted { base: Ipv4Net, node: String },
     #[error("virtual nodes stopped before they were registered: {0}")]
     NotRegistered(String),
+    #[error(transparent)]
+    Stats(#[from] stats::StatsError),
 }
 
 /// Registration progress, published to handles.
@@ -94,6 +97,11 @@ pub(crate) struct NodeState {
     /// Conditions as last seen on the server, for `lastTransitionTime`.
     pub observed_conditions: Mutex<Vec<NodeCondition>>,
     pub recorder: Recorder,
+    /// Running pods by UID, for the stats endpoint (kept only when it is on).
+    pub running_pods: Mutex<HashMap<String, stats::RunningPod>>,
+    /// The kubelet endpoint's port once bound, and its listener until served.
+    pub kubelet_port: OnceLock<u16>,
+    pub kubelet_listener: Mutex<Option<tokio::net::TcpListener>>,
 }
 
 impl NodeState {
@@ -114,6 +122,9 @@ impl NodeState {
             pod_ips: OnceLock::new(),
             lease: Mutex::new(None),
             observed_conditions: Mutex::new(Vec::new()),
+            running_pods: Mutex::new(HashMap::new()),
+            kubelet_port: OnceLock::new(),
+            kubelet_listener: Mutex::new(None),
         }
     }
 
@@ -224,6 +235,7 @@ impl VirtualNodes {
             lease::run_heartbeats(client.clone(), shared.clone(), heartbeat_rx, cancel.clone()),
             node::watch_nodes(client.clone(), shared.clone(), cancel.clone()),
             provider::run(client.clone(), shared.clone(), provider_rx, cancel.clone()),
+            stats::serve(shared.clone(), cancel.clone()),
         );
         shared
             .registration
@@ -306,23 +318,30 @@ async fn register_all(
     };
     let plan = plan?;
     let concurrency = shared.config.concurrency;
-    let results: Vec<bool> = futures::stream::iter(plan.into_iter().enumerate())
+    let results: Vec<Result<bool, Error>> = futures::stream::iter(plan.into_iter().enumerate())
         .map(|(i, planned)| {
             let (client, shared) = (client.clone(), shared.clone());
             async move {
                 let node = &shared.nodes[i];
                 let _ = node.internal_ip.set(planned.internal_ip);
-                retry(cancel, "registering node", || {
+                if let Err(e) = stats::listen(&shared.config, node).await {
+                    return Err(Error::from(e));
+                }
+                Ok(retry(cancel, "registering node", || {
                     node::register(&client, &shared.config, node, planned.pod_cidr)
                 })
                 .await
-                .is_some()
+                .is_some())
             }
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    Ok(results.into_iter().all(|ok| ok) && !cancel.is_cancelled())
+    let mut all = true;
+    for r in results {
+        all &= r?;
+    }
+    Ok(all && !cancel.is_cancelled())
 }
 
 /// Retries `op` with backoff (100 ms doubling to 5 s) until it succeeds; `None` if

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use futures::StreamExt;
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{
-    Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, ObjectReference,
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
+    NodeSystemInfo, ObjectReference,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -405,7 +406,14 @@ pub(crate) async fn post_status(
         .copied()
         .unwrap_or(Ipv4Addr::UNSPECIFIED);
     let observed = node.observed_conditions.lock().clone();
-    let status = desired_status(config, &node.name, ip, &observed, Timestamp::now());
+    let mut status = desired_status(config, &node.name, ip, &observed, Timestamp::now());
+    if let Some(port) = node.kubelet_port.get() {
+        status.daemon_endpoints = Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(*port),
+            }),
+        });
+    }
     let patch = json!({ "status": status });
     let updated = api
         .patch_status(

@@ -503,6 +503,7 @@ impl Provider {
         let Some(node) = self.node_of(&pod) else {
             return;
         };
+        crate::stats::observe(&self.shared.config, node, &pod);
         let Some(ipam) = node.pod_ips.get() else {
             return;
         };
@@ -531,6 +532,9 @@ impl Provider {
     }
 
     fn deleted(&self, pod: &Pod) {
+        if let Some(node) = self.node_of(pod) {
+            node.running_pods.lock().remove(uid(pod));
+        }
         if let Some(ipam) = self.node_of(pod).and_then(|n| n.pod_ips.get()) {
             ipam.lock().release(uid(pod));
             self.queue.forget(&key(pod));
@@ -538,6 +542,7 @@ impl Provider {
     }
 
     fn forget_unseen(&self, seen: &HashSet<String>) {
+        crate::stats::retain(&self.shared.nodes, seen);
         for node in &self.shared.nodes {
             if let Some(ipam) = node.pod_ips.get() {
                 ipam.lock().retain(|uid| seen.contains(uid));

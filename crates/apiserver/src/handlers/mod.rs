@@ -3,11 +3,12 @@
 
 mod componentstatus;
 mod managed;
+mod metrics;
 mod output;
 mod patch;
 mod read;
 mod reviews;
-mod streaming;
+pub(crate) mod streaming;
 mod subresources;
 mod token;
 mod watch;
@@ -76,6 +77,9 @@ pub async fn handle(
     query: Query,
     user: UserInfo,
 ) -> Result<Response<Body>, ApiError> {
+    if info.group == crate::metrics_server::GROUP {
+        return metrics::handle(server, req, info, query, user).await;
+    }
     if streaming::is_streaming(info) {
         route_resource(server, info)?;
         return streaming::handle(server, req, info).await;

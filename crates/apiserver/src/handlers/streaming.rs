@@ -147,6 +147,11 @@ async fn kubelet_address(server: &ApiServer, node: &str) -> Result<String, ApiEr
         .lookup("", "v1", "nodes")
         .ok_or_else(|| ApiError::internal("nodes not served"))?;
     let obj = nodes.store.get("", node).await?;
+    kubelet_address_of(node, &obj)
+}
+
+/// [`kubelet_address`] of a Node object already at hand.
+pub(crate) fn kubelet_address_of(node: &str, obj: &Value) -> Result<String, ApiError> {
     let addresses: Vec<(String, String)> = obj
         .pointer("/status/addresses")
         .and_then(Value::as_array)
