@@ -20,6 +20,7 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod options;
+pub mod podautoscaler;
 pub mod podgc;
 pub mod queue;
 pub mod replicaset;
@@ -106,7 +107,10 @@ async fn run_workloads(
     let disruption = disruption::DisruptionController::new(client.clone(), &mut informers);
     let quotas =
         resourcequota::ResourceQuotaController::new(client.clone(), &mut informers, &options);
+    let autoscaler =
+        podautoscaler::HorizontalController::new(client.clone(), &mut informers, &options);
     let mut tasks = informers.start(&cancel);
+    tasks.push(tokio::spawn(autoscaler.run(cancel.clone())));
     tasks.push(tokio::spawn(disruption.run(cancel.clone())));
     tasks.push(tokio::spawn(quotas.run(cancel.clone())));
     tasks.push(tokio::spawn(node_lifecycle.run(cancel.clone())));
