@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod apps;
+pub mod autoscaling;
 pub mod batch;
 pub mod cacher;
 pub mod core;
@@ -119,6 +120,9 @@ impl Registry {
                     inner: strategy::BuiltinStrategy::new(info.clone()),
                 }),
                 ("apps", "daemonsets") => Arc::new(apps::DaemonSetStrategy::new(info.clone())),
+                ("autoscaling", "horizontalpodautoscalers") => Arc::new(
+                    autoscaling::HorizontalPodAutoscalerStrategy::new(info.clone()),
+                ),
                 ("batch", "jobs") => Arc::new(batch::JobStrategy::new(info.clone())),
                 ("apiextensions.k8s.io", "customresourcedefinitions") => {
                     Arc::new(crd::CrdStrategy::new(info.clone()))
