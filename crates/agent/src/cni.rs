@@ -1,7 +1,8 @@
 //! The pod network: a CNI config list written from the node's podCIDR — a `bridge` (`cni0`,
 //! the gateway at the CIDR's first address, so pod IPs are routable from the host) with
 //! `host-local` addresses, then `portmap` for hostPorts. containerd adds the loopback
-//! interface itself.
+//! interface itself. Egress is masqueraded per node (`masquerade`), not per pod by the
+//! bridge plugin's `ipMasq`.
 
 use std::path::{Path, PathBuf};
 
@@ -24,7 +25,7 @@ pub fn conflist(bridge: &str, pod_cidr: Ipv4Net, ipam_dir: &Path) -> serde_json:
                 "type": "bridge",
                 "bridge": bridge,
                 "isGateway": true,
-                "ipMasq": true,
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
@@ -71,6 +72,7 @@ mod tests {
         );
         assert_eq!(c["plugins"][0]["type"], "bridge");
         assert_eq!(c["plugins"][0]["bridge"], "cni0");
+        assert_eq!(c["plugins"][0]["ipMasq"], false);
         assert_eq!(
             c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
             "10.42.3.0/24"

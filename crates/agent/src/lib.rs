@@ -25,6 +25,7 @@ pub mod kubelet_args;
 pub mod kuberuntime;
 pub mod local_volumes;
 pub mod logs;
+pub mod masquerade;
 pub mod node;
 pub mod oci;
 pub mod pause;
@@ -245,6 +246,9 @@ async fn run_with_runtime(
         &agent_dir.join("cni").join("networks"),
     )
     .context("writing the CNI config")?;
+    if let Err(e) = masquerade::ensure(&config.cni_bridge, pod_cidr, config.cluster_cidr).await {
+        tracing::error!(error = %e, "installing the pod egress masquerade failed; pods cannot reach addresses outside the cluster");
+    }
 
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(node::run_status_and_lease(

@@ -114,9 +114,43 @@ impl HostGuard {
             }
         }
         remove_pod_netns(&self.bridge);
+        remove_masquerade(&self.bridge);
         let _ = run("ip", &["link", "del", &self.bridge]);
         let _ = run("ip", &["link", "del", &self.veth]);
     }
+}
+
+/// Removes the agent's pod egress masquerade of `bridge` (its nat chain and the jumps to
+/// it), which the agent leaves in place on shutdown.
+fn remove_masquerade(bridge: &str) {
+    let mut chain = format!("RKUBE-MASQ-{bridge}");
+    chain.truncate(28);
+    let out = run(
+        "iptables",
+        &[
+            "-w",
+            "-t",
+            "nat",
+            "-L",
+            "POSTROUTING",
+            "-n",
+            "--line-numbers",
+        ],
+    );
+    let mut numbers: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(chain.as_str()))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    numbers.sort_unstable_by(|a, b| b.cmp(a));
+    for n in numbers {
+        let _ = run(
+            "iptables",
+            &["-w", "-t", "nat", "-D", "POSTROUTING", &n.to_string()],
+        );
+    }
+    let _ = run("iptables", &["-w", "-t", "nat", "-F", &chain]);
+    let _ = run("iptables", &["-w", "-t", "nat", "-X", &chain]);
 }
 
 /// SIGKILLs every process in the network namespace bound at `netns` (a pod's pause
@@ -284,6 +318,11 @@ impl NodeCluster {
 
     pub fn data_dir(&self) -> PathBuf {
         self.r.dir.path().join("data")
+    }
+
+    /// The node's pod bridge.
+    pub fn bridge(&self) -> &str {
+        &self.host.bridge
     }
 
     /// The host interface that carries the node IP.
