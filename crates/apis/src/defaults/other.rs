@@ -30,7 +30,9 @@ pub(crate) fn horizontal_pod_autoscaler(version: &str, o: &mut Obj) {
         let up = json!({"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
             {"type": "Pods", "value": 4, "periodSeconds": 15},
             {"type": "Percent", "value": 100, "periodSeconds": 15}]});
-        let down = json!({"stabilizationWindowSeconds": 300, "selectPolicy": "Max", "policies": [
+        // The scale-down window stays unset: the controller's
+        // `--horizontal-pod-autoscaler-downscale-stabilization` applies (upstream leaves it nil).
+        let down = json!({"selectPolicy": "Max", "policies": [
             {"type": "Percent", "value": 100, "periodSeconds": 15}]});
         scaling_rules(behavior, "scaleUp", up);
         scaling_rules(behavior, "scaleDown", down);
