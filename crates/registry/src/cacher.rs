@@ -385,7 +385,12 @@ fn decode(key: &str, value: &[u8], revision: i64, attrs: &AttrsFn) -> Option<Cac
         Value::String(revision.to_string()),
     );
     let a = attrs(&obj);
-    let json = Bytes::from(serde_json::to_vec(&obj).ok()?);
+    // Sized from the stored form (the object plus its resourceVersion): a buffer grown
+    // by doubling keeps up to twice the object's size for as long as it is cached.
+    let mut json = Vec::with_capacity(value.len() + 32);
+    serde_json::to_writer(&mut json, &obj).ok()?;
+    json.shrink_to_fit();
+    let json = Bytes::from(json);
     Some(CachedObject {
         key: key.to_string(),
         namespace: crate::meta::namespace(&obj).to_string(),
