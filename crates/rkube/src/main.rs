@@ -272,6 +272,15 @@ struct ControllerManagerArgs {
     /// conditions become Unknown.
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     node_monitor_grace_period: std::time::Duration,
+    /// How often each HorizontalPodAutoscaler is evaluated.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_sync_period: std::time::Duration,
+    /// How far back scale-down looks for a higher recommendation (HPAs without their own window).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_downscale_stabilization: std::time::Duration,
+    /// Usage ratios this close to 1 do not scale.
+    #[arg(long, default_value_t = 0.1)]
+    horizontal_pod_autoscaler_tolerance: f64,
 }
 
 #[derive(clap::Args)]
@@ -430,6 +439,9 @@ async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<(
         node_cidr_mask_size: args.node_cidr_mask_size,
         root_ca,
         node_monitor_grace_period: args.node_monitor_grace_period,
+        hpa_sync_period: args.horizontal_pod_autoscaler_sync_period,
+        hpa_downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
+        hpa_tolerance: args.horizontal_pod_autoscaler_tolerance,
         ..Default::default()
     };
     tracing::info!(%identity, "controller-manager started; campaigning for leadership");
