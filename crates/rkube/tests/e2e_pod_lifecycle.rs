@@ -16,19 +16,6 @@ use common::{eventually, free_port};
 
 const POD_START: Duration = Duration::from_secs(90);
 
-fn apply(c: &NodeCluster, name: &str, yaml: &str) {
-    let path = c.r.write(&format!("{name}.yaml"), yaml);
-    c.r.k(&["apply", "-f", path.to_str().expect("utf-8 path")]);
-}
-
-fn jsonpath(c: &NodeCluster, kind_name: &[&str], path: &str) -> String {
-    let mut args = vec!["get"];
-    args.extend_from_slice(kind_name);
-    let expr = format!("jsonpath={path}");
-    args.extend(["-o", expr.as_str()]);
-    c.get(&args).unwrap_or_default()
-}
-
 /// `ctr` against the node's managed containerd.
 fn ctr(c: &NodeCluster, args: &[&str]) -> String {
     let out = Command::new("ctr")
@@ -55,14 +42,11 @@ fn restarts_init_containers_jobs_and_image_errors() {
     let r = &c.r;
 
     // A container killed from outside is restarted; RESTARTS counts it.
-    apply(
-        &c,
-        "sleeper",
+    c.apply("sleeper",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sleeper\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n",
     );
     c.wait_running("sleeper", POD_START);
-    let id = jsonpath(
-        &c,
+    let id = c.jsonpath(
         &["pod", "sleeper"],
         "{.status.containerStatuses[0].containerID}",
     );
@@ -75,7 +59,7 @@ fn restarts_init_containers_jobs_and_image_errors() {
         "restartCount 1, running again",
         Duration::from_secs(60),
         || {
-            let t = jsonpath(&c, &["pod", "sleeper"], "{.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].state.running.startedAt} {.status.containerStatuses[0].lastState.terminated.exitCode}");
+            let t = c.jsonpath(&["pod", "sleeper"], "{.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].state.running.startedAt} {.status.containerStatuses[0].lastState.terminated.exitCode}");
             t.starts_with("1 ").then_some(()).filter(|_| {
                 t.ends_with(" 137") && t.split(' ').nth(1).is_some_and(|s| !s.is_empty())
             })
@@ -86,8 +70,7 @@ fn restarts_init_containers_jobs_and_image_errors() {
     assert_eq!(&cols[1..4], ["1/1", "Running", "1"], "{row}");
 
     // Init containers run first, in order, sharing an emptyDir with the main container.
-    apply(
-        &c,
+    c.apply(
         "init",
         r#"apiVersion: v1
 kind: Pod
@@ -115,18 +98,16 @@ spec:
 "#,
     );
     eventually("init-order Succeeded", POD_START, || {
-        (jsonpath(&c, &["pod", "init-order"], "{.status.phase}") == "Succeeded").then_some(())
+        (c.jsonpath(&["pod", "init-order"], "{.status.phase}") == "Succeeded").then_some(())
     });
     assert_eq!(r.k(&["logs", "init-order"]).trim(), "first\nsecond\nmain");
-    let reasons = jsonpath(&c, &["pod", "init-order"], "{.status.initContainerStatuses[*].state.terminated.reason} {.status.containerStatuses[0].state.terminated.reason}");
+    let reasons = c.jsonpath(&["pod", "init-order"], "{.status.initContainerStatuses[*].state.terminated.reason} {.status.containerStatuses[0].state.terminated.reason}");
     assert_eq!(reasons, "Completed Completed Completed");
     let row = r.k(&["get", "pod", "init-order", "--no-headers"]);
     assert_eq!(row.split_whitespace().nth(2), Some("Completed"), "{row}");
 
     // A Job's container runs to completion; its pod ends Completed.
-    apply(
-        &c,
-        "job",
+    c.apply("job",
         "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: once\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: work\n        image: busybox\n        command: [\"sh\", \"-c\", \"echo job done\"]\n",
     );
     r.k(&[
@@ -140,15 +121,12 @@ spec:
     assert_eq!(r.k(&["logs", "job/once"]).trim(), "job done");
 
     // A missing image: ErrImagePull, then ImagePullBackOff, with the pull error as an Event.
-    apply(
-        &c,
-        "missing",
+    c.apply("missing",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: missing-image\nspec:\n  containers:\n  - name: main\n    image: no-such-image:1.0\n",
     );
     let mut seen = Vec::new();
     eventually("ImagePullBackOff", Duration::from_secs(60), || {
-        let reason = jsonpath(
-            &c,
+        let reason = c.jsonpath(
             &["pod", "missing-image"],
             "{.status.containerStatuses[0].state.waiting.reason}",
         );
@@ -176,8 +154,7 @@ spec:
     {
         r.k(&["create", "serviceaccount", "default"]);
     }
-    apply(
-        &c,
+    c.apply(
         "token",
         r#"apiVersion: v1
 kind: Pod
@@ -250,9 +227,7 @@ fn limits_oom_config_and_shared_pod_resources() {
         "app-secret",
         "--from-literal=password=s3cret",
     ]);
-    apply(
-        &c,
-        "app",
+    c.apply("app",
         r#"apiVersion: v1
 kind: Pod
 metadata:
@@ -295,7 +270,7 @@ spec:
     );
     c.wait_running("app", POD_START);
     eventually("both containers ready", POD_START, || {
-        (jsonpath(&c, &["pod", "app"], "{.status.containerStatuses[*].ready}") == "true true")
+        (c.jsonpath(&["pod", "app"], "{.status.containerStatuses[*].ready}") == "true true")
             .then_some(())
     });
 
@@ -521,13 +496,11 @@ spec:
     drop(pf);
 
     // Over its memory limit, a container is OOMKilled and reported so.
-    apply(
-        &c,
-        "hog",
+    c.apply("hog",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hog\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sh\", \"-c\", \"dd if=/dev/zero of=/dev/null bs=128M count=4\"]\n    resources:\n      limits: {memory: 32Mi}\n",
     );
     let state = eventually("hog terminated", POD_START, || {
-        let t = jsonpath(&c, &["pod", "hog"], "{.status.containerStatuses[0].state.terminated.reason} {.status.containerStatuses[0].state.terminated.exitCode} {.status.phase}");
+        let t = c.jsonpath(&["pod", "hog"], "{.status.containerStatuses[0].state.terminated.reason} {.status.containerStatuses[0].state.terminated.exitCode} {.status.phase}");
         (!t.starts_with(' ')).then_some(t)
     });
     assert_eq!(state, "OOMKilled 137 Failed");
@@ -540,9 +513,7 @@ fn logs_follow_graceful_delete_and_agent_restart() {
     let Some(mut c) = NodeCluster::start() else {
         return;
     };
-    apply(
-        &c,
-        "ticker",
+    c.apply("ticker",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ticker\nspec:\n  terminationGracePeriodSeconds: 20\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sh\", \"-c\", \"trap 'echo stopping; sleep 2; exit 0' TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1 & wait; done\"]\n",
     );
     c.wait_running("ticker", POD_START);
@@ -594,16 +565,14 @@ fn logs_follow_graceful_delete_and_agent_restart() {
 
     // Restarting the server (and with it the agent and containerd) leaves the pod
     // running: same container, no restart, no duplicate.
-    let before = jsonpath(
-        &c,
+    let before = c.jsonpath(
         &["pod", "ticker"],
         "{.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount}",
     );
     let containers_before = ctr(&c, &["containers", "ls", "-q"]).lines().count();
     c.r.restart();
     eventually("the node Ready again", Duration::from_secs(60), || {
-        (jsonpath(
-            &c,
+        (c.jsonpath(
             &["node", &c.node],
             "{.status.conditions[?(@.type==\"Ready\")].status}",
         ) == "True")
@@ -628,8 +597,7 @@ fn logs_follow_graceful_delete_and_agent_restart() {
         Duration::from_secs(20),
         || last_tick(&c).filter(|n| *n > first),
     );
-    let after = jsonpath(
-        &c,
+    let after = c.jsonpath(
         &["pod", "ticker"],
         "{.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount}",
     );
@@ -639,8 +607,7 @@ fn logs_follow_graceful_delete_and_agent_restart() {
         containers_before
     );
     assert_eq!(
-        jsonpath(
-            &c,
+        c.jsonpath(
             &["pod", "ticker"],
             "{.status.phase} {.status.containerStatuses[0].ready}"
         ),
@@ -692,14 +659,11 @@ fn persistent_volume_claims_keep_data_across_pods() {
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 1\n  volumes:\n  - name: data\n    persistentVolumeClaim: {{claimName: data}}\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sh\", \"-c\", \"{command}\"]\n    volumeMounts:\n    - {{name: data, mountPath: /data}}\n"
         )
     };
-    apply(
-        &c,
-        "claim",
+    c.apply("claim",
         "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests: {storage: 64Mi}\n",
     );
-    assert_eq!(jsonpath(&c, &["pvc", "data"], "{.status.phase}"), "Pending");
-    apply(
-        &c,
+    assert_eq!(c.jsonpath(&["pvc", "data"], "{.status.phase}"), "Pending");
+    c.apply(
         "writer",
         &pod(
             "writer",
@@ -707,9 +671,9 @@ fn persistent_volume_claims_keep_data_across_pods() {
         ),
     );
     c.wait_running("writer", POD_START);
-    assert_eq!(jsonpath(&c, &["pvc", "data"], "{.status.phase}"), "Bound");
-    let volume = jsonpath(&c, &["pvc", "data"], "{.spec.volumeName}");
-    let dir = jsonpath(&c, &["pv", &volume], "{.spec.hostPath.path}");
+    assert_eq!(c.jsonpath(&["pvc", "data"], "{.status.phase}"), "Bound");
+    let volume = c.jsonpath(&["pvc", "data"], "{.spec.volumeName}");
+    let dir = c.jsonpath(&["pv", &volume], "{.spec.hostPath.path}");
     assert!(
         dir.starts_with(&c.data_dir().join("storage").display().to_string()),
         "{dir}"
@@ -726,8 +690,7 @@ fn persistent_volume_claims_keep_data_across_pods() {
     );
     c.r.k(&["delete", "pod", "writer", "--timeout=60s"]);
 
-    apply(
-        &c,
+    c.apply(
         "reader",
         &pod("reader", "trap 'exit 0' TERM; while true; do sleep 1; done"),
     );

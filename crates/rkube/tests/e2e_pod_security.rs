@@ -13,19 +13,6 @@ use common::{eventually, free_port};
 
 const POD_START: Duration = Duration::from_secs(90);
 
-fn apply(c: &NodeCluster, name: &str, yaml: &str) {
-    let path = c.r.write(&format!("{name}.yaml"), yaml);
-    c.r.k(&["apply", "-f", path.to_str().expect("utf-8 path")]);
-}
-
-fn jsonpath(c: &NodeCluster, kind_name: &[&str], path: &str) -> String {
-    let mut args = vec!["get"];
-    args.extend_from_slice(kind_name);
-    let expr = format!("jsonpath={path}");
-    args.extend(["-o", expr.as_str()]);
-    c.get(&args).unwrap_or_default()
-}
-
 /// The logs of `pod`'s container `ctr` once they contain `marker`.
 fn logs_with(c: &NodeCluster, pod: &str, ctr: &str, marker: &str) -> String {
     eventually(
@@ -43,7 +30,7 @@ fn logs_with(c: &NodeCluster, pod: &str, ctr: &str, marker: &str) -> String {
 fn wait_running(c: &NodeCluster, name: &str) -> String {
     let deadline = std::time::Instant::now() + POD_START;
     loop {
-        let t = jsonpath(c, &["pod", name], "{.status.phase} {.status.podIP}");
+        let t = c.jsonpath(&["pod", name], "{.status.phase} {.status.podIP}");
         if let Some((phase, ip)) = t.split_once(' ') {
             if phase == "Running" && !ip.is_empty() {
                 return ip.to_string();
@@ -78,9 +65,7 @@ fn host_ports_and_host_namespaces() {
     let host_port = free_port();
 
     // A hostPort is mapped on the node IP to the pod's port.
-    apply(
-        &c,
-        "web",
+    c.apply("web",
         &format!(
             r#"apiVersion: v1
 kind: Pod
@@ -110,9 +95,7 @@ spec:
     assert_eq!(body.trim(), "served-through-hostport");
 
     // The scheduler's NodePorts filter keeps a second pod wanting the port off the node.
-    apply(
-        &c,
-        "web2",
+    c.apply("web2",
         &format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web2\nspec:\n  containers:\n  - name: httpd\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n    ports:\n    - containerPort: 80\n      hostPort: {host_port}\n"
         ),
@@ -132,14 +115,12 @@ spec:
         message.contains("didn't have free ports for the requested pod ports"),
         "{message}"
     );
-    assert_eq!(jsonpath(&c, &["pod", "web2"], "{.status.phase}"), "Pending");
+    assert_eq!(c.jsonpath(&["pod", "web2"], "{.status.phase}"), "Pending");
 
     // hostNetwork: the pod sees the host's interfaces and its IP is the node IP; hostPID
     // and hostIPC: the host's PID and IPC namespaces.
     let net_port = free_port();
-    apply(
-        &c,
-        "hostns",
+    c.apply("hostns",
         &format!(
             r#"apiVersion: v1
 kind: Pod
@@ -159,7 +140,7 @@ spec:
     );
     wait_running(&c, "hostns");
     assert_eq!(
-        jsonpath(&c, &["pod", "hostns"], "{.status.podIP} {.status.hostIP}"),
+        c.jsonpath(&["pod", "hostns"], "{.status.podIP} {.status.hostIP}"),
         format!("{} {}", c.node_ip, c.node_ip)
     );
     let out = logs_with(&c, "hostns", "main", "listing-done");
@@ -185,9 +166,7 @@ spec:
     assert_eq!((code, body.trim()), (200, "host-network"));
 
     // Without the host flags the pod has namespaces of its own.
-    apply(
-        &c,
-        "ownns",
+    c.apply("ownns",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ownns\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sh\", \"-c\", \"ls -l /proc/self/ns/; cat /proc/1/comm; echo listing-done\"]\n",
     );
     let out = logs_with(&c, "ownns", "main", "listing-done");
@@ -220,9 +199,7 @@ fn security_contexts_reach_the_containers() {
     let Some(c) = NodeCluster::start() else {
         return;
     };
-    apply(
-        &c,
-        "secure",
+    c.apply("secure",
         r#"apiVersion: v1
 kind: Pod
 metadata:
@@ -304,15 +281,11 @@ spec:
     assert_ne!(eff & CAP_SYS_ADMIN, 0, "{eff:x}");
 
     // runAsNonRoot with an image that runs as root: not created, as upstream.
-    apply(
-        &c,
-        "nonroot",
+    c.apply("nonroot",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nonroot\nspec:\n  securityContext:\n    runAsNonRoot: true\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n",
     );
     let waiting = eventually("nonroot waiting", POD_START, || {
-        let t = jsonpath(
-            &c,
-            &["pod", "nonroot"],
+        let t = c.jsonpath(&["pod", "nonroot"],
             "{.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}",
         );
         t.starts_with("CreateContainerConfigError|").then_some(t)
@@ -356,9 +329,7 @@ fn image_gc_removes_unused_images_and_keeps_used_ones() {
         return;
     };
     let condition = eventually("DiskPressure True", Duration::from_secs(60), || {
-        let t = jsonpath(
-            &c,
-            &["node", &c.node],
+        let t = c.jsonpath(&["node", &c.node],
             "{.status.conditions[?(@.type==\"DiskPressure\")].status} {.status.conditions[?(@.type==\"DiskPressure\")].reason}",
         );
         t.starts_with("True ").then_some(t)
@@ -366,8 +337,7 @@ fn image_gc_removes_unused_images_and_keeps_used_ones() {
     assert_eq!(condition, "True KubeletHasDiskPressure");
 
     // A pod (tolerating the disk-pressure taint) keeps its image in use.
-    apply(
-        &c,
+    c.apply(
         "inuse",
         r#"apiVersion: v1
 kind: Pod
@@ -406,10 +376,7 @@ spec:
         listed.contains("rkube.local/pause"),
         "the pause image stays: {listed}"
     );
-    assert_eq!(
-        jsonpath(&c, &["pod", "inuse"], "{.status.phase}"),
-        "Running"
-    );
+    assert_eq!(c.jsonpath(&["pod", "inuse"], "{.status.phase}"), "Running");
 
     // Never enough freed: FreeDiskSpaceFailed, and ImageGCFailed for repeated failures.
     let events = eventually(

@@ -331,6 +331,22 @@ impl NodeCluster {
     }
 
     /// `jsonpath` of an object, or `None` while kubectl fails.
+    /// `kubectl apply -f` of `yaml`, written to `<name>.yaml` in the test's directory.
+    pub fn apply(&self, name: &str, yaml: &str) {
+        let path = self.r.write(&format!("{name}.yaml"), yaml);
+        self.r
+            .k(&["apply", "-f", path.to_str().expect("utf-8 path")]);
+    }
+
+    /// `kubectl get <kind_name…> -o jsonpath=<path>`, empty when it fails.
+    pub fn jsonpath(&self, kind_name: &[&str], path: &str) -> String {
+        let mut args = vec!["get"];
+        args.extend_from_slice(kind_name);
+        let expr = format!("jsonpath={path}");
+        args.extend(["-o", expr.as_str()]);
+        self.get(&args).unwrap_or_default()
+    }
+
     pub fn get(&self, args: &[&str]) -> Option<String> {
         let out = self.r.kubectl(args);
         out.status
