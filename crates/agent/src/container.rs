@@ -228,7 +228,8 @@ pub async fn start(ctx: &Ctx, req: StartRequest<'_>) -> Result<String, StartErro
     }
     let image_user = crate::images::image_user(&mut cri, &image_ref).await;
     if let Err(msg) = crate::security_context::verify_run_as_non_root(pod, ctr, &image_user) {
-        ctx.warn(&reference, "Failed", format!("Error: {msg}")).await;
+        ctx.warn(&reference, "Failed", format!("Error: {msg}"))
+            .await;
         return Err(StartError::new("CreateContainerConfigError", msg));
     }
     let security_context =

@@ -90,8 +90,8 @@ pub async fn setup(
         .and_then(|sc| sc.fs_group);
     let mut out = VolumePaths::new();
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let fresh_empty_dir = v.empty_dir.is_some()
-            && !base.join("kubernetes.io~empty-dir").join(&v.name).exists();
+        let fresh_empty_dir =
+            v.empty_dir.is_some() && !base.join("kubernetes.io~empty-dir").join(&v.name).exists();
         let path = setup_one(client, &base, &ns, pod, v).await?;
         if let (Some(p), Some(gid)) = (&path, fs_group) {
             // Volumes the agent makes; hostPath and persistent volumes are left alone, as
