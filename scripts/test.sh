@@ -23,5 +23,4 @@ command -v kubectl >/dev/null || { echo "kubectl is required (stock kubectl on P
 # Debian's etcd 3.4 refuses to start on arm64 without this; harmless elsewhere.
 export ETCD_UNSUPPORTED_ARCH="${ETCD_UNSUPPORTED_ARCH:-$(dpkg --print-architecture)}"
 
-cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast -- --test-threads="${RKUBE_TEST_THREADS:-2}"

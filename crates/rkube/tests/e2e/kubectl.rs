@@ -2,7 +2,7 @@
 //! (and `curl` for what kubectl cannot send), asserting on the text a user sees.
 //! Each test starts its own server so the tests run in parallel.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! the API acknowledged must be there after a restart, at the resourceVersion it was
 //! acknowledged with, and revisions are not reused afterwards.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -3,7 +3,7 @@
 //! stand-ins pulled from a local registry mirror (see `common::node`). The welcome page
 //! is fetched from the host at each pod's IP (flat pod network).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

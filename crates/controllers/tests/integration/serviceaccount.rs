@@ -2,7 +2,7 @@
 //! a new namespace gets a `default` ServiceAccount and a `kube-root-ca.crt` ConfigMap;
 //! both come back when deleted, and an edited ConfigMap is put back.
 
-mod common;
+use crate::common;
 
 use common::*;
 use controllers::options::ControllerOptions;

@@ -3,8 +3,8 @@
 //! parallelism (proved with a watch), backoffLimit, Indexed mode, activeDeadlineSeconds,
 //! podFailurePolicy, suspend/resume, pod tracking finalizers, status, events, TTL.
 
-mod batch_support;
-mod common;
+use crate::batch_support;
+use crate::common;
 
 use batch_support::*;
 use common::*;

@@ -3,7 +3,7 @@
 //! deletion proven from a single pod watch, stable claims, partitioned rolling update,
 //! OnDelete, Parallel, and replacement of failed pods.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -4,8 +4,8 @@
 //! Jobs it creates (names, annotation, owner, labels), status, history limits,
 //! concurrency policies and events.
 
-mod batch_support;
-mod common;
+use crate::batch_support;
+use crate::common;
 
 use batch_support::*;
 use common::*;

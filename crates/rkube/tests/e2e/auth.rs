@@ -2,7 +2,7 @@
 //! JWT through the TokenRequest API, the API server authenticates it as the service
 //! account, and it stops working when the account (or the object it is bound to) goes.
 
-mod common;
+use crate::common;
 
 use common::*;
 

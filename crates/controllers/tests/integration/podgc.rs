@@ -3,8 +3,8 @@
 //! not exist), terminated pods beyond the threshold (oldest first) and unscheduled
 //! terminating pods are force-deleted after being marked Failed.
 
-mod batch_support;
-mod common;
+use crate::batch_support;
+use crate::common;
 
 use std::time::Duration;
 

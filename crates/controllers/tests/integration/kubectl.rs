@@ -1,7 +1,7 @@
 //! The rollout commands a user types, run with stock kubectl against an in-process
 //! server (skipped when kubectl is not installed): `rollout status`, `history`, `undo`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

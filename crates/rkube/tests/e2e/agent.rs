@@ -7,33 +7,23 @@
 //! and startup probes against the pod IP) and lifecycle hooks (postStart, preStop on
 //! delete, a failing postStart).
 //!
-//! The tests take turns (one cluster at a time): they share the veth and bridge names.
-//!
 //! Needs root and the Debian packages containerd, runc, containernetworking-plugins,
 //! busybox-static and iproute2 (scripts/test.sh installs them). Without them the test
 //! says so and does nothing.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use common::node::{missing_prerequisite, HostGuard};
+use common::node::{missing_prerequisite, unique_id, HostGuard};
 use common::{eventually, Rkube};
 
 /// The busybox stand-in (an OCI layout tarball, `test_support::images`) named `name`.
 fn busybox_image(name: &str, path: &Path) {
     let image = test_support::images::busybox(name).expect("busybox image");
     test_support::images::write_tarball(&image, path).expect("write image tarball");
-}
-
-/// One cluster at a time (they share host network names).
-static CLUSTER: Mutex<()> = Mutex::new(());
-
-fn one_cluster_at_a_time() -> MutexGuard<'static, ()> {
-    CLUSTER.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running `rkube server` with its agent, the node Ready and the busybox image
@@ -48,7 +38,7 @@ struct Cluster {
 }
 
 fn start_cluster() -> Cluster {
-    let id = std::process::id() % 200;
+    let id = unique_id();
     let veth = format!("rkagt{id}");
     let node_ip = format!("10.201.{id}.1");
     let bridge = format!("rkbr{id}");
@@ -67,6 +57,7 @@ fn start_cluster() -> Cluster {
     ]);
     let data_dir = r.dir.path().join("data");
     host.data_dir = Some(data_dir.clone());
+    host.pod_cidr = cluster_cidr.parse().ok();
 
     // The node registers Ready, with capacity and the control-plane role.
     let ready = eventually("node Ready", Duration::from_secs(60), || {
@@ -122,7 +113,6 @@ fn pod_runs_on_the_agent_with_logs_and_deletion() {
         eprintln!("skipping the agent end-to-end test: {reason}");
         return;
     }
-    let _turn = one_cluster_at_a_time();
     let cluster = start_cluster();
     let Cluster {
         r,
@@ -259,7 +249,6 @@ fn probes_gate_readiness_restart_unhealthy_containers_and_hooks_run() {
         eprintln!("skipping the agent end-to-end test: {reason}");
         return;
     }
-    let _turn = one_cluster_at_a_time();
     let cluster = start_cluster();
     let Cluster { r, node, .. } = &cluster;
     let hooks_dir = r.path("hooks");

@@ -3,7 +3,7 @@
 //! node gets the free block, a third finds the range exhausted (`CIDRNotAvailable`)
 //! until a node is deleted and its block freed.
 
-mod common;
+use crate::common;
 
 use anyhow::Context;
 use common::*;

@@ -3,7 +3,7 @@
 //! scheduler's VolumeBinding choosing a node and asking the local-path provisioner for a
 //! volume there, and reclaim policies once a claim is deleted.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! fsGroup volume ownership, a read-only root, capabilities, no_new_privs, privileged,
 //! runAsNonRoot). One node per test (`common::node`), stock kubectl throughout.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

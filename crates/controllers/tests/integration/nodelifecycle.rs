@@ -4,7 +4,7 @@
 //! are deleted and their ReplicaSet recreates them on the other nodes; a pod that
 //! tolerates the taint forever stays. When the node heartbeats again the taints go.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Deployment controller against a real in-process server (scenarios S3 and S12), with
 //! the test standing in for the kubelet by marking pods ready.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

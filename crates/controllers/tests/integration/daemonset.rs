@@ -4,7 +4,7 @@
 //! pods pinned by node affinity and placed by the scheduler; rolling updates that
 //! respect maxUnavailable / maxSurge, proven from a single pod watch; OnDelete.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;

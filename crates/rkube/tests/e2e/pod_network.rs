@@ -4,7 +4,7 @@
 //! creates, with no route back to the pods: its replies arrive only because the source
 //! was rewritten, and the node chain's MASQUERADE rule counts the packets.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

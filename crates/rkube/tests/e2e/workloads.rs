@@ -3,7 +3,7 @@
 //! `rkube virtual-nodes` as the nodes, and stock kubectl typing what the books' readers
 //! type (scenarios S2, S3, S12 and S13 of shared/scenarios/SCENARIOS.md).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

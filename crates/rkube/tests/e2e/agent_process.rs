@@ -4,11 +4,11 @@
 //! whose page the host fetches at the pod IP, and serves `kubectl logs` and `exec`
 //! through the API server.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::node::{missing_prerequisite, HostGuard};
+use common::node::{missing_prerequisite, unique_id, HostGuard};
 use common::{eventually, fixture, Rkube};
 use test_support::images::{self, Registry};
 
@@ -18,7 +18,7 @@ fn a_separate_agent_joins_and_runs_pods() {
         eprintln!("skipping: {reason}");
         return;
     }
-    let id = std::process::id() % 200;
+    let id = unique_id();
     let (veth, bridge, node_ip, node) = (
         format!("rkj{id}"),
         format!("rkjbr{id}"),

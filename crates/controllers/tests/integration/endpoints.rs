@@ -1,7 +1,7 @@
 //! Endpoints and EndpointSlice controllers against a real in-process server: ready and
 //! not-ready pods, named target ports, readiness changes and pod deletion.
 
-mod common;
+use crate::common;
 
 use common::*;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};

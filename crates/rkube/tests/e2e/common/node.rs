@@ -47,8 +47,10 @@ pub fn run(cmd: &str, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("{cmd}: {e}"))
 }
 
-/// A small number unique among the clusters of this machine's concurrent tests.
-fn unique_id() -> u32 {
+/// A number below 200 that no other cluster of this test process has (the PID makes a
+/// clash with another process unlikely). The first hundred also differ modulo 100, which
+/// the pod CIDRs `10.(100 + id % 100).0.0/16` rely on.
+pub fn unique_id() -> u32 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     (std::process::id() * 7 + NEXT.fetch_add(1, Ordering::Relaxed) * 53) % 200
 }
@@ -58,6 +60,8 @@ pub struct HostGuard {
     veth: String,
     bridge: String,
     pub data_dir: Option<PathBuf>,
+    /// The pods' range: hostPort rules that forward into it are removed too.
+    pub pod_cidr: Option<ipnet::Ipv4Net>,
 }
 
 impl HostGuard {
@@ -82,6 +86,7 @@ impl HostGuard {
             veth: veth.to_string(),
             bridge: bridge.to_string(),
             data_dir: None,
+            pod_cidr: None,
         }
     }
 
@@ -115,6 +120,9 @@ impl HostGuard {
         }
         remove_pod_netns(&self.bridge);
         remove_masquerade(&self.bridge);
+        if let Some(cidr) = self.pod_cidr.take() {
+            remove_host_ports(cidr);
+        }
         let _ = run("ip", &["link", "del", &self.bridge]);
         let _ = run("ip", &["link", "del", &self.veth]);
     }
@@ -125,32 +133,49 @@ impl HostGuard {
 fn remove_masquerade(bridge: &str) {
     let mut chain = format!("RKUBE-MASQ-{bridge}");
     chain.truncate(28);
+    remove_nat_chain("POSTROUTING", &chain);
+}
+
+/// Removes the portmap plugin's hostPort chains (`CNI-DN-…`) that forward into `pod_cidr`:
+/// pods still running when the test's server stops never get their CNI DEL.
+fn remove_host_ports(pod_cidr: ipnet::Ipv4Net) {
+    let out = run("iptables-save", &["-t", "nat"]);
+    let mut chains: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let chain = words.clone().nth(1)?;
+            if words.next() != Some("-A") || !chain.starts_with("CNI-DN-") {
+                return None;
+            }
+            let to = words.skip_while(|w| *w != "--to-destination").nth(1)?;
+            let ip: std::net::Ipv4Addr = to.split(':').next()?.parse().ok()?;
+            pod_cidr.contains(&ip).then(|| chain.to_string())
+        })
+        .collect();
+    chains.dedup();
+    for chain in chains {
+        remove_nat_chain("CNI-HOSTPORT-DNAT", &chain);
+    }
+}
+
+/// Deletes the jumps from nat chain `from` to `chain`, then `chain` itself.
+fn remove_nat_chain(from: &str, chain: &str) {
     let out = run(
         "iptables",
-        &[
-            "-w",
-            "-t",
-            "nat",
-            "-L",
-            "POSTROUTING",
-            "-n",
-            "--line-numbers",
-        ],
+        &["-w", "-t", "nat", "-L", from, "-n", "--line-numbers"],
     );
     let mut numbers: Vec<u32> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.split_whitespace().nth(1) == Some(chain.as_str()))
+        .filter(|l| l.split_whitespace().nth(1) == Some(chain))
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect();
     numbers.sort_unstable_by(|a, b| b.cmp(a));
     for n in numbers {
-        let _ = run(
-            "iptables",
-            &["-w", "-t", "nat", "-D", "POSTROUTING", &n.to_string()],
-        );
+        let _ = run("iptables", &["-w", "-t", "nat", "-D", from, &n.to_string()]);
     }
-    let _ = run("iptables", &["-w", "-t", "nat", "-F", &chain]);
-    let _ = run("iptables", &["-w", "-t", "nat", "-X", &chain]);
+    let _ = run("iptables", &["-w", "-t", "nat", "-F", chain]);
+    let _ = run("iptables", &["-w", "-t", "nat", "-X", chain]);
 }
 
 /// SIGKILLs every process in the network namespace bound at `netns` (a pod's pause
@@ -295,6 +320,7 @@ impl NodeCluster {
         // The registries file lives as long as the test.
         std::mem::forget(dir);
         host.data_dir = Some(r.dir.path().join("data"));
+        host.pod_cidr = cluster_cidr.parse().ok();
         let c = NodeCluster {
             r,
             node,

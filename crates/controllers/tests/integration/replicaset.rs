@@ -2,7 +2,7 @@
 //! with owner references, replacement of deleted pods, adoption of a matching bare
 //! pod, no stealing by a second ReplicaSet, status and events.
 
-mod common;
+use crate::common;
 
 use common::*;
 use k8s_openapi::api::apps::v1::ReplicaSet;

@@ -3,7 +3,7 @@
 //! a ResourceQuota created over existing objects reports what they use, and usage goes
 //! down when a pod goes.
 
-mod common;
+use crate::common;
 
 use common::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ResourceQuota};

@@ -2,7 +2,7 @@
 //! orphan deletion of a Deployment (acceptance 8), and owner references between
 //! arbitrary objects.
 
-mod common;
+use crate::common;
 
 use common::*;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};

@@ -2,7 +2,7 @@
 //! ConfigMap goes through create → get → watch → delete. Also run against every
 //! kubectl version installed here (1.27 … 1.33).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

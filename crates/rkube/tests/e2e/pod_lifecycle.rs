@@ -6,7 +6,7 @@
 //! of the default local-path class. One node per test
 //! (`common::node`), stock kubectl throughout.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

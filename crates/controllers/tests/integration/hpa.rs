@@ -3,7 +3,7 @@
 //! and an HPA that scales a Deployment up while usage is above target and back down
 //! once it falls below (skipped when kubectl is not installed).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
